@@ -1,0 +1,6 @@
+//! pec-proxy: a TLS access gateway for the IMAP, POP3 and SMTP servers of a
+//! PEC (certified e-mail) provider. See `README.md` and `DESIGN.md`.
+#![forbid(unsafe_code)]
+
+pub mod protocol;
+pub mod secret;
