@@ -2,5 +2,7 @@
 //! PEC (certified e-mail) provider. See `README.md` and `DESIGN.md`.
 #![forbid(unsafe_code)]
 
+pub mod imap;
 pub mod protocol;
+pub mod sasl;
 pub mod secret;

@@ -1,0 +1,592 @@
+//! The IMAP pre-login state machine: bytes from the client in, replies and
+//! events out. No I/O and no tokio here; `session.rs` drives it.
+//!
+//! It answers `CAPABILITY`, `NOOP`, `LOGOUT`, `STARTTLS`, `ID`, `LOGIN` and
+//! `AUTHENTICATE PLAIN|LOGIN` itself, and refuses everything else until the
+//! client has logged in, at which point the session relays to the upstream.
+
+use bytes::{Buf, BytesMut};
+
+use super::parse::{self, Command, CommandBody, Decode};
+use crate::sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
+use crate::secret::Secret;
+
+/// Limits and switches for one listener's IMAP front-end.
+#[derive(Debug, Clone)]
+pub struct FrontendOptions {
+    /// The listener offers STARTTLS (it is a plain-text endpoint with TLS configured).
+    pub starttls: bool,
+    /// Accept LOGIN/AUTHENTICATE without TLS. Off by default; PEC rules forbid
+    /// passwords in clear (../shared/PEC.md).
+    pub allow_plaintext_login: bool,
+    /// Longest command line, literals excluded. 8 KiB: RFC 7162 §4 asks
+    /// clients to keep lines within 8192 octets, and Dovecot's pre-login limit
+    /// is of the same order.
+    pub max_line_bytes: usize,
+    /// Largest literal accepted before login, where literals only carry a user
+    /// name or a password.
+    pub max_literal_bytes: u64,
+    /// Failed logins tolerated on one connection before it is closed (nginx's
+    /// `max_errors` idea; slows online guessing, ALPACA / CVE-2021-3618).
+    pub max_login_failures: u32,
+    /// Text after `* OK [CAPABILITY ...]` in the greeting.
+    pub greeting: String,
+}
+
+impl Default for FrontendOptions {
+    fn default() -> Self {
+        Self {
+            starttls: false,
+            allow_plaintext_login: false,
+            max_line_bytes: 8192,
+            max_literal_bytes: 8192,
+            max_login_failures: 3,
+            greeting: "PEC mail proxy ready.".to_owned(),
+        }
+    }
+}
+
+/// How the client logged in, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginMechanism {
+    /// The IMAP `LOGIN` command.
+    Login,
+    /// `AUTHENTICATE` with a SASL mechanism.
+    Sasl(Mechanism),
+}
+
+impl LoginMechanism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginMechanism::Login => "login",
+            LoginMechanism::Sasl(m) => m.as_str(),
+        }
+    }
+}
+
+/// A login the session must now carry out.
+#[derive(Debug)]
+pub struct LoginAttempt {
+    /// The client's tag, for the tagged reply.
+    pub tag: Vec<u8>,
+    pub credentials: Credentials,
+    pub mechanism: LoginMechanism,
+}
+
+/// What the session does next.
+#[derive(Debug)]
+pub enum Event {
+    /// Send these bytes to the client.
+    Reply(Vec<u8>),
+    /// Send this `OK`, then perform the TLS handshake. Every byte the client
+    /// sent after the `STARTTLS` command has been discarded (CVE-2011-0411 class).
+    StartTls(Vec<u8>),
+    /// Check these credentials and log in upstream; then call
+    /// [`ImapFrontend::login_failed`] or take [`ImapFrontend::into_pipelined`].
+    Login(LoginAttempt),
+    /// Close the connection (after sending the replies already returned).
+    Close,
+}
+
+/// The client's `ID` (RFC 2971), kept for the access log. Bounded and printable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientId {
+    pub name: Option<String>,
+    pub version: Option<String>,
+}
+
+#[derive(Debug)]
+enum State {
+    Commands,
+    Authenticating {
+        tag: Vec<u8>,
+        mechanism: Mechanism,
+        exchange: Exchange,
+    },
+    /// A login is in progress; nothing is read until it ends.
+    LoggingIn,
+    Closed,
+}
+
+/// The pre-login IMAP state machine for one connection.
+#[derive(Debug)]
+pub struct ImapFrontend {
+    opts: FrontendOptions,
+    tls: bool,
+    buf: BytesMut,
+    state: State,
+    /// Offset in `buf` of the data of the last literal we agreed to receive.
+    literal_acked_at: Option<usize>,
+    /// How long the current command may grow: a line plus acknowledged literals.
+    command_allowance: usize,
+    failures: u32,
+    client_id: ClientId,
+}
+
+/// Longest `ID` value we keep; longer ones are cut.
+const MAX_ID_VALUE: usize = 64;
+
+/// IMAP commands that are valid after login; named in the `BAD` reply so a
+/// confused client's log says what went wrong.
+const AUTHENTICATED_COMMANDS: &[&str] = &[
+    "SELECT",
+    "EXAMINE",
+    "CREATE",
+    "DELETE",
+    "RENAME",
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
+    "LIST",
+    "LSUB",
+    "STATUS",
+    "APPEND",
+    "CHECK",
+    "CLOSE",
+    "EXPUNGE",
+    "SEARCH",
+    "FETCH",
+    "STORE",
+    "COPY",
+    "MOVE",
+    "UID",
+    "IDLE",
+    "ENABLE",
+    "NAMESPACE",
+    "GETQUOTAROOT",
+    "GETQUOTA",
+    "UNSELECT",
+    "COMPRESS",
+    "NOTIFY",
+    "GETMETADATA",
+    "SETMETADATA",
+];
+
+impl ImapFrontend {
+    /// A front-end for a new connection; `tls` is true on implicit-TLS listeners.
+    pub fn new(opts: FrontendOptions, tls: bool) -> Self {
+        let command_allowance = opts.max_line_bytes;
+        Self {
+            opts,
+            tls,
+            buf: BytesMut::with_capacity(256),
+            state: State::Commands,
+            literal_acked_at: None,
+            command_allowance,
+            failures: 0,
+            client_id: ClientId::default(),
+        }
+    }
+
+    /// The untagged greeting, with capabilities (RFC 3501 §7.1, RFC 2221 CAPABILITY code).
+    pub fn greeting(&self) -> Vec<u8> {
+        format!(
+            "* OK [CAPABILITY {}] {}\r\n",
+            self.capabilities(),
+            self.opts.greeting
+        )
+        .into_bytes()
+    }
+
+    /// Whether TLS protects the connection.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The client's `ID`, if it sent one.
+    pub fn client_id(&self) -> &ClientId {
+        &self.client_id
+    }
+
+    /// Bytes received from the client. Parsing happens in [`Self::next_event`].
+    pub fn receive(&mut self, data: &[u8]) {
+        if !matches!(self.state, State::Closed) {
+            self.buf.extend_from_slice(data);
+        }
+    }
+
+    /// Whether the front-end wants more bytes from the client (false while a
+    /// login is in progress or after the connection is done).
+    pub fn wants_input(&self) -> bool {
+        matches!(self.state, State::Commands | State::Authenticating { .. })
+    }
+
+    /// The TLS handshake after `STARTTLS` succeeded.
+    pub fn tls_established(&mut self) {
+        self.tls = true;
+    }
+
+    /// The login of the last [`Event::Login`] failed; `code` and `text` form the
+    /// tagged `NO` (e.g. `AUTHENTICATIONFAILED`, RFC 5530). Returns the reply,
+    /// plus `* BYE` and a close when the client has failed too often.
+    pub fn login_failed(&mut self, tag: &[u8], code: &str, text: &str) -> (Vec<u8>, bool) {
+        self.failures += 1;
+        let mut reply = tagged(tag, "NO", Some(code), text);
+        if self.failures >= self.opts.max_login_failures {
+            reply.extend_from_slice(b"* BYE Too many invalid authentication attempts\r\n");
+            self.state = State::Closed;
+            return (reply, true);
+        }
+        self.state = State::Commands;
+        (reply, false)
+    }
+
+    /// The login of the last [`Event::Login`] could not be completed for a
+    /// temporary reason; the reply does not count as a failed attempt.
+    pub fn login_unavailable(&mut self, tag: &[u8], text: &str) -> Vec<u8> {
+        self.state = State::Commands;
+        tagged(tag, "NO", Some("UNAVAILABLE"), text)
+    }
+
+    /// After a successful login: the bytes the client pipelined behind its
+    /// login command, to be sent upstream before relaying.
+    pub fn into_pipelined(self) -> BytesMut {
+        self.buf
+    }
+
+    /// Says goodbye to a client still in the pre-login phase (shutdown, timeout).
+    pub fn bye(&mut self, text: &str) -> Vec<u8> {
+        self.state = State::Closed;
+        format!("* BYE {text}\r\n").into_bytes()
+    }
+
+    fn login_allowed(&self) -> bool {
+        self.tls || self.opts.allow_plaintext_login
+    }
+
+    /// Capabilities before login: only what this connection really offers now.
+    fn capabilities(&self) -> String {
+        let mut caps = String::from("IMAP4rev1 SASL-IR ID LITERAL+");
+        if self.opts.starttls && !self.tls {
+            caps.push_str(" STARTTLS");
+        }
+        if self.login_allowed() {
+            caps.push_str(" AUTH=PLAIN AUTH=LOGIN");
+        } else {
+            caps.push_str(" LOGINDISABLED");
+        }
+        caps
+    }
+
+    /// Processes buffered input until it yields an event or needs more bytes.
+    pub fn next_event(&mut self) -> Option<Event> {
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::Commands => {
+                self.state = State::Commands;
+                self.next_command()
+            }
+            State::Authenticating {
+                tag,
+                mechanism,
+                exchange,
+            } => self.next_auth_line(tag, mechanism, exchange),
+            State::LoggingIn => {
+                self.state = State::LoggingIn;
+                None
+            }
+            State::Closed => Some(Event::Close),
+        }
+    }
+
+    fn next_command(&mut self) -> Option<Event> {
+        // The parsed command borrows the buffer while the handler updates the
+        // state, so the buffer is moved out for the duration (no copy).
+        let buf = std::mem::take(&mut self.buf);
+        let (consumed, event) = match parse::decode_command(&buf) {
+            Decode::Done { consumed, value } => (consumed, Some(self.handle_command(value))),
+            Decode::Incomplete => (0, None),
+            Decode::LiteralAnnounced { offset, length, sync } => {
+                self.buf = buf;
+                return self.literal_announced(offset, length, sync);
+            }
+            Decode::Failed(why) => {
+                self.buf = buf;
+                return self.reject_line(why);
+            }
+        };
+        self.buf = buf;
+        let Some(event) = event else {
+            return self.check_allowance();
+        };
+        self.buf.advance(consumed);
+        self.literal_acked_at = None;
+        self.command_allowance = self.opts.max_line_bytes;
+        if matches!(event, Event::StartTls(_)) {
+            // Never interpret plaintext that was sent before the handshake.
+            self.buf.clear();
+        }
+        Some(event)
+    }
+
+    fn handle_command(&mut self, command: Command<'_>) -> Event {
+        let tag = command.tag;
+        match command.body {
+            CommandBody::Capability => {
+                let mut out = format!("* CAPABILITY {}\r\n", self.capabilities()).into_bytes();
+                out.extend(tagged(tag, "OK", None, "Capability completed."));
+                Event::Reply(out)
+            }
+            CommandBody::Noop => Event::Reply(tagged(tag, "OK", None, "NOOP completed.")),
+            CommandBody::Logout => {
+                let mut out = b"* BYE Logging out\r\n".to_vec();
+                out.extend(tagged(tag, "OK", None, "Logout completed."));
+                self.state = State::Closed;
+                Event::Reply(out)
+            }
+            CommandBody::StartTls => {
+                if !self.opts.starttls || self.tls {
+                    let text = if self.tls {
+                        "TLS is already active."
+                    } else {
+                        "STARTTLS is not offered here."
+                    };
+                    return Event::Reply(tagged(tag, "BAD", None, text));
+                }
+                // The OK goes out in clear; the session sends it, then handshakes.
+                Event::StartTls(tagged(tag, "OK", None, "Begin TLS negotiation now."))
+            }
+            CommandBody::Id(params) => {
+                if let Some(params) = params {
+                    for (key, val) in params {
+                        let val = val.map(|v| printable(&v));
+                        if key.eq_ignore_ascii_case(b"name") {
+                            self.client_id.name = val;
+                        } else if key.eq_ignore_ascii_case(b"version") {
+                            self.client_id.version = val;
+                        }
+                    }
+                }
+                let mut out = b"* ID (\"name\" \"pec-proxy\")\r\n".to_vec();
+                out.extend(tagged(tag, "OK", None, "ID completed."));
+                Event::Reply(out)
+            }
+            CommandBody::Login { username, password } => {
+                if let Some(refusal) = self.refuse_plaintext(tag) {
+                    return refusal;
+                }
+                let credentials = Credentials {
+                    authzid: None,
+                    authcid: username.into_owned(),
+                    password: Secret::new(password.into_owned()),
+                };
+                self.state = State::LoggingIn;
+                Event::Login(LoginAttempt {
+                    tag: tag.to_vec(),
+                    credentials,
+                    mechanism: LoginMechanism::Login,
+                })
+            }
+            CommandBody::Authenticate {
+                mechanism,
+                initial_response,
+            } => {
+                if let Some(refusal) = self.refuse_plaintext(tag) {
+                    return refusal;
+                }
+                let Some(mechanism) = Mechanism::from_name(mechanism) else {
+                    return Event::Reply(tagged(
+                        tag,
+                        "NO",
+                        Some("CANNOT"),
+                        "Unsupported authentication mechanism.",
+                    ));
+                };
+                self.sasl_step(
+                    tag.to_vec(),
+                    mechanism,
+                    Exchange::start(mechanism, initial_response),
+                )
+            }
+            CommandBody::Other { name } => {
+                let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+                let text = if AUTHENTICATED_COMMANDS.contains(&name.as_str()) {
+                    format!("Command {name} is not permitted before login.")
+                } else {
+                    "Unknown command.".to_owned()
+                };
+                Event::Reply(tagged(tag, "BAD", None, &text))
+            }
+        }
+    }
+
+    fn refuse_plaintext(&mut self, tag: &[u8]) -> Option<Event> {
+        if self.login_allowed() {
+            return None;
+        }
+        // RFC 3501 §6.2.3: with LOGINDISABLED the server answers LOGIN with NO;
+        // PRIVACYREQUIRED is RFC 5530's code for exactly this.
+        Some(Event::Reply(tagged(
+            tag,
+            "NO",
+            Some("PRIVACYREQUIRED"),
+            "Plaintext authentication is disabled: use STARTTLS or the IMAPS port.",
+        )))
+    }
+
+    fn sasl_step(&mut self, tag: Vec<u8>, mechanism: Mechanism, step: Result<Step, SaslError>) -> Event {
+        match step {
+            Ok(Step::Challenge(challenge, exchange)) => {
+                self.state = State::Authenticating {
+                    tag,
+                    mechanism,
+                    exchange,
+                };
+                Event::Reply(format!("+ {challenge}\r\n").into_bytes())
+            }
+            Ok(Step::Done(credentials)) => {
+                self.state = State::LoggingIn;
+                Event::Login(LoginAttempt {
+                    tag,
+                    credentials,
+                    mechanism: LoginMechanism::Sasl(mechanism),
+                })
+            }
+            // RFC 3501 §6.2.2: a cancelled exchange is answered with BAD.
+            Err(SaslError::Cancelled) => {
+                self.state = State::Commands;
+                Event::Reply(tagged(&tag, "BAD", None, "Authentication cancelled."))
+            }
+            Err(e) => {
+                self.state = State::Commands;
+                Event::Reply(tagged(&tag, "BAD", None, &format!("Authentication failed: {e}.")))
+            }
+        }
+    }
+
+    fn next_auth_line(&mut self, tag: Vec<u8>, mechanism: Mechanism, exchange: Exchange) -> Option<Event> {
+        match parse::decode_auth_line(&self.buf) {
+            Decode::Done { consumed, value } => {
+                let step = exchange.step(value);
+                self.buf.advance(consumed);
+                Some(self.sasl_step(tag, mechanism, step))
+            }
+            Decode::Incomplete | Decode::LiteralAnnounced { .. } => {
+                if self.buf.len() > self.opts.max_line_bytes {
+                    return Some(self.too_long());
+                }
+                self.state = State::Authenticating {
+                    tag,
+                    mechanism,
+                    exchange,
+                };
+                None
+            }
+            Decode::Failed(_) => {
+                self.state = State::Commands;
+                let reply = tagged(&tag, "BAD", None, "Invalid base64 in authentication exchange.");
+                match self.buf.iter().position(|&b| b == b'\n') {
+                    Some(end) => self.buf.advance(end + 1),
+                    None => self.buf.clear(),
+                }
+                Some(Event::Reply(reply))
+            }
+        }
+    }
+
+    /// A command is incomplete: fine unless it has outgrown its allowance.
+    fn check_allowance(&mut self) -> Option<Event> {
+        if self.buf.len() > self.command_allowance {
+            Some(self.too_long())
+        } else {
+            None
+        }
+    }
+
+    fn too_long(&mut self) -> Event {
+        self.state = State::Closed;
+        self.buf.clear();
+        Event::Reply(b"* BYE Command line too long\r\n".to_vec())
+    }
+
+    fn literal_announced(&mut self, offset: usize, length: u64, sync: bool) -> Option<Event> {
+        if self.literal_acked_at == Some(offset) {
+            return self.check_allowance();
+        }
+        let (tag, name) = parse::head(&self.buf)?;
+        let tag = tag.to_vec();
+        let takes_literals = name.eq_ignore_ascii_case(b"LOGIN") || name.eq_ignore_ascii_case(b"ID");
+        if !takes_literals || length > self.opts.max_literal_bytes {
+            let (code, text) = if takes_literals {
+                (Some("TOOBIG"), "Literal too large.")
+            } else {
+                (None, "Command is not permitted before login.")
+            };
+            let mut reply = tagged(&tag, "BAD", code, text);
+            if sync {
+                // The client waits for our `+` and sends no literal data: the
+                // command ends at the announcement.
+                self.buf.advance(offset.min(self.buf.len()));
+                self.literal_acked_at = None;
+                self.command_allowance = self.opts.max_line_bytes;
+            } else {
+                // RFC 7888 §4: the data is on its way and cannot be told apart
+                // from the next command; refuse and close.
+                reply.extend_from_slice(b"* BYE Literal too large\r\n");
+                self.state = State::Closed;
+                self.buf.clear();
+            }
+            return Some(Event::Reply(reply));
+        }
+        self.literal_acked_at = Some(offset);
+        self.command_allowance = offset + length as usize + self.opts.max_line_bytes;
+        if sync {
+            Some(Event::Reply(b"+ Ready for literal data\r\n".to_vec()))
+        } else {
+            self.check_allowance()
+        }
+    }
+
+    /// A line that cannot be a command: `BAD` with its tag, once the line has ended.
+    fn reject_line(&mut self, why: &'static str) -> Option<Event> {
+        let from = self.literal_acked_at.unwrap_or(0);
+        let Some(end) = self.buf[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|p| from + p)
+        else {
+            return self.check_allowance();
+        };
+        let reply = match parse::leading_tag(&self.buf) {
+            Some(tag) => tagged(tag, "BAD", None, &format!("Invalid command: {why}.")),
+            None => format!("* BAD Invalid command: {why}.\r\n").into_bytes(),
+        };
+        self.buf.advance(end + 1);
+        self.literal_acked_at = None;
+        self.command_allowance = self.opts.max_line_bytes;
+        Some(Event::Reply(reply))
+    }
+}
+
+/// `tag SP status SP ["[" code "]" SP] text CRLF`
+fn tagged(tag: &[u8], status: &str, code: Option<&str>, text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tag.len() + text.len() + 32);
+    out.extend_from_slice(tag);
+    out.push(b' ');
+    out.extend_from_slice(status.as_bytes());
+    out.push(b' ');
+    if let Some(code) = code {
+        out.push(b'[');
+        out.extend_from_slice(code.as_bytes());
+        out.extend_from_slice(b"] ");
+    }
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A client-supplied `ID` value made safe for logs: printable ASCII, bounded.
+fn printable(value: &[u8]) -> String {
+    value
+        .iter()
+        .take(MAX_ID_VALUE)
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,287 @@
+//! Transcript tests: client bytes in, the exact server bytes out.
+
+use super::*;
+
+/// Feeds `input` and drains events; returns all reply bytes as text and the
+/// last non-reply event (Login, StartTls or Close), if any.
+fn run(fe: &mut ImapFrontend, input: &[u8]) -> (String, Option<Event>) {
+    fe.receive(input);
+    let mut out = Vec::new();
+    while let Some(ev) = fe.next_event() {
+        match ev {
+            Event::Reply(bytes) => out.extend(bytes),
+            other => return (String::from_utf8(out).unwrap(), Some(other)),
+        }
+    }
+    (String::from_utf8(out).unwrap(), None)
+}
+
+fn tls() -> ImapFrontend {
+    ImapFrontend::new(FrontendOptions::default(), true)
+}
+
+fn starttls_port() -> ImapFrontend {
+    ImapFrontend::new(
+        FrontendOptions {
+            starttls: true,
+            ..FrontendOptions::default()
+        },
+        false,
+    )
+}
+
+fn login(ev: Option<Event>) -> LoginAttempt {
+    match ev {
+        Some(Event::Login(l)) => l,
+        other => panic!("expected a login, got {other:?}"),
+    }
+}
+
+#[test]
+fn greeting_advertises_only_what_is_offered() {
+    assert_eq!(
+        tls().greeting(),
+        b"* OK [CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ AUTH=PLAIN AUTH=LOGIN] PEC mail proxy ready.\r\n"
+    );
+    assert_eq!(
+        starttls_port().greeting(),
+        b"* OK [CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ STARTTLS LOGINDISABLED] PEC mail proxy ready.\r\n"
+    );
+}
+
+#[test]
+fn pipelined_commands_are_answered_in_order() {
+    let mut fe = tls();
+    let (out, ev) = run(&mut fe, b"a CAPABILITY\r\nb NOOP\r\nc ID (\"name\" \"Thunderbird\" \"version\" \"128.0\")\r\nd FETCH 1 BODY[]\r\n");
+    assert_eq!(
+        out,
+        "* CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ AUTH=PLAIN AUTH=LOGIN\r\na OK Capability completed.\r\n\
+         b OK NOOP completed.\r\n\
+         * ID (\"name\" \"pec-proxy\")\r\nc OK ID completed.\r\n\
+         d BAD Command FETCH is not permitted before login.\r\n"
+    );
+    assert!(ev.is_none());
+    assert_eq!(
+        fe.client_id(),
+        &ClientId {
+            name: Some("Thunderbird".into()),
+            version: Some("128.0".into())
+        }
+    );
+}
+
+#[test]
+fn login_then_pipelined_bytes_are_kept_for_upstream() {
+    let mut fe = tls();
+    let (out, ev) = run(
+        &mut fe,
+        b"a1 LOGIN alice@pec.example \"s3 cret\"\r\na2 SELECT INBOX\r\n",
+    );
+    assert_eq!(out, "");
+    let l = login(ev);
+    assert_eq!(
+        (l.tag.as_slice(), l.credentials.authcid.as_slice()),
+        (&b"a1"[..], &b"alice@pec.example"[..])
+    );
+    assert_eq!(l.credentials.password.expose(), b"s3 cret");
+    assert_eq!(l.mechanism, LoginMechanism::Login);
+    assert!(!fe.wants_input());
+    assert!(fe.next_event().is_none(), "nothing happens while the login runs");
+    assert_eq!(&fe.into_pipelined()[..], b"a2 SELECT INBOX\r\n");
+}
+
+#[test]
+fn synchronising_literals_get_a_continuation_each() {
+    let mut fe = tls();
+    let (out, ev) = run(&mut fe, b"a LOGIN {5}\r\n");
+    assert_eq!(
+        (out.as_str(), ev.is_none()),
+        ("+ Ready for literal data\r\n", true)
+    );
+    let (out, ev) = run(&mut fe, b"alice {3}\r\n");
+    assert_eq!(
+        (out.as_str(), ev.is_none()),
+        ("+ Ready for literal data\r\n", true)
+    );
+    let (out, ev) = run(&mut fe, b"p\"w");
+    assert_eq!((out.as_str(), ev.is_none()), ("", true));
+    let (_, ev) = run(&mut fe, b"\r\n");
+    let l = login(ev);
+    assert_eq!(
+        (l.credentials.authcid.as_slice(), l.credentials.password.expose()),
+        (&b"alice"[..], &b"p\"w"[..])
+    );
+}
+
+#[test]
+fn non_synchronising_literals_need_no_continuation() {
+    let mut fe = tls();
+    let (out, ev) = run(&mut fe, b"a LOGIN {5+}\r\nalice {2+}\r\npw\r\n");
+    assert_eq!(out, "");
+    assert_eq!(login(ev).credentials.password.expose(), b"pw");
+}
+
+#[test]
+fn oversized_literals_are_refused() {
+    let mut fe = tls();
+    let (out, ev) = run(&mut fe, b"a LOGIN {9000}\r\n");
+    assert_eq!(out, "a BAD [TOOBIG] Literal too large.\r\n");
+    assert!(ev.is_none());
+    // The connection is still usable: the client sent no literal data.
+    let (out, _) = run(&mut fe, b"b NOOP\r\n");
+    assert_eq!(out, "b OK NOOP completed.\r\n");
+
+    let mut fe = tls();
+    let (out, ev) = run(&mut fe, b"a LOGIN {4294967296+}\r\n");
+    assert_eq!(
+        out,
+        "a BAD [TOOBIG] Literal too large.\r\n* BYE Literal too large\r\n"
+    );
+    assert!(matches!(ev, Some(Event::Close)));
+}
+
+#[test]
+fn literals_in_other_commands_are_refused_at_once() {
+    let mut fe = tls();
+    let (out, _) = run(&mut fe, b"a APPEND INBOX {310}\r\nb NOOP\r\n");
+    assert_eq!(
+        out,
+        "a BAD Command is not permitted before login.\r\nb OK NOOP completed.\r\n"
+    );
+}
+
+#[test]
+fn authenticate_plain_with_and_without_initial_response() {
+    // "\0alice@pec.example\0s3cret"
+    let ir = "AGFsaWNlQHBlYy5leGFtcGxlAHMzY3JldA==";
+    let mut fe = tls();
+    let (_, ev) = run(&mut fe, format!("a AUTHENTICATE PLAIN {ir}\r\n").as_bytes());
+    let l = login(ev);
+    assert_eq!(l.mechanism, LoginMechanism::Sasl(Mechanism::Plain));
+    assert_eq!(l.credentials.authcid, b"alice@pec.example");
+
+    let mut fe = tls();
+    let (out, ev) = run(&mut fe, b"a AUTHENTICATE PLAIN\r\n");
+    assert_eq!((out.as_str(), ev.is_none()), ("+ \r\n", true));
+    let (_, ev) = run(&mut fe, format!("{ir}\r\n").as_bytes());
+    assert_eq!(login(ev).credentials.password.expose(), b"s3cret");
+}
+
+#[test]
+fn authenticate_login_and_cancel() {
+    let mut fe = tls();
+    let (out, _) = run(&mut fe, b"a AUTHENTICATE LOGIN\r\n");
+    assert_eq!(out, "+ VXNlcm5hbWU6\r\n");
+    let (out, _) = run(&mut fe, b"Ym9iQHBlYy5leGFtcGxl\r\n");
+    assert_eq!(out, "+ UGFzc3dvcmQ6\r\n");
+    let (_, ev) = run(&mut fe, b"cHc=\r\n");
+    let l = login(ev);
+    assert_eq!(
+        (l.credentials.authcid.as_slice(), l.credentials.password.expose()),
+        (&b"bob@pec.example"[..], &b"pw"[..])
+    );
+
+    let mut fe = tls();
+    let (_, _) = run(&mut fe, b"a AUTHENTICATE LOGIN Ym9i\r\n");
+    let (out, _) = run(&mut fe, b"*\r\nb NOOP\r\n");
+    assert_eq!(out, "a BAD Authentication cancelled.\r\nb OK NOOP completed.\r\n");
+
+    let mut fe = tls();
+    let (out, _) = run(&mut fe, b"a AUTHENTICATE PLAIN\r\n!!!\r\n");
+    assert_eq!(out, "+ \r\na BAD Invalid base64 in authentication exchange.\r\n");
+    let (out, _) = run(&mut fe, b"a AUTHENTICATE CRAM-MD5\r\n");
+    assert_eq!(out, "a NO [CANNOT] Unsupported authentication mechanism.\r\n");
+}
+
+#[test]
+fn no_login_before_tls_on_a_starttls_port() {
+    let mut fe = starttls_port();
+    let (out, ev) = run(&mut fe, b"a LOGIN alice pw\r\nb AUTHENTICATE PLAIN AGEAYg==\r\n");
+    assert_eq!(
+        out,
+        "a NO [PRIVACYREQUIRED] Plaintext authentication is disabled: use STARTTLS or the IMAPS port.\r\n\
+         b NO [PRIVACYREQUIRED] Plaintext authentication is disabled: use STARTTLS or the IMAPS port.\r\n"
+    );
+    assert!(ev.is_none());
+
+    let opts = FrontendOptions {
+        starttls: true,
+        allow_plaintext_login: true,
+        ..FrontendOptions::default()
+    };
+    let mut fe = ImapFrontend::new(opts, false);
+    assert!(matches!(
+        run(&mut fe, b"a LOGIN alice pw\r\n").1,
+        Some(Event::Login(_))
+    ));
+}
+
+#[test]
+fn starttls_discards_pipelined_bytes() {
+    let mut fe = starttls_port();
+    let (out, ev) = run(&mut fe, b"a STARTTLS\r\nb LOGIN alice pw\r\n");
+    assert_eq!(out, "");
+    match ev {
+        Some(Event::StartTls(ok)) => assert_eq!(ok, b"a OK Begin TLS negotiation now.\r\n"),
+        other => panic!("{other:?}"),
+    }
+    fe.tls_established();
+    assert!(fe.next_event().is_none(), "the injected LOGIN must be gone");
+    let (out, _) = run(&mut fe, b"c CAPABILITY\r\nd STARTTLS\r\n");
+    assert_eq!(
+        out,
+        "* CAPABILITY IMAP4rev1 SASL-IR ID LITERAL+ AUTH=PLAIN AUTH=LOGIN\r\nc OK Capability completed.\r\n\
+         d BAD TLS is already active.\r\n"
+    );
+}
+
+#[test]
+fn bad_input_gets_bad_and_the_session_goes_on() {
+    let mut fe = tls();
+    let (out, _) = run(&mut fe, b"a LOGIN alice\r\n\r\n+x NOOP\r\nb XYZZY\r\nc NOOP\r\n");
+    assert_eq!(
+        out,
+        "a BAD Invalid command: syntax error.\r\n* BAD Invalid command: syntax error.\r\n\
+         * BAD Invalid command: syntax error.\r\nb BAD Unknown command.\r\nc OK NOOP completed.\r\n"
+    );
+    let (out, _) = run(&mut fe, b"d NOOP\n");
+    assert_eq!(out, "d BAD Invalid command: syntax error.\r\n");
+    let (out, _) = run(&mut fe, b"e LOGIN \"a\0b\" c\r\n");
+    assert_eq!(
+        out,
+        "e BAD Invalid command: invalid character in quoted string.\r\n"
+    );
+}
+
+#[test]
+fn overlong_lines_end_the_session() {
+    let mut fe = tls();
+    let mut line = b"a LOGIN ".to_vec();
+    line.extend(std::iter::repeat_n(b'x', 9000));
+    let (out, ev) = run(&mut fe, &line);
+    assert_eq!(out, "* BYE Command line too long\r\n");
+    assert!(matches!(ev, Some(Event::Close)));
+}
+
+#[test]
+fn failed_logins_are_limited() {
+    let mut fe = tls();
+    for i in 1..=3 {
+        let (_, ev) = run(&mut fe, format!("t{i} LOGIN alice wrong\r\n").as_bytes());
+        let l = login(ev);
+        let (reply, close) = fe.login_failed(&l.tag, "AUTHENTICATIONFAILED", "Authentication failed.");
+        let mut expected = format!("t{i} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n");
+        if i == 3 {
+            expected.push_str("* BYE Too many invalid authentication attempts\r\n");
+        }
+        assert_eq!((String::from_utf8(reply).unwrap(), close), (expected, i == 3));
+    }
+}
+
+#[test]
+fn logout_says_bye_and_closes() {
+    let mut fe = tls();
+    let (out, ev) = run(&mut fe, b"z LOGOUT\r\nignored NOOP\r\n");
+    assert_eq!(out, "* BYE Logging out\r\nz OK Logout completed.\r\n");
+    assert!(matches!(ev, Some(Event::Close)));
+}

@@ -1,0 +1,683 @@
+//! Streaming nom parsers for the IMAP commands a client may send before login
+//! (RFC 3501 §9, RFC 9051 §9, RFC 7888 literals, RFC 4959 SASL-IR, RFC 2971 ID).
+//!
+//! Parsers take the bytes received so far. A command that is not complete yet
+//! yields [`Decode::Incomplete`]; one that announced a literal whose bytes have
+//! not arrived yields [`Decode::LiteralAnnounced`], so the front-end can answer
+//! a synchronising literal with `+`. Neither is an error.
+
+use std::borrow::Cow;
+
+use nom::IResult;
+use nom::Parser;
+use nom::branch::alt;
+use nom::bytes::streaming::{tag, tag_no_case, take, take_while, take_while1};
+use nom::combinator::{map, opt, value};
+use nom::multi::separated_list0;
+use nom::sequence::{delimited, preceded, separated_pair};
+
+/// Result of trying to decode one command from the front of a buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decode<T> {
+    /// Parsed `T`; `consumed` bytes of the input belong to it.
+    Done { consumed: usize, value: T },
+    /// More bytes are needed.
+    Incomplete,
+    /// A literal of `length` octets was announced at byte `offset` of the
+    /// input (where its data starts) and its data has not fully arrived.
+    /// `sync` is false for RFC 7888 non-synchronising literals (`{n+}`).
+    LiteralAnnounced { offset: usize, length: u64, sync: bool },
+    /// The bytes cannot be a valid command.
+    Failed(&'static str),
+}
+
+/// Parser error: a nom error kind, or a literal whose data is missing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseError<'a> {
+    Nom(&'a [u8], nom::error::ErrorKind),
+    Literal { data: &'a [u8], length: u64, sync: bool },
+    Invalid(&'static str),
+}
+
+impl<'a> nom::error::ParseError<&'a [u8]> for ParseError<'a> {
+    fn from_error_kind(input: &'a [u8], kind: nom::error::ErrorKind) -> Self {
+        ParseError::Nom(input, kind)
+    }
+    fn append(_: &'a [u8], _: nom::error::ErrorKind, other: Self) -> Self {
+        other
+    }
+}
+
+type PResult<'a, O> = IResult<&'a [u8], O, ParseError<'a>>;
+
+/// A pre-login command with its tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command<'a> {
+    pub tag: &'a [u8],
+    pub body: CommandBody<'a>,
+}
+
+/// The commands the proxy handles itself before login. Everything else is
+/// [`CommandBody::Other`], answered with `BAD`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandBody<'a> {
+    Capability,
+    Noop,
+    Logout,
+    StartTls,
+    /// `ID` with the client's parameters, `None` for `ID NIL`.
+    Id(Option<Vec<(Cow<'a, [u8]>, Option<Cow<'a, [u8]>>)>>),
+    Login {
+        username: Cow<'a, [u8]>,
+        password: Cow<'a, [u8]>,
+    },
+    /// `initial_response` is still base64 (or `=`), as sent.
+    Authenticate {
+        mechanism: &'a [u8],
+        initial_response: Option<&'a [u8]>,
+    },
+    /// Any other command name: valid IMAP perhaps, but not before login.
+    Other {
+        name: &'a [u8],
+    },
+}
+
+impl CommandBody<'_> {
+    /// Command name for logs and metrics (bounded set).
+    pub fn name(&self) -> &'static str {
+        match self {
+            CommandBody::Capability => "CAPABILITY",
+            CommandBody::Noop => "NOOP",
+            CommandBody::Logout => "LOGOUT",
+            CommandBody::StartTls => "STARTTLS",
+            CommandBody::Id(_) => "ID",
+            CommandBody::Login { .. } => "LOGIN",
+            CommandBody::Authenticate { .. } => "AUTHENTICATE",
+            CommandBody::Other { .. } => "other",
+        }
+    }
+}
+
+/// Decodes one command from the start of `input`.
+pub fn decode_command(input: &[u8]) -> Decode<Command<'_>> {
+    finish(input, command(input))
+}
+
+/// One line of an AUTHENTICATE exchange: `authenticate-data = base64 CRLF`
+/// or `"*" CRLF` to cancel. Returned without the CRLF, for [`crate::sasl`].
+pub fn decode_auth_line(input: &[u8]) -> Decode<&[u8]> {
+    finish(input, auth_line(input))
+}
+
+/// The tag and command name at the start of a command, once both have
+/// arrived: the front-end needs them to answer a literal announcement.
+pub fn head(input: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (rest, tag_) = imap_tag(input).ok()?;
+    let (rest, _) = sp(rest).ok()?;
+    let (_, name) = atom(rest).ok()?;
+    Some((tag_, name))
+}
+
+/// The tag at the start of a line that failed to parse, for the `BAD` reply;
+/// `None` when not even a tag can be read (the reply is then untagged, `* BAD`).
+pub fn leading_tag(line: &[u8]) -> Option<&[u8]> {
+    let end = line.iter().position(|&b| !is_tag_char(b)).unwrap_or(line.len());
+    (end > 0 && line.get(end) == Some(&b' ')).then(|| &line[..end])
+}
+
+fn finish<'a, T>(input: &'a [u8], result: PResult<'a, T>) -> Decode<T> {
+    match result {
+        Ok((rest, value)) => Decode::Done {
+            consumed: input.len() - rest.len(),
+            value,
+        },
+        Err(nom::Err::Incomplete(_)) => Decode::Incomplete,
+        Err(nom::Err::Error(e) | nom::Err::Failure(e)) => match e {
+            ParseError::Literal { data, length, sync } => Decode::LiteralAnnounced {
+                offset: input.len() - data.len(),
+                length,
+                sync,
+            },
+            ParseError::Invalid(why) => Decode::Failed(why),
+            ParseError::Nom(..) => Decode::Failed("syntax error"),
+        },
+    }
+}
+
+/// `command = tag SP (command-any / command-auth / command-nonauth / command-select) CRLF`
+fn command(input: &[u8]) -> PResult<'_, Command<'_>> {
+    let (input, tag_) = imap_tag(input)?;
+    let (input, _) = sp(input)?;
+    let (input, name) = atom(input)?;
+    let (input, body) = command_body(name, input)?;
+    let (input, _) = crlf(input)?;
+    Ok((input, Command { tag: tag_, body }))
+}
+
+fn command_body<'a>(name: &'a [u8], input: &'a [u8]) -> PResult<'a, CommandBody<'a>> {
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    if is("CAPABILITY") {
+        Ok((input, CommandBody::Capability))
+    } else if is("NOOP") {
+        Ok((input, CommandBody::Noop))
+    } else if is("LOGOUT") {
+        Ok((input, CommandBody::Logout))
+    } else if is("STARTTLS") {
+        Ok((input, CommandBody::StartTls))
+    } else if is("LOGIN") {
+        login(input)
+    } else if is("AUTHENTICATE") {
+        authenticate(input)
+    } else if is("ID") {
+        map(preceded(sp, id_params_list), CommandBody::Id).parse(input)
+    } else {
+        // Consume the arguments of a command we do not serve, literals included,
+        // so the reply goes out only once the whole command has arrived.
+        let (input, _) = opt(preceded(sp, other_arguments)).parse(input)?;
+        Ok((input, CommandBody::Other { name }))
+    }
+}
+
+/// `login = "LOGIN" SP userid SP password`; `userid = astring`; `password = astring`
+fn login(input: &[u8]) -> PResult<'_, CommandBody<'_>> {
+    map(
+        preceded(sp, separated_pair(astring, sp, astring)),
+        |(username, password)| CommandBody::Login { username, password },
+    )
+    .parse(input)
+}
+
+/// `authenticate = "AUTHENTICATE" SP auth-type [SP (base64 / "=")]` (RFC 4959)
+fn authenticate(input: &[u8]) -> PResult<'_, CommandBody<'_>> {
+    let (input, _) = sp(input)?;
+    let (input, mechanism) = atom(input)?;
+    let (input, initial_response) = opt(preceded(sp, base64_or_empty)).parse(input)?;
+    Ok((
+        input,
+        CommandBody::Authenticate {
+            mechanism,
+            initial_response,
+        },
+    ))
+}
+
+/// `id-params-list = "(" *(string SP nstring) ")" / nil` (RFC 2971 §4; the
+/// RFC's own grammar puts SP between pairs)
+#[allow(clippy::type_complexity)]
+fn id_params_list(input: &[u8]) -> PResult<'_, Option<Vec<(Cow<'_, [u8]>, Option<Cow<'_, [u8]>>)>>> {
+    alt((
+        value(None, tag_no_case("NIL")),
+        map(
+            delimited(
+                tag("("),
+                separated_list0(sp, separated_pair(string, sp, nstring)),
+                tag(")"),
+            ),
+            Some,
+        ),
+    ))
+    .parse(input)
+}
+
+/// `auth-line = (base64 / "*") CRLF`
+fn auth_line(input: &[u8]) -> PResult<'_, &[u8]> {
+    let (input, data) = alt((tag("*"), base64_or_empty, tag(""))).parse(input)?;
+    let (input, _) = crlf(input)?;
+    Ok((input, data))
+}
+
+/// `base64 = *(4base64-char) [base64-terminal]`, or `=` for an empty response.
+fn base64_or_empty(input: &[u8]) -> PResult<'_, &[u8]> {
+    take_while1(|b: u8| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')(input)
+}
+
+/// Anything up to CRLF, with literals skipped whole: the arguments of a
+/// command we do not serve.
+fn other_arguments(mut input: &[u8]) -> PResult<'_, ()> {
+    loop {
+        let (rest, _) = take_while(|b: u8| b != b'\r' && b != b'\n' && b != b'{')(input)?;
+        match rest.first() {
+            Some(b'{') => match literal(rest) {
+                Ok((after, _)) => input = after,
+                // A `{` that does not start a literal is just a character.
+                Err(nom::Err::Error(ParseError::Nom(..))) => input = &rest[1..],
+                Err(e) => return Err(e),
+            },
+            _ => return Ok((rest, ())),
+        }
+    }
+}
+
+/// `astring = 1*ASTRING-CHAR / string`
+fn astring(input: &[u8]) -> PResult<'_, Cow<'_, [u8]>> {
+    alt((string, map(take_while1(is_astring_char), Cow::Borrowed))).parse(input)
+}
+
+/// `nstring = string / nil`
+fn nstring(input: &[u8]) -> PResult<'_, Option<Cow<'_, [u8]>>> {
+    alt((map(string, Some), value(None, tag_no_case("NIL")))).parse(input)
+}
+
+/// `string = quoted / literal`
+fn string(input: &[u8]) -> PResult<'_, Cow<'_, [u8]>> {
+    alt((quoted, map(literal, Cow::Borrowed))).parse(input)
+}
+
+/// `quoted = DQUOTE *QUOTED-CHAR DQUOTE`;
+/// `QUOTED-CHAR = <any TEXT-CHAR except quoted-specials> / "\" quoted-specials / UTF8-2 / UTF8-3 / UTF8-4`
+/// (RFC 9051 §9). Eight-bit bytes are accepted as found: many clients send
+/// UTF-8 passwords in quoted strings.
+fn quoted(input: &[u8]) -> PResult<'_, Cow<'_, [u8]>> {
+    let (input, _) = tag("\"")(input)?;
+    let mut owned: Option<Vec<u8>> = None;
+    let mut i = 0;
+    loop {
+        let Some(&b) = input.get(i) else {
+            return Err(nom::Err::Incomplete(nom::Needed::new(1)));
+        };
+        match b {
+            b'"' => {
+                let value = match owned {
+                    Some(v) => Cow::Owned(v),
+                    None => Cow::Borrowed(&input[..i]),
+                };
+                return Ok((&input[i + 1..], value));
+            }
+            b'\\' => {
+                let Some(&next) = input.get(i + 1) else {
+                    return Err(nom::Err::Incomplete(nom::Needed::new(1)));
+                };
+                if next != b'"' && next != b'\\' {
+                    return Err(nom::Err::Failure(ParseError::Invalid(
+                        "invalid escape in quoted string",
+                    )));
+                }
+                owned.get_or_insert_with(|| input[..i].to_vec()).push(next);
+                i += 2;
+            }
+            b'\r' | b'\n' | 0 => {
+                return Err(nom::Err::Failure(ParseError::Invalid(
+                    "invalid character in quoted string",
+                )));
+            }
+            _ => {
+                if let Some(v) = owned.as_mut() {
+                    v.push(b);
+                }
+                i += 1;
+            }
+        }
+    }
+}
+
+/// `literal = "{" number64 ["+"] "}" CRLF *CHAR8` (RFC 3501, RFC 7888 §8).
+/// NUL is not allowed in a literal (`CHAR8 = %x01-ff`).
+fn literal(input: &[u8]) -> PResult<'_, &[u8]> {
+    let (input, _) = tag("{")(input)?;
+    let (input, digits) = take_while1(|b: u8| b.is_ascii_digit())(input)?;
+    let (input, plus) = opt(tag("+")).parse(input)?;
+    let (input, _) = tag("}")(input)?;
+    let (data, _) = crlf(input)?;
+    // number64 = 1*DIGIT with a value below 2^63 (RFC 9051 §9).
+    let length = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse::<u64>().ok())
+        .filter(|&n| n < (1 << 63))
+        .ok_or(nom::Err::Failure(ParseError::Invalid(
+            "literal length out of range",
+        )))?;
+    if (data.len() as u64) < length {
+        return Err(nom::Err::Failure(ParseError::Literal {
+            data,
+            length,
+            sync: plus.is_none(),
+        }));
+    }
+    let (rest, bytes) = take(length as usize)(data)?;
+    if bytes.contains(&0) {
+        return Err(nom::Err::Failure(ParseError::Invalid("NUL in literal")));
+    }
+    Ok((rest, bytes))
+}
+
+/// `tag = 1*<any ASTRING-CHAR except "+">`
+fn imap_tag(input: &[u8]) -> PResult<'_, &[u8]> {
+    take_while1(is_tag_char)(input)
+}
+
+/// `atom = 1*ATOM-CHAR`
+fn atom(input: &[u8]) -> PResult<'_, &[u8]> {
+    take_while1(is_atom_char)(input)
+}
+
+fn sp(input: &[u8]) -> PResult<'_, &[u8]> {
+    tag(" ")(input)
+}
+
+fn crlf(input: &[u8]) -> PResult<'_, &[u8]> {
+    tag("\r\n")(input)
+}
+
+/// `ATOM-CHAR = <any CHAR except atom-specials>`;
+/// `atom-specials = "(" / ")" / "{" / SP / CTL / list-wildcards / quoted-specials / resp-specials`
+fn is_atom_char(b: u8) -> bool {
+    b.is_ascii() && !b.is_ascii_control() && !b"(){ %*\"\\]".contains(&b)
+}
+
+/// `ASTRING-CHAR = ATOM-CHAR / resp-specials`
+fn is_astring_char(b: u8) -> bool {
+    is_atom_char(b) || b == b']'
+}
+
+fn is_tag_char(b: u8) -> bool {
+    is_astring_char(b) && b != b'+'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(input: &[u8]) -> (usize, Command<'_>) {
+        match decode_command(input) {
+            Decode::Done { consumed, value } => (consumed, value),
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(input)),
+        }
+    }
+
+    fn login_of(input: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        match done(input).1.body {
+            CommandBody::Login { username, password } => (username.into_owned(), password.into_owned()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn known_answers() {
+        // (input, bytes left over, expected command)
+        let cases: Vec<(&[u8], &[u8], Command)> = vec![
+            (
+                b"a1 CAPABILITY\r\n",
+                b"",
+                Command {
+                    tag: b"a1",
+                    body: CommandBody::Capability,
+                },
+            ),
+            (
+                b"A NOOP\r\nB LOGOUT\r\n",
+                b"B LOGOUT\r\n",
+                Command {
+                    tag: b"A",
+                    body: CommandBody::Noop,
+                },
+            ),
+            (
+                b"x logout\r\n",
+                b"",
+                Command {
+                    tag: b"x",
+                    body: CommandBody::Logout,
+                },
+            ),
+            (
+                b"t.1 StartTLS\r\n",
+                b"",
+                Command {
+                    tag: b"t.1",
+                    body: CommandBody::StartTls,
+                },
+            ),
+            (
+                b"a LOGIN alice@pec.example s3cret\r\n",
+                b"",
+                Command {
+                    tag: b"a",
+                    body: CommandBody::Login {
+                        username: Cow::Borrowed(b"alice@pec.example"),
+                        password: Cow::Borrowed(b"s3cret"),
+                    },
+                },
+            ),
+            (
+                b"a AUTHENTICATE PLAIN\r\n",
+                b"",
+                Command {
+                    tag: b"a",
+                    body: CommandBody::Authenticate {
+                        mechanism: b"PLAIN",
+                        initial_response: None,
+                    },
+                },
+            ),
+            (
+                b"a AUTHENTICATE plain AGFsaWNlAHB3\r\n",
+                b"",
+                Command {
+                    tag: b"a",
+                    body: CommandBody::Authenticate {
+                        mechanism: b"plain",
+                        initial_response: Some(b"AGFsaWNlAHB3"),
+                    },
+                },
+            ),
+            (
+                b"a AUTHENTICATE PLAIN =\r\n",
+                b"",
+                Command {
+                    tag: b"a",
+                    body: CommandBody::Authenticate {
+                        mechanism: b"PLAIN",
+                        initial_response: Some(b"="),
+                    },
+                },
+            ),
+            (
+                b"a ID NIL\r\n",
+                b"",
+                Command {
+                    tag: b"a",
+                    body: CommandBody::Id(None),
+                },
+            ),
+            (
+                b"a ID (\"name\" \"Thunderbird\" \"version\" NIL)\r\n",
+                b"",
+                Command {
+                    tag: b"a",
+                    body: CommandBody::Id(Some(vec![
+                        (Cow::Borrowed(b"name"), Some(Cow::Borrowed(b"Thunderbird"))),
+                        (Cow::Borrowed(b"version"), None),
+                    ])),
+                },
+            ),
+            (
+                b"a ID ()\r\n",
+                b"",
+                Command {
+                    tag: b"a",
+                    body: CommandBody::Id(Some(vec![])),
+                },
+            ),
+            (
+                b"a SELECT INBOX\r\n",
+                b"",
+                Command {
+                    tag: b"a",
+                    body: CommandBody::Other { name: b"SELECT" },
+                },
+            ),
+            (
+                b"a APPEND x {3+}\r\nabc\r\n",
+                b"",
+                Command {
+                    tag: b"a",
+                    body: CommandBody::Other { name: b"APPEND" },
+                },
+            ),
+            (
+                b"a FOO {bar\r\n",
+                b"",
+                Command {
+                    tag: b"a",
+                    body: CommandBody::Other { name: b"FOO" },
+                },
+            ),
+        ];
+        for (input, remainder, expected) in cases {
+            let (consumed, got) = done(input);
+            assert_eq!(got, expected, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(&input[consumed..], remainder);
+        }
+    }
+
+    #[test]
+    fn login_astring_forms() {
+        let cases: &[(&[u8], &[u8], &[u8])] = &[
+            (b"a LOGIN alice pw\r\n", b"alice", b"pw"),
+            (b"a LOGIN \"alice\" \"p w\"\r\n", b"alice", b"p w"),
+            (
+                b"a LOGIN \"al\\\"ice\" \"back\\\\slash\"\r\n",
+                b"al\"ice",
+                b"back\\slash",
+            ),
+            (b"a LOGIN {5}\r\nalice {2}\r\npw\r\n", b"alice", b"pw"),
+            (b"a LOGIN {5+}\r\nalice {2+}\r\npw\r\n", b"alice", b"pw"),
+            (b"a LOGIN \"\" \"\"\r\n", b"", b""),
+            (
+                b"a LOGIN name/shared@pec.example \"\xc3\xa8\"\r\n",
+                b"name/shared@pec.example",
+                "è".as_bytes(),
+            ),
+            (b"a LOGIN alice ]pw]\r\n", b"alice", b"]pw]"),
+        ];
+        for (input, user, pass) in cases {
+            assert_eq!(
+                login_of(input),
+                (user.to_vec(), pass.to_vec()),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn literal_announcements() {
+        assert_eq!(
+            decode_command(b"a LOGIN {5}\r\n"),
+            Decode::LiteralAnnounced {
+                offset: 13,
+                length: 5,
+                sync: true
+            }
+        );
+        assert_eq!(
+            decode_command(b"a LOGIN {5}\r\nali"),
+            Decode::LiteralAnnounced {
+                offset: 13,
+                length: 5,
+                sync: true
+            }
+        );
+        assert_eq!(
+            decode_command(b"a LOGIN {5}\r\nalice {4294967296+}\r\n"),
+            Decode::LiteralAnnounced {
+                offset: 34,
+                length: 4294967296,
+                sync: false
+            }
+        );
+        assert_eq!(
+            decode_command(b"a LOGIN {99999999999999999999}\r\n"),
+            Decode::Failed("literal length out of range")
+        );
+    }
+
+    #[test]
+    fn failures() {
+        let cases: &[&[u8]] = &[
+            b"a LOGIN alice\r\n",
+            b"a LOGIN alice pw extra\r\n",
+            b"a LOGIN alice pw\n",
+            b"a LOGIN \"al\rice\" pw\r\n",
+            b"a LOGIN \"a\\x\" pw\r\n",
+            b"a LOGIN {3}\r\na\0c pw\r\n",
+            b" NOOP\r\n",
+            b"+tag NOOP\r\n",
+            b"a NOOP extra\r\n",
+            b"a AUTHENTICATE\r\n",
+            b"a AUTHENTICATE PLAIN !!!\r\n",
+            b"a ID (\"name\")\r\n",
+            b"a\x00 NOOP\r\n",
+        ];
+        for input in cases {
+            assert!(
+                matches!(decode_command(input), Decode::Failed(_)),
+                "{:?} gave {:?}",
+                String::from_utf8_lossy(input),
+                decode_command(input)
+            );
+        }
+    }
+
+    /// Every proper prefix of a valid command needs more bytes: the parser
+    /// never commits to a shorter reading of a partial command.
+    #[test]
+    fn every_prefix_needs_more() {
+        let valid: &[&[u8]] = &[
+            b"a1 CAPABILITY\r\n",
+            b"a LOGIN alice@pec.example s3cret\r\n",
+            b"a LOGIN \"al\\\"ice\" \"p w\"\r\n",
+            b"a LOGIN {5}\r\nalice {2+}\r\npw\r\n",
+            b"a AUTHENTICATE PLAIN AGFsaWNlAHB3\r\n",
+            b"a ID (\"name\" \"Thunderbird\" \"version\" NIL)\r\n",
+            b"a SELECT {5+}\r\nINBOX\r\n",
+        ];
+        for input in valid {
+            assert!(
+                matches!(decode_command(input), Decode::Done { consumed, .. } if consumed == input.len())
+            );
+            for end in 0..input.len() {
+                let prefix = &input[..end];
+                match decode_command(prefix) {
+                    Decode::Incomplete | Decode::LiteralAnnounced { .. } => {}
+                    other => panic!("prefix {:?} gave {other:?}", String::from_utf8_lossy(prefix)),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn auth_lines() {
+        assert_eq!(
+            decode_auth_line(b"AGFsaWNlAHB3\r\nrest"),
+            Decode::Done {
+                consumed: 14,
+                value: &b"AGFsaWNlAHB3"[..]
+            }
+        );
+        assert_eq!(
+            decode_auth_line(b"*\r\n"),
+            Decode::Done {
+                consumed: 3,
+                value: &b"*"[..]
+            }
+        );
+        assert_eq!(
+            decode_auth_line(b"\r\n"),
+            Decode::Done {
+                consumed: 2,
+                value: &b""[..]
+            }
+        );
+        assert_eq!(decode_auth_line(b"AGFsaWNl"), Decode::Incomplete);
+        assert!(matches!(decode_auth_line(b"AG Fs\r\n"), Decode::Failed(_)));
+    }
+
+    #[test]
+    fn leading_tags() {
+        assert_eq!(leading_tag(b"a12 FOO bar"), Some(&b"a12"[..]));
+        assert_eq!(leading_tag(b"a12"), None);
+        assert_eq!(leading_tag(b" FOO"), None);
+        assert_eq!(leading_tag(b"a\"b FOO"), None);
+    }
+}

@@ -1,0 +1,282 @@
+//! SASL mechanisms the proxy accepts from clients: PLAIN (RFC 4616) and the
+//! de-facto LOGIN mechanism (draft-murchison-sasl-login). Both need the
+//! cleartext password on our side, which is why they are the only ones offered.
+//!
+//! Pure code shared by the IMAP, POP3 and SMTP front-ends: base64 in,
+//! [`Credentials`] out.
+
+use crate::secret::Secret;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use thiserror::Error;
+
+/// Upper bound on one decoded SASL field (authzid, authcid or password).
+/// RFC 4616 §2 allows up to 255 octets per field; we accept more for long
+/// passwords but stay far below any line limit.
+pub const MAX_FIELD_BYTES: usize = 1024;
+
+/// What a client presented to log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// Authorization identity, when the client asked to act as someone else.
+    /// Clients normally leave it empty.
+    pub authzid: Option<Vec<u8>>,
+    /// The login name as typed by the user (`mailbox@domain` or `name/mailbox@domain`).
+    pub authcid: Vec<u8>,
+    pub password: Secret,
+}
+
+/// The SASL mechanisms we offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    Plain,
+    Login,
+}
+
+impl Mechanism {
+    /// Case-insensitive lookup of a mechanism name as sent by a client.
+    pub fn from_name(name: &[u8]) -> Option<Self> {
+        if name.eq_ignore_ascii_case(b"PLAIN") {
+            Some(Mechanism::Plain)
+        } else if name.eq_ignore_ascii_case(b"LOGIN") {
+            Some(Mechanism::Login)
+        } else {
+            None
+        }
+    }
+
+    /// Metric label and log name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "plain",
+            Mechanism::Login => "login",
+        }
+    }
+}
+
+/// Why a SASL exchange failed. Never carries the offending bytes: they may be a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SaslError {
+    #[error("invalid base64")]
+    Base64,
+    #[error("malformed PLAIN message")]
+    MalformedPlain,
+    #[error("empty user name")]
+    EmptyUser,
+    #[error("credentials too long")]
+    TooLong,
+    #[error("authentication cancelled by the client")]
+    Cancelled,
+}
+
+/// Decodes one client response line: `*` cancels (RFC 4422 §3.5), `=` is an
+/// empty response (RFC 4959, RFC 5034, RFC 4954), anything else is base64.
+pub fn decode_response(line: &[u8]) -> Result<Vec<u8>, SaslError> {
+    match line {
+        b"*" => Err(SaslError::Cancelled),
+        b"=" => Ok(Vec::new()),
+        b64 => {
+            if b64.len() > 4 * MAX_FIELD_BYTES {
+                return Err(SaslError::TooLong);
+            }
+            STANDARD.decode(b64).map_err(|_| SaslError::Base64)
+        }
+    }
+}
+
+/// Encodes a server challenge or a client response as base64.
+pub fn encode(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// `message = [authzid] UTF8NUL authcid UTF8NUL passwd` (RFC 4616 §2), already base64-decoded.
+pub fn parse_plain(message: &[u8]) -> Result<Credentials, SaslError> {
+    let mut parts = message.splitn(3, |&b| b == 0);
+    let (Some(authzid), Some(authcid), Some(password)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(SaslError::MalformedPlain);
+    };
+    if password.contains(&0) {
+        return Err(SaslError::MalformedPlain);
+    }
+    if authcid.is_empty() {
+        return Err(SaslError::EmptyUser);
+    }
+    if authzid.len() > MAX_FIELD_BYTES || authcid.len() > MAX_FIELD_BYTES || password.len() > MAX_FIELD_BYTES
+    {
+        return Err(SaslError::TooLong);
+    }
+    Ok(Credentials {
+        authzid: (!authzid.is_empty()).then(|| authzid.to_vec()),
+        authcid: authcid.to_vec(),
+        password: Secret::from_slice(password),
+    })
+}
+
+/// Builds a PLAIN message (not yet base64) for logging in upstream.
+pub fn build_plain(authzid: &[u8], authcid: &[u8], password: &Secret) -> Secret {
+    let mut msg = Vec::with_capacity(authzid.len() + authcid.len() + password.len() + 2);
+    msg.extend_from_slice(authzid);
+    msg.push(0);
+    msg.extend_from_slice(authcid);
+    msg.push(0);
+    msg.extend_from_slice(password.expose());
+    let b64 = STANDARD.encode(&msg);
+    zeroize::Zeroize::zeroize(&mut msg);
+    Secret::new(b64.into_bytes())
+}
+
+/// The challenges of the LOGIN mechanism, base64 of "Username:" and "Password:".
+pub const LOGIN_USERNAME_CHALLENGE: &str = "VXNlcm5hbWU6";
+pub const LOGIN_PASSWORD_CHALLENGE: &str = "UGFzc3dvcmQ6";
+
+/// The state of a SASL exchange with a client, independent of the protocol
+/// that frames it. Each step consumes the state and returns the next one.
+#[derive(Debug)]
+pub enum Exchange {
+    /// PLAIN without an initial response: waiting for the client's message.
+    PlainAwaitingResponse,
+    /// LOGIN: waiting for the user name.
+    LoginAwaitingUser,
+    /// LOGIN: got the user name, waiting for the password.
+    LoginAwaitingPassword { user: Vec<u8> },
+}
+
+/// What the front-end does after feeding one client line to an [`Exchange`].
+#[derive(Debug)]
+pub enum Step {
+    /// Send this base64 challenge (possibly empty) and wait for the next line.
+    Challenge(&'static str, Exchange),
+    /// The exchange is complete.
+    Done(Credentials),
+}
+
+impl Exchange {
+    /// Starts an exchange. `initial` is the SASL-IR initial response, still base64
+    /// (`=` for an empty one). Returns the first step.
+    pub fn start(mechanism: Mechanism, initial: Option<&[u8]>) -> Result<Step, SaslError> {
+        match (mechanism, initial) {
+            (Mechanism::Plain, None) => Ok(Step::Challenge("", Exchange::PlainAwaitingResponse)),
+            (Mechanism::Plain, Some(ir)) => Exchange::PlainAwaitingResponse.step(ir),
+            (Mechanism::Login, None) => Ok(Step::Challenge(
+                LOGIN_USERNAME_CHALLENGE,
+                Exchange::LoginAwaitingUser,
+            )),
+            (Mechanism::Login, Some(ir)) => Exchange::LoginAwaitingUser.step(ir),
+        }
+    }
+
+    /// Feeds one client response line (without CRLF).
+    pub fn step(self, line: &[u8]) -> Result<Step, SaslError> {
+        let decoded = decode_response(line)?;
+        match self {
+            Exchange::PlainAwaitingResponse => parse_plain(&decoded).map(Step::Done),
+            Exchange::LoginAwaitingUser => {
+                if decoded.is_empty() {
+                    return Err(SaslError::EmptyUser);
+                }
+                if decoded.len() > MAX_FIELD_BYTES {
+                    return Err(SaslError::TooLong);
+                }
+                Ok(Step::Challenge(
+                    LOGIN_PASSWORD_CHALLENGE,
+                    Exchange::LoginAwaitingPassword { user: decoded },
+                ))
+            }
+            Exchange::LoginAwaitingPassword { user } => {
+                if decoded.len() > MAX_FIELD_BYTES {
+                    return Err(SaslError::TooLong);
+                }
+                Ok(Step::Done(Credentials {
+                    authzid: None,
+                    authcid: user,
+                    password: Secret::new(decoded),
+                }))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &[u8]) -> Vec<u8> {
+        STANDARD.encode(s).into_bytes()
+    }
+
+    #[test]
+    fn plain_known_answers() {
+        // (decoded message, expected authzid, authcid, password) — RFC 4616 §4 examples.
+        let cases: &[(&[u8], Option<&[u8]>, &[u8], &[u8])] = &[
+            (b"\0tim\0tanstaaftanstaaf", None, b"tim", b"tanstaaftanstaaf"),
+            (b"Ursel\0Kurt\0xipj3plmq", Some(b"Ursel"), b"Kurt", b"xipj3plmq"),
+            (b"\0alice@pec.example\0", None, b"alice@pec.example", b""),
+        ];
+        for (msg, authzid, authcid, pass) in cases {
+            let c = parse_plain(msg).unwrap();
+            assert_eq!(c.authzid.as_deref(), *authzid);
+            assert_eq!(c.authcid, *authcid);
+            assert_eq!(c.password.expose(), *pass);
+        }
+    }
+
+    #[test]
+    fn plain_rejects_malformed() {
+        assert_eq!(parse_plain(b"no-nuls"), Err(SaslError::MalformedPlain));
+        assert_eq!(parse_plain(b"\0only-one"), Err(SaslError::MalformedPlain));
+        assert_eq!(parse_plain(b"\0\0pass"), Err(SaslError::EmptyUser));
+        assert_eq!(parse_plain(b"\0u\0pa\0ss"), Err(SaslError::MalformedPlain));
+        assert_eq!(decode_response(b"!!notbase64"), Err(SaslError::Base64));
+        assert_eq!(decode_response(b"*"), Err(SaslError::Cancelled));
+        assert_eq!(decode_response(b"="), Ok(vec![]));
+    }
+
+    #[test]
+    fn plain_with_and_without_initial_response() {
+        let msg = b64(b"\0alice@pec.example\0s3cret");
+        match Exchange::start(Mechanism::Plain, Some(&msg)).unwrap() {
+            Step::Done(c) => assert_eq!(c.authcid, b"alice@pec.example"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let Step::Challenge("", next) = Exchange::start(Mechanism::Plain, None).unwrap() else {
+            panic!()
+        };
+        let Step::Done(c) = next.step(&msg).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.password.expose(), b"s3cret");
+    }
+
+    #[test]
+    fn login_mechanism_steps_and_cancel() {
+        let Step::Challenge(LOGIN_USERNAME_CHALLENGE, ex) = Exchange::start(Mechanism::Login, None).unwrap()
+        else {
+            panic!()
+        };
+        let Step::Challenge(LOGIN_PASSWORD_CHALLENGE, ex) = ex.step(&b64(b"bob@pec.example")).unwrap() else {
+            panic!()
+        };
+        let Step::Done(c) = ex.step(&b64(b"pw")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (c.authcid.as_slice(), c.password.expose()),
+            (&b"bob@pec.example"[..], &b"pw"[..])
+        );
+
+        let Step::Challenge(_, ex) = Exchange::start(Mechanism::Login, Some(&b64(b"bob"))).unwrap() else {
+            panic!()
+        };
+        assert_eq!(ex.step(b"*").unwrap_err(), SaslError::Cancelled);
+    }
+
+    #[test]
+    fn upstream_plain_round_trips() {
+        let built = build_plain(b"alice@pec.example", b"proxy-master", &Secret::from_slice(b"m"));
+        let decoded = decode_response(built.expose()).unwrap();
+        let c = parse_plain(&decoded).unwrap();
+        assert_eq!(c.authzid.as_deref(), Some(&b"alice@pec.example"[..]));
+        assert_eq!(c.authcid, b"proxy-master");
+    }
+}
