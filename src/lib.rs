@@ -2,7 +2,11 @@
 //! PEC (certified e-mail) provider. See `README.md` and `DESIGN.md`.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod imap;
+pub mod net;
 pub mod protocol;
+pub mod relay;
 pub mod sasl;
 pub mod secret;
+pub mod tls;

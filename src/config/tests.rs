@@ -1,0 +1,120 @@
+use super::*;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    Config::parse(text, &repo().join("config"))
+}
+
+fn errors(text: &str) -> Vec<String> {
+    parse(text).unwrap_err().0.iter().map(|e| e.to_string()).collect()
+}
+
+const MINIMAL: &str = r#"
+[[certificate]]
+cert = "../certs/server.pem"
+key = "../certs/server-key.pem"
+
+[[listener]]
+protocol = "imap"
+address = "127.0.0.1:9993"
+tls = "implicit"
+
+[upstream.imap]
+address = "127.0.0.1:143"
+tls = "none"
+login = "pass-through"
+"#;
+
+#[test]
+fn the_documented_example_is_valid() {
+    let config = Config::load(&repo().join("config/pec-proxy.toml")).unwrap();
+    assert_eq!(config.listeners.len(), 2);
+    assert_eq!(config.listeners[0].name, "imaps");
+    assert_eq!(config.certificates.iter().filter(|c| c.default).count(), 1);
+    assert_eq!(config.imap_upstream.as_ref().unwrap().server_name, "localhost");
+    assert_eq!(config.limits, Limits::default());
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.listeners[0].name, "imap-tls-9993");
+    assert!(config.certificates[0].default);
+    assert_eq!(config.login_name_separator, '/');
+    assert_eq!(config.metrics_listen, Some("127.0.0.1:9925".parse().unwrap()));
+    assert_eq!(config.imap_upstream.unwrap().server_name, "127.0.0.1");
+}
+
+#[test]
+fn unknown_keys_and_bad_values_name_the_key() {
+    let e = errors(&MINIMAL.replace("tls = \"implicit\"", "tls = \"implicit\"\nport = 3"));
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("listener[0].port: unknown field `port`"),
+        "{e:?}"
+    );
+
+    let e = errors(&MINIMAL.replace("tls = \"implicit\"", "tls = \"maybe\""));
+    assert!(
+        e[0].starts_with("listener[0].tls: unknown variant `maybe`"),
+        "{e:?}"
+    );
+
+    let e = errors(&format!(
+        "{MINIMAL}\n[limits]\nprelogin_timeout_secs = \"soon\"\n"
+    ));
+    assert!(
+        e[0].starts_with("limits.prelogin_timeout_secs: invalid type"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn validation_collects_every_error() {
+    let text = MINIMAL
+        .replace("127.0.0.1:9993", "localhost:993")
+        .replace("../certs/server-key.pem", "../certs/missing.pem")
+        .replace("login = \"pass-through\"", "login = \"master-user\"")
+        + "\n[limits]\nimap_idle_timeout_secs = 60\n";
+    let e = errors(&text);
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("listener[0].address: \"localhost:993\" is not an ip:port")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|m| m.starts_with("certificate[0].key: cannot read")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("upstream.imap.master_user: is required")),
+        "{e:?}"
+    );
+    assert!(e.iter().any(|m| m.starts_with("upstream.imap.login: master-user and sasl-authzid need an account store")));
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("limits.imap_idle_timeout_secs: must be at least 1800")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn listeners_need_an_upstream_and_tls_needs_a_certificate() {
+    let text = MINIMAL.replace("protocol = \"imap\"", "protocol = \"pop3\"");
+    assert_eq!(
+        errors(&text),
+        vec!["listener[0].protocol: no [upstream.pop3] is configured"]
+    );
+    let text = MINIMAL.replace(
+        "[[certificate]]\ncert = \"../certs/server.pem\"\nkey = \"../certs/server-key.pem\"\n",
+        "",
+    );
+    assert_eq!(
+        errors(&text),
+        vec!["listener[0].tls: TLS needs at least one [[certificate]]"]
+    );
+}
