@@ -565,6 +565,13 @@ impl Validator<'_> {
                     continue;
                 }
             };
+            if l.protocol != Protocol::Imap {
+                // Removed as each protocol's front-end lands.
+                self.error(
+                    format!("listener[{i}].protocol"),
+                    format!("{} is not supported by this build yet", l.protocol),
+                );
+            }
             if l.tls != TlsMode::None && !have_certificates {
                 self.error(
                     format!("listener[{i}].tls"),

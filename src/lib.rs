@@ -4,9 +4,12 @@
 
 pub mod config;
 pub mod imap;
+pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod relay;
 pub mod sasl;
 pub mod secret;
+pub mod server;
 pub mod tls;
+pub mod upstream;

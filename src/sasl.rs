@@ -205,10 +205,12 @@ mod tests {
         STANDARD.encode(s).into_bytes()
     }
 
+    type PlainCase<'a> = (&'a [u8], Option<&'a [u8]>, &'a [u8], &'a [u8]);
+
     #[test]
     fn plain_known_answers() {
         // (decoded message, expected authzid, authcid, password) — RFC 4616 §4 examples.
-        let cases: &[(&[u8], Option<&[u8]>, &[u8], &[u8])] = &[
+        let cases: &[PlainCase] = &[
             (b"\0tim\0tanstaaftanstaaf", None, b"tim", b"tanstaaftanstaaf"),
             (b"Ursel\0Kurt\0xipj3plmq", Some(b"Ursel"), b"Kurt", b"xipj3plmq"),
             (b"\0alice@pec.example\0", None, b"alice@pec.example", b""),

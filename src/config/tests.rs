@@ -105,10 +105,7 @@ fn validation_collects_every_error() {
 #[test]
 fn listeners_need_an_upstream_and_tls_needs_a_certificate() {
     let text = MINIMAL.replace("protocol = \"imap\"", "protocol = \"pop3\"");
-    assert_eq!(
-        errors(&text),
-        vec!["listener[0].protocol: no [upstream.pop3] is configured"]
-    );
+    assert!(errors(&text).contains(&"listener[0].protocol: no [upstream.pop3] is configured".to_owned()));
     let text = MINIMAL.replace(
         "[[certificate]]\ncert = \"../certs/server.pem\"\nkey = \"../certs/server-key.pem\"\n",
         "",

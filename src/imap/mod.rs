@@ -2,3 +2,5 @@
 
 pub mod frontend;
 pub mod parse;
+pub mod session;
+pub mod upstream;

@@ -50,6 +50,9 @@ impl<'a> nom::error::ParseError<&'a [u8]> for ParseError<'a> {
 
 type PResult<'a, O> = IResult<&'a [u8], O, ParseError<'a>>;
 
+/// `ID` parameters: (field, value) pairs, a value may be NIL.
+pub type IdParams<'a> = Vec<(Cow<'a, [u8]>, Option<Cow<'a, [u8]>>)>;
+
 /// A pre-login command with its tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command<'a> {
@@ -66,7 +69,7 @@ pub enum CommandBody<'a> {
     Logout,
     StartTls,
     /// `ID` with the client's parameters, `None` for `ID NIL`.
-    Id(Option<Vec<(Cow<'a, [u8]>, Option<Cow<'a, [u8]>>)>>),
+    Id(Option<IdParams<'a>>),
     Login {
         username: Cow<'a, [u8]>,
         password: Cow<'a, [u8]>,
@@ -203,8 +206,7 @@ fn authenticate(input: &[u8]) -> PResult<'_, CommandBody<'_>> {
 
 /// `id-params-list = "(" *(string SP nstring) ")" / nil` (RFC 2971 §4; the
 /// RFC's own grammar puts SP between pairs)
-#[allow(clippy::type_complexity)]
-fn id_params_list(input: &[u8]) -> PResult<'_, Option<Vec<(Cow<'_, [u8]>, Option<Cow<'_, [u8]>>)>>> {
+fn id_params_list(input: &[u8]) -> PResult<'_, Option<IdParams<'_>>> {
     alt((
         value(None, tag_no_case("NIL")),
         map(

@@ -1,0 +1,308 @@
+//! Drives one IMAP client connection: TLS, the pre-login front-end, the
+//! login (policy, then upstream), and the relay. The protocol logic lives in
+//! the pure [`super::frontend`]; this is the I/O edge.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::frontend::{Event, FrontendOptions, ImapFrontend, LoginAttempt};
+use super::upstream::{self as imap_upstream, ClientAddrs, Identity, LoggedIn};
+use crate::metrics as m;
+use crate::net::Stream;
+use crate::protocol::Protocol;
+use crate::relay::{self, RelayOptions};
+use crate::server::{ListenerContext, SessionGauge, accept_tls, upgrade_tls};
+use crate::upstream::UpstreamError;
+
+/// Why a login did not lead to a session.
+enum LoginFailure {
+    /// Refused: counts as a failed attempt. `code` is the RFC 5530 response code.
+    Denied {
+        code: &'static str,
+        text: String,
+        reason: &'static str,
+    },
+    /// Could not be carried out now; the client may retry.
+    Unavailable { reason: &'static str },
+}
+
+/// How the pre-login phase ended. Returned once per session, so the
+/// variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Prelogin {
+    LoggedIn {
+        attempt: LoginAttempt,
+        upstream: LoggedIn,
+        frontend: ImapFrontend,
+    },
+    Closed,
+}
+
+/// Serves one client connection until it ends.
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) {
+    let started = Instant::now();
+    let local = tcp.local_addr().unwrap_or(peer);
+    let mut gauge = SessionGauge::prelogin(Protocol::Imap);
+
+    let Some(stream) = accept_tls(tcp, &ctx).await else {
+        return;
+    };
+    let opts = FrontendOptions {
+        starttls: ctx.listener.tls == crate::config::TlsMode::Starttls,
+        allow_plaintext_login: ctx.listener.allow_plaintext_login,
+        max_line_bytes: ctx.limits.imap_max_line_bytes,
+        max_literal_bytes: ctx.limits.imap_max_literal_bytes,
+        max_login_failures: ctx.limits.max_login_failures,
+        greeting: ctx.greeting.clone(),
+    };
+    let frontend = ImapFrontend::new(opts, stream.is_tls());
+    let mut stream = Some(stream);
+    let deadline = started + ctx.limits.prelogin_timeout();
+    let addrs = ClientAddrs { peer, local };
+
+    let outcome = tokio::time::timeout_at(deadline, prelogin(&mut stream, frontend, &ctx, addrs)).await;
+    let (attempt, upstream, frontend) = match outcome {
+        Ok(Ok(Prelogin::LoggedIn {
+            attempt,
+            upstream,
+            frontend,
+        })) => (attempt, upstream, frontend),
+        Ok(Ok(Prelogin::Closed)) | Ok(Err(_)) => return,
+        Err(_) => {
+            metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "imap", "kind" => "prelogin_timeout")
+                .increment(1);
+            if let Some(mut s) = stream {
+                // Best effort: a client that stopped reading must not hold us.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                    s.write_all(b"* BYE Disconnected: login timeout\r\n").await?;
+                    s.shutdown().await
+                })
+                .await;
+            }
+            return;
+        }
+    };
+    let Some(mut client) = stream else { return };
+
+    // Anything the client pipelined behind its login goes upstream first,
+    // anything the upstream sent behind its OK goes to the client.
+    let pipelined = frontend.into_pipelined();
+    let LoggedIn { conn, capabilities } = upstream;
+    let mut upstream_stream = conn.stream;
+    let mut reply = attempt.tag.clone();
+    match capabilities {
+        Some(caps) => reply.extend_from_slice(format!(" OK [CAPABILITY {caps}] Logged in\r\n").as_bytes()),
+        None => reply.extend_from_slice(b" OK Logged in\r\n"),
+    }
+    reply.extend_from_slice(&conn.buf);
+    let handoff = async {
+        client.write_all(&reply).await?;
+        client.flush().await?;
+        if !pipelined.is_empty() {
+            upstream_stream.write_all(&pipelined).await?;
+            upstream_stream.flush().await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    if let Err(e) = handoff.await {
+        info!(peer = %peer, listener = %ctx.listener.name, error = %e, "imap session ended during handoff");
+        return;
+    }
+
+    gauge.to_relay();
+    let counter = m::RelayCounter::new(Protocol::Imap);
+    let opts = RelayOptions {
+        buffer_bytes: ctx.limits.relay_buffer_bytes,
+        idle_timeout: ctx.limits.idle_timeout(Protocol::Imap),
+    };
+    let (stats, end) = relay::relay(client, upstream_stream, opts, &counter).await;
+    let duration = started.elapsed();
+    metrics::histogram!(m::SESSION_DURATION_SECONDS, "protocol" => "imap").record(duration.as_secs_f64());
+    info!(
+        protocol = "imap",
+        listener = %ctx.listener.name,
+        peer = %peer,
+        duration_ms = duration.as_millis() as u64,
+        bytes_in = stats.client_to_upstream,
+        bytes_out = stats.upstream_to_client,
+        result = end.label(),
+        "session ended"
+    );
+}
+
+/// Runs the front-end until a login succeeds or the client goes away.
+async fn prelogin(
+    stream: &mut Option<Stream>,
+    mut frontend: ImapFrontend,
+    ctx: &ListenerContext,
+    addrs: ClientAddrs,
+) -> std::io::Result<Prelogin> {
+    let s = stream.as_mut().expect("stream present until handed off");
+    s.write_all(&frontend.greeting()).await?;
+    s.flush().await?;
+    let mut buf = [0u8; 4096];
+    loop {
+        while let Some(event) = frontend.next_event() {
+            let s = stream.as_mut().expect("stream present until handed off");
+            match event {
+                Event::Reply(bytes) => {
+                    count_refusals(&bytes);
+                    s.write_all(&bytes).await?;
+                }
+                Event::StartTls(ok) => {
+                    s.write_all(&ok).await?;
+                    s.flush().await?;
+                    let plain = stream.take().expect("stream present");
+                    match upgrade_tls(plain, ctx).await {
+                        Some(tls) => {
+                            *stream = Some(tls);
+                            frontend.tls_established();
+                        }
+                        None => return Ok(Prelogin::Closed),
+                    }
+                }
+                Event::Close => {
+                    s.flush().await?;
+                    let _ = s.shutdown().await;
+                    return Ok(Prelogin::Closed);
+                }
+                Event::Login(attempt) => {
+                    s.flush().await?;
+                    let tls = s.is_tls();
+                    match login(ctx, &attempt, addrs, tls).await {
+                        Ok(upstream) => {
+                            return Ok(Prelogin::LoggedIn {
+                                attempt,
+                                upstream,
+                                frontend,
+                            });
+                        }
+                        Err(LoginFailure::Denied { code, text, .. }) => {
+                            let (reply, close) = frontend.login_failed(&attempt.tag, code, &text);
+                            let s = stream.as_mut().expect("stream present");
+                            s.write_all(&reply).await?;
+                            if close {
+                                s.flush().await?;
+                                let _ = s.shutdown().await;
+                                return Ok(Prelogin::Closed);
+                            }
+                        }
+                        Err(LoginFailure::Unavailable { .. }) => {
+                            let reply = frontend.login_unavailable(
+                                &attempt.tag,
+                                "The mail server is not available now. Try again later.",
+                            );
+                            stream.as_mut().expect("stream present").write_all(&reply).await?;
+                        }
+                    }
+                }
+            }
+        }
+        let s = stream.as_mut().expect("stream present until handed off");
+        s.flush().await?;
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(Prelogin::Closed);
+        }
+        frontend.receive(&buf[..n]);
+    }
+}
+
+/// Counts the front-end's refusals of bad input, by kind.
+fn count_refusals(reply: &[u8]) {
+    let kind = if reply.starts_with(b"* BYE Command line too long") {
+        "line_too_long"
+    } else if reply.windows(8).any(|w| w == b"[TOOBIG]") {
+        "literal_too_big"
+    } else if reply.windows(20).any(|w| w == b"BAD Invalid command:") {
+        "syntax"
+    } else if reply.windows(15).any(|w| w == b"BAD Unknown com") {
+        "unknown_command"
+    } else if reply.windows(17).any(|w| w == b"[PRIVACYREQUIRED]") {
+        "login_before_tls"
+    } else {
+        return;
+    };
+    metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "imap", "kind" => kind).increment(1);
+}
+
+/// The login step: policy (the seam where the account store plugs in), then
+/// the upstream login as the mailbox.
+async fn login(
+    ctx: &ListenerContext,
+    attempt: &LoginAttempt,
+    addrs: ClientAddrs,
+    _tls: bool,
+) -> Result<LoggedIn, LoginFailure> {
+    let started = Instant::now();
+    let mechanism = attempt.mechanism.as_str();
+    let creds = &attempt.credentials;
+    let result = async {
+        // Clients may not act as someone else through SASL authorization ids.
+        if creds.authzid.as_ref().is_some_and(|z| *z != creds.authcid) {
+            return Err(LoginFailure::Denied {
+                code: "AUTHORIZATIONFAILED",
+                text: "Proxy authorization is not supported.".into(),
+                reason: "not_permitted",
+            });
+        }
+        // Without an account store the proxy decides nothing itself: the
+        // upstream checks the client's own credentials (pass-through).
+        let identity = Identity::Client { user: &creds.authcid, password: &creds.password };
+        let connect_started = Instant::now();
+        let login = imap_upstream::login(&ctx.upstream, identity, addrs);
+        let result = match tokio::time::timeout(ctx.limits.upstream_login_timeout(), login).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout),
+        };
+        metrics::histogram!(m::UPSTREAM_CONNECT_DURATION_SECONDS, "protocol" => "imap", "upstream" => ctx.upstream_label.clone())
+            .record(connect_started.elapsed().as_secs_f64());
+        result.map_err(|e| match e {
+            UpstreamError::AuthFailed => LoginFailure::Denied {
+                code: "AUTHENTICATIONFAILED",
+                text: "Authentication failed.".into(),
+                reason: "unknown_or_bad_password",
+            },
+            e => {
+                metrics::counter!(m::UPSTREAM_ERRORS_TOTAL, "protocol" => "imap", "upstream" => ctx.upstream_label.clone(), "kind" => e.kind())
+                    .increment(1);
+                warn!(protocol = "imap", upstream = %ctx.upstream_label, error = %e, "upstream login failed");
+                LoginFailure::Unavailable { reason: "upstream_unavailable" }
+            }
+        })
+    }
+    .await;
+
+    let (result_label, reason) = match &result {
+        Ok(_) => ("ok", "none"),
+        Err(LoginFailure::Denied { reason, .. }) => ("denied", *reason),
+        Err(LoginFailure::Unavailable { reason }) => ("unavailable", *reason),
+    };
+    metrics::counter!(
+        m::LOGINS_TOTAL,
+        "protocol" => "imap",
+        "result" => result_label,
+        "reason" => reason,
+        "mechanism" => mechanism,
+        "collaborator" => "false"
+    )
+    .increment(1);
+    metrics::histogram!(m::LOGIN_DURATION_SECONDS, "protocol" => "imap")
+        .record(started.elapsed().as_secs_f64());
+    info!(
+        protocol = "imap",
+        listener = %ctx.listener.name,
+        peer = %addrs.peer,
+        user = %String::from_utf8_lossy(&creds.authcid).chars().take(100).collect::<String>().escape_debug(),
+        mechanism,
+        result = result_label,
+        reason,
+        "login"
+    );
+    result
+}
