@@ -159,7 +159,13 @@ where
 {
     let mut buf = vec![0u8; buffer_bytes];
     loop {
-        let n = r.read(&mut buf).await.map_err(PumpError::Read)?;
+        let n = match r.read(&mut buf).await {
+            Ok(n) => n,
+            // Many clients close TCP without a TLS close_notify after LOGOUT:
+            // that is an end of stream, not a failure.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(PumpError::Read(e)),
+        };
         if n == 0 {
             // The peer may already be gone; a failed shutdown is no error of the session.
             let _ = w.shutdown().await;

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine:
+#
+#     scripts/test.sh
+#
+# Installs what the integration tests need when it is missing (Dovecot,
+# Postfix, swaks, curl, python3: Debian packages, as root), then runs every
+# test: unit, parser known-answer tables, and the end-to-end tests that start
+# real Dovecot and Postfix on loopback high ports with private configs.
+# Extra arguments go to `cargo test` (e.g. scripts/test.sh --test imap).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-test-deps.sh
+# Tests start private Dovecot instances and many sockets; integration test
+# binaries run one after another, tests inside each in parallel.
+cargo test --all-targets "$@"
