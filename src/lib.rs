@@ -2,5 +2,11 @@
 //! PEC (certified e-mail) provider. See `README.md` and `DESIGN.md`.
 #![forbid(unsafe_code)]
 
+pub mod account;
+pub mod app_password;
+pub mod login_name;
+pub mod password;
+pub mod policy;
 pub mod protocol;
+pub mod reply;
 pub mod secret;
