@@ -10,3 +10,4 @@ pub mod policy;
 pub mod protocol;
 pub mod reply;
 pub mod secret;
+pub mod store;
