@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod app_password;
+pub mod auth;
 pub mod login_name;
 pub mod password;
 pub mod policy;
