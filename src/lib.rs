@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod admin;
 pub mod app_password;
 pub mod auth;
 pub mod login_name;
