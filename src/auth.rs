@@ -78,15 +78,16 @@ impl Authenticator {
                 return Err(DenyReason::UnknownOrBadPassword.into());
             }
         };
-        let client_name = req.client_name.as_deref().map(clean_client_name);
+        let client_name = req
+            .client_name
+            .as_deref()
+            .map(clean_client_name)
+            .filter(|n| !n.is_empty());
         let outcome = self.decide(&req, &login, now).await;
-        if let Ok(Permit {
-            app_password_id: Some(id),
-            ..
-        }) = &outcome
-            && let Err(error) = self.store.touch_app_password(*id, now).await
-        {
-            tracing::warn!(%error, app_password_id = id, "could not note app password use");
+        if let Some(id) = outcome.as_ref().ok().and_then(|p| p.app_password_id) {
+            if let Err(error) = self.store.touch_app_password(id, now).await {
+                tracing::warn!(%error, app_password_id = id, "could not note app password use");
+            }
         }
         let (result, reason) = match &outcome {
             Ok(_) => (LoginResult::Success, None),
@@ -134,12 +135,15 @@ impl Authenticator {
                 return Err(DenyReason::StoreUnavailable.into());
             }
         };
-        let Ok(_verifier) = self.verifiers.clone().acquire_owned().await else {
+        let Ok(verifier) = self.verifiers.clone().acquire_owned().await else {
             return Err(DenyReason::StoreUnavailable.into()); // closed: shutting down
         };
         let (protocol, client_ip, tls) = (req.protocol, req.client_ip, req.tls);
         let (login, password) = (login.clone(), req.password.clone());
         let decision = tokio::task::spawn_blocking(move || {
+            // Held by the blocking task itself: if the client goes away and
+            // this future is dropped, the slot stays taken until the hash is done.
+            let _verifier = verifier;
             let request = LoginRequest {
                 protocol,
                 login: &login,

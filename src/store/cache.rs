@@ -73,10 +73,10 @@ impl CachedStore {
     async fn refresh(&self) -> Result<i64, StoreError> {
         {
             let state = self.lock();
-            if let (Some(generation), Some(at)) = (state.generation, state.checked_at)
-                && at.elapsed() < self.poll
-            {
-                return Ok(generation);
+            if let (Some(generation), Some(at)) = (state.generation, state.checked_at) {
+                if at.elapsed() < self.poll {
+                    return Ok(generation);
+                }
             }
         }
         let current = self.inner.generation().await?;
