@@ -247,3 +247,58 @@ async fn no_password_in_the_database() {
         }
     }
 }
+
+/// A `MakeWriter` that appends everything to one shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Every log line, at every level and including sqlx's, is free of passwords.
+#[tokio::test]
+async fn no_password_in_the_logs() {
+    let f = fixture().await;
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(captured.clone())
+        .finish();
+    // current-thread runtime: the guard covers every await below.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    for (login, password) in [
+        ("studio@pec.it", OWNER_PW),
+        ("studio@pec.it", WRONG_PW),
+        ("studio@pec.it", APP_PW),
+        ("anna/studio@pec.it", ANNA_PW),
+        ("ghost@pec.it", WRONG_PW),
+        ("bad name@pec.it", OWNER_PW),
+    ] {
+        let _ = f
+            .auth
+            .authenticate(request(Protocol::Imap, login, password))
+            .await;
+    }
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("login attempt"),
+        "logging was captured: {logs}"
+    );
+    for needle in [OWNER_PW, ANNA_PW, APP_PW, WRONG_PW, "wxyzabcdefghijkl"] {
+        assert!(!logs.contains(needle), "{needle:?} in the logs");
+    }
+}
