@@ -210,6 +210,20 @@ pub enum AdminError {
     Json(#[from] serde_json::Error),
 }
 
+impl AdminError {
+    /// A sysexits(3) code for `main` to exit with: 64 for bad input
+    /// (EX_USAGE), 69 when the store cannot be used (EX_UNAVAILABLE), 74 for
+    /// I/O (EX_IOERR), 1 for a refusal or a missing object.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Invalid { .. } | Self::Password(_) => 64,
+            Self::Store(StoreError::Database(_) | StoreError::Migrate(_)) => 69,
+            Self::Io(_) | Self::Json(_) | Self::Random(_) => 74,
+            _ => 1,
+        }
+    }
+}
+
 /// How commands run.
 #[derive(Debug, Clone, Copy)]
 pub struct AdminOptions {
