@@ -1,0 +1,175 @@
+//! The login stage at the edge of tokio: parse the name, read the record,
+//! run the pure policy on a bounded blocking pool, note the app password's
+//! use, and write the access log.
+//!
+//! Hash verification is deliberately slow (argon2id: ~20 MiB and tens of
+//! milliseconds). It runs under `spawn_blocking`, behind a semaphore sized
+//! to the cores, so a burst of logins queues for the verifiers instead of
+//! stalling the async threads that relay established sessions, and never
+//! runs more verifications at once than there are cores.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::login_name::{LoginName, parse_login_name};
+use crate::policy::{self, Denial, DenyReason, LoginRequest, Permit};
+use crate::protocol::Protocol;
+use crate::secret::Secret;
+use crate::store::{AccessLogEntry, AccountStore, LoginResult, unix_now};
+
+/// The longest client name (IMAP `ID` "name" and "version") we record.
+pub const MAX_CLIENT_NAME: usize = 128;
+
+/// One login attempt as a front-end hands it over; owns its data.
+#[derive(Debug, Clone)]
+pub struct AuthRequest {
+    pub protocol: Protocol,
+    /// The login name exactly as the client sent it.
+    pub login: Vec<u8>,
+    pub password: Secret,
+    pub client_ip: IpAddr,
+    pub tls: bool,
+    /// From IMAP `ID`, when the client sent one.
+    pub client_name: Option<String>,
+    /// Collaborator separator from the config (default `/`).
+    pub separator: char,
+}
+
+/// Authenticates logins against an account store.
+#[derive(Clone)]
+pub struct Authenticator {
+    store: Arc<dyn AccountStore>,
+    verifiers: Arc<Semaphore>,
+}
+
+impl Authenticator {
+    /// One concurrent hash verification per core.
+    pub fn new(store: Arc<dyn AccountStore>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_verifiers(store, cores)
+    }
+
+    /// At most `verifiers` (at least 1) hash verifications at once.
+    pub fn with_verifiers(store: Arc<dyn AccountStore>, verifiers: usize) -> Self {
+        Self {
+            store,
+            verifiers: Arc::new(Semaphore::new(verifiers.max(1))),
+        }
+    }
+
+    /// The store behind this authenticator (for the admin API and pruning).
+    pub fn store(&self) -> &Arc<dyn AccountStore> {
+        &self.store
+    }
+
+    /// Decides one login and records it. The password never leaves this
+    /// function except into the hash verification.
+    pub async fn authenticate(&self, req: AuthRequest) -> Result<Permit, Denial> {
+        let now = unix_now();
+        let login = match parse_login_name(&req.login, req.separator) {
+            Ok(login) => login,
+            Err(error) => {
+                // Not a name any mailbox could have: no lookup, no access-log
+                // row (there is no mailbox to file it under).
+                tracing::info!(protocol = %req.protocol, client_ip = %req.client_ip, %error,
+                    "login refused: invalid login name");
+                return Err(DenyReason::UnknownOrBadPassword.into());
+            }
+        };
+        let client_name = req
+            .client_name
+            .as_deref()
+            .map(clean_client_name)
+            .filter(|n| !n.is_empty());
+        let outcome = self.decide(&req, &login, now).await;
+        if let Some(id) = outcome.as_ref().ok().and_then(|p| p.app_password_id) {
+            if let Err(error) = self.store.touch_app_password(id, now).await {
+                tracing::warn!(%error, app_password_id = id, "could not note app password use");
+            }
+        }
+        let (result, reason) = match &outcome {
+            Ok(_) => (LoginResult::Success, None),
+            Err(denial) => (LoginResult::Failure, Some(denial.label())),
+        };
+        tracing::info!(
+            protocol = %req.protocol,
+            mailbox = %login.mailbox,
+            collaborator = login.collaborator.as_deref().unwrap_or(""),
+            client_ip = %req.client_ip,
+            client_name = client_name.as_deref().unwrap_or(""),
+            tls = req.tls,
+            result = result.as_str(),
+            reason = reason.unwrap_or(""),
+            "login attempt"
+        );
+        let entry = AccessLogEntry {
+            at: now,
+            mailbox: login.mailbox,
+            collaborator: login.collaborator,
+            protocol: req.protocol,
+            client_ip: req.client_ip,
+            client_name,
+            result,
+            reason: reason.map(str::to_owned),
+        };
+        if let Err(error) = self.store.record_login(entry).await {
+            // The decision stands; losing one history row is better than
+            // refusing every login while the log cannot be written.
+            tracing::warn!(%error, "could not write the access log");
+        }
+        outcome
+    }
+
+    async fn decide(
+        &self,
+        req: &AuthRequest,
+        login: &LoginName,
+        now: i64,
+    ) -> Result<Permit, Denial> {
+        let record = match self.store.mailbox(&login.mailbox).await {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::error!(%error, "account store unavailable");
+                return Err(DenyReason::StoreUnavailable.into());
+            }
+        };
+        let Ok(verifier) = self.verifiers.clone().acquire_owned().await else {
+            return Err(DenyReason::StoreUnavailable.into()); // closed: shutting down
+        };
+        let (protocol, client_ip, tls) = (req.protocol, req.client_ip, req.tls);
+        let (login, password) = (login.clone(), req.password.clone());
+        let decision = tokio::task::spawn_blocking(move || {
+            // Held by the blocking task itself: if the client goes away and
+            // this future is dropped, the slot stays taken until the hash is done.
+            let _verifier = verifier;
+            let request = LoginRequest {
+                protocol,
+                login: &login,
+                password: &password,
+                client_ip,
+                tls,
+            };
+            policy::check(&request, record.as_ref(), now)
+        })
+        .await;
+        decision.unwrap_or_else(|error| {
+            tracing::error!(%error, "password verification task failed");
+            Err(DenyReason::StoreUnavailable.into())
+        })
+    }
+}
+
+/// Client names come from the client: keep printable characters only (no
+/// control characters for a log to interpret) and at most [`MAX_CLIENT_NAME`].
+fn clean_client_name(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_CLIENT_NAME)
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "auth_tests.rs"]
+mod tests;

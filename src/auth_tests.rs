@@ -1,0 +1,304 @@
+//! Authenticator against a temporary SQLite store.
+
+use super::*;
+use crate::account::Rights;
+use crate::app_password;
+use crate::password::{HashCost, hash_password_with};
+use crate::store::{CachedStore, NewAppPassword, SqliteStore};
+
+const OWNER_PW: &str = "Owner-Password-4f9c1";
+const ANNA_PW: &str = "Anna-Password-7d2e8";
+const APP_PW: &str = "wxyz-abcd-efgh-ijkl";
+const WRONG_PW: &str = "Wrong-Password-0a1b2";
+
+fn weak_hash(pw: &str) -> String {
+    hash_password_with(&Secret::from_slice(pw.as_bytes()), HashCost::TEST_ONLY_WEAK).unwrap()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    store: Arc<SqliteStore>,
+    auth: Authenticator,
+    app_id: i64,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("accounts.db");
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let now = unix_now();
+    store
+        .add_mailbox("studio@pec.it", Some(&weak_hash(OWNER_PW)), now)
+        .await
+        .unwrap();
+    let rights = Rights::parse_list("mail-client").unwrap();
+    store
+        .add_collaborator(
+            "studio@pec.it",
+            "anna",
+            Some(&weak_hash(ANNA_PW)),
+            rights,
+            now,
+        )
+        .await
+        .unwrap();
+    let normalised = app_password::normalise(&Secret::from_slice(APP_PW.as_bytes())).unwrap();
+    let app_id = store
+        .create_app_password(NewAppPassword {
+            mailbox: "studio@pec.it".into(),
+            collaborator: None,
+            label: "phone".into(),
+            hash: hash_password_with(&normalised, HashCost::TEST_ONLY_WEAK).unwrap(),
+            created: now,
+            expires: None,
+        })
+        .await
+        .unwrap();
+    let cached: Arc<dyn AccountStore> = Arc::new(CachedStore::new(store.clone()));
+    let auth = Authenticator::with_verifiers(cached, 2);
+    Fixture {
+        _dir: dir,
+        path,
+        store,
+        auth,
+        app_id,
+    }
+}
+
+fn request(protocol: Protocol, login: &str, password: &str) -> AuthRequest {
+    AuthRequest {
+        protocol,
+        login: login.as_bytes().to_vec(),
+        password: Secret::from_slice(password.as_bytes()),
+        client_ip: "192.0.2.10".parse().unwrap(),
+        tls: true,
+        client_name: Some("Thunderbird 128".into()),
+        separator: '/',
+    }
+}
+
+#[tokio::test]
+async fn logins_are_decided_and_recorded() {
+    let f = fixture().await;
+    type Row<'a> = (
+        Protocol,
+        &'a str,
+        &'a str,
+        Result<Option<&'a str>, DenyReason>,
+    );
+    let table: &[Row] = &[
+        (Protocol::Imap, "Studio@PEC.it", OWNER_PW, Ok(None)),
+        (
+            Protocol::Pop3,
+            "studio@pec.it",
+            WRONG_PW,
+            Err(DenyReason::UnknownOrBadPassword),
+        ),
+        (
+            Protocol::Smtp,
+            "anna/studio@pec.it",
+            ANNA_PW,
+            Ok(Some("anna")),
+        ),
+        (
+            Protocol::Imap,
+            "anna/studio@pec.it",
+            OWNER_PW,
+            Err(DenyReason::UnknownOrBadPassword),
+        ),
+        (
+            Protocol::Imap,
+            "nobody@pec.it",
+            OWNER_PW,
+            Err(DenyReason::UnknownOrBadPassword),
+        ),
+        (Protocol::Imap, "studio@pec.it", APP_PW, Ok(None)),
+    ];
+    for (protocol, login, password, expected) in table {
+        let got = f
+            .auth
+            .authenticate(request(*protocol, login, password))
+            .await;
+        match (got, expected) {
+            (Ok(permit), Ok(collaborator)) => {
+                assert_eq!(permit.mailbox, "studio@pec.it");
+                assert_eq!(permit.collaborator.as_deref(), *collaborator);
+            }
+            (Err(denial), Err(reason)) => assert_eq!(denial.reason, *reason, "{login}"),
+            (got, expected) => panic!("{login}: got {got:?}, expected {expected:?}"),
+        }
+    }
+    let log = f.store.access_log("studio@pec.it", 10).await.unwrap();
+    assert_eq!(log.len(), 5);
+    let mut results: Vec<(String, Option<String>, Option<String>)> = log
+        .iter()
+        .map(|r| (r.protocol.clone(), r.collaborator.clone(), r.reason.clone()))
+        .collect();
+    results.sort();
+    assert!(results.contains(&("pop3".into(), None, Some("unknown_or_bad_password".into()))));
+    assert!(results.contains(&("smtp".into(), Some("anna".into()), None)));
+    assert!(log.iter().all(|r| r.client_ip == "192.0.2.10"));
+    assert!(
+        log.iter()
+            .all(|r| r.client_name.as_deref() == Some("Thunderbird 128"))
+    );
+    // The unknown mailbox's attempt is filed under the name tried.
+    assert_eq!(
+        f.store.access_log("nobody@pec.it", 10).await.unwrap().len(),
+        1
+    );
+    // The app password's use was noted.
+    let app = f.store.app_password(f.app_id).await.unwrap().unwrap();
+    assert!(app.last_used.is_some());
+}
+
+#[tokio::test]
+async fn invalid_names_are_refused_before_lookup() {
+    let f = fixture().await;
+    for login in [
+        "",
+        "studio@pec.it\r\nA1 LOGOUT",
+        "a b@pec.it",
+        "x/y/studio@pec.it",
+    ] {
+        let denial = f
+            .auth
+            .authenticate(request(Protocol::Imap, login, OWNER_PW))
+            .await
+            .unwrap_err();
+        assert_eq!(denial.reason, DenyReason::UnknownOrBadPassword, "{login:?}");
+    }
+    assert!(
+        f.store
+            .access_log("studio@pec.it", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn store_failure_is_unavailable() {
+    let f = fixture().await;
+    f.store.close().await;
+    let auth = Authenticator::with_verifiers(f.store.clone(), 1);
+    let denial = auth
+        .authenticate(request(Protocol::Imap, "studio@pec.it", OWNER_PW))
+        .await
+        .unwrap_err();
+    assert_eq!(denial.reason, DenyReason::StoreUnavailable);
+}
+
+#[tokio::test]
+async fn client_names_are_cleaned() {
+    let f = fixture().await;
+    let mut req = request(Protocol::Imap, "studio@pec.it", OWNER_PW);
+    req.client_name = Some(format!("Evil\r\nClient{}", "x".repeat(500)));
+    f.auth.authenticate(req).await.unwrap();
+    let name = f.store.access_log("studio@pec.it", 1).await.unwrap()[0]
+        .client_name
+        .clone()
+        .unwrap();
+    assert!(name.starts_with("EvilClientxxx"));
+    assert_eq!(name.chars().count(), MAX_CLIENT_NAME);
+}
+
+/// No password, right or wrong, appears anywhere in the database files.
+#[tokio::test]
+async fn no_password_in_the_database() {
+    let f = fixture().await;
+    let attempts = [
+        ("studio@pec.it", OWNER_PW),
+        ("studio@pec.it", WRONG_PW),
+        ("studio@pec.it", APP_PW),
+        ("anna/studio@pec.it", ANNA_PW),
+        ("anna/studio@pec.it", WRONG_PW),
+        ("ghost@pec.it", OWNER_PW),
+    ];
+    for protocol in [Protocol::Imap, Protocol::Pop3, Protocol::Smtp] {
+        for (login, password) in attempts {
+            let _ = f
+                .auth
+                .authenticate(request(protocol, login, password))
+                .await;
+        }
+    }
+    assert_eq!(
+        f.store
+            .access_log("studio@pec.it", 100)
+            .await
+            .unwrap()
+            .len(),
+        15
+    );
+    f.store.close().await;
+    let normalised_app = "wxyzabcdefghijkl";
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", f.path.display());
+        let Ok(bytes) = std::fs::read(&file) else {
+            continue;
+        };
+        for needle in [OWNER_PW, ANNA_PW, APP_PW, WRONG_PW, normalised_app] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle:?} found in {file}"
+            );
+        }
+    }
+}
+
+/// A `MakeWriter` that appends everything to one shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Every log line, at every level and including sqlx's, is free of passwords.
+#[tokio::test]
+async fn no_password_in_the_logs() {
+    let f = fixture().await;
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(captured.clone())
+        .finish();
+    // current-thread runtime: the guard covers every await below.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    for (login, password) in [
+        ("studio@pec.it", OWNER_PW),
+        ("studio@pec.it", WRONG_PW),
+        ("studio@pec.it", APP_PW),
+        ("anna/studio@pec.it", ANNA_PW),
+        ("ghost@pec.it", WRONG_PW),
+        ("bad name@pec.it", OWNER_PW),
+    ] {
+        let _ = f
+            .auth
+            .authenticate(request(Protocol::Imap, login, password))
+            .await;
+    }
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("login attempt"),
+        "logging was captured: {logs}"
+    );
+    for needle in [OWNER_PW, ANNA_PW, APP_PW, WRONG_PW, "wxyzabcdefghijkl"] {
+        assert!(!logs.contains(needle), "{needle:?} in the logs");
+    }
+}

@@ -1,0 +1,348 @@
+//! Login names: `mailbox@domain` (the owner) or `name/mailbox@domain`
+//! (collaborator `name` of a shared mailbox, "PEC multiutente").
+//!
+//! Parsing is pure and happens before any lookup: a name that could not be a
+//! mailbox is refused here, so the account store never sees it.
+
+use thiserror::Error;
+
+/// The separator between a collaborator's name and the mailbox, as in
+/// Aruba's guide (`multiutente/mailbox@domain`).
+pub const DEFAULT_SEPARATOR: char = '/';
+
+/// RFC 5321 §4.5.3.1.1: a local part is at most 64 octets.
+pub const MAX_LOCAL_PART: usize = 64;
+/// RFC 5321 §4.5.3.1.2: a domain is at most 255 octets.
+pub const MAX_DOMAIN: usize = 255;
+/// 64 + 1 + 255: the longest address the two limits above allow.
+pub const MAX_ADDRESS: usize = 320;
+/// Our own limit: collaborator names are chosen by the owner and shown in
+/// the access log; 64 is plenty and keeps them the size of a local part.
+pub const MAX_COLLABORATOR: usize = 64;
+/// The most a whole login name can be: collaborator, separator, address.
+pub const MAX_LOGIN_NAME: usize = MAX_COLLABORATOR + 4 + MAX_ADDRESS;
+
+/// A parsed login: which mailbox, and which collaborator of it (if any).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LoginName {
+    /// Canonical lower-case `local@domain`.
+    pub mailbox: String,
+    /// Lower-case collaborator name; `None` for the owner.
+    pub collaborator: Option<String>,
+}
+
+impl LoginName {
+    /// The owner of `mailbox` (already canonical).
+    pub fn owner(mailbox: &str) -> Self {
+        Self {
+            mailbox: mailbox.to_owned(),
+            collaborator: None,
+        }
+    }
+}
+
+/// Why a login name was refused. Never shown to the client (it gets the same
+/// reply as for a wrong password); kept for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum LoginNameError {
+    #[error("login name is empty")]
+    Empty,
+    #[error("login name is too long")]
+    TooLong,
+    #[error("login name is not UTF-8")]
+    NotUtf8,
+    #[error("login name contains a control character, space, quote or backslash")]
+    ForbiddenCharacter,
+    #[error("login name contains more than one collaborator separator")]
+    MultipleSeparators,
+    #[error("collaborator name is empty")]
+    EmptyCollaborator,
+    #[error("collaborator name is too long")]
+    CollaboratorTooLong,
+    #[error("collaborator name has a character outside a-z 0-9 . _ -")]
+    CollaboratorCharset,
+    #[error("address has no '@'")]
+    MissingAt,
+    #[error("address has more than one '@'")]
+    MultipleAt,
+    #[error("local part is empty")]
+    EmptyLocalPart,
+    #[error("local part is too long")]
+    LocalPartTooLong,
+    #[error("local part is not a dot-atom")]
+    BadLocalPart,
+    #[error("domain is empty")]
+    EmptyDomain,
+    #[error("domain is too long")]
+    DomainTooLong,
+    #[error("domain is not a host name")]
+    BadDomain,
+    #[error("separator cannot be '@', alphanumeric, a space or a quote")]
+    BadSeparator,
+}
+
+/// Parses a login name as sent by a client (IMAP LOGIN, SASL authcid, POP3 USER).
+///
+/// Case-insensitive: the result is lower case. `separator` splits the
+/// collaborator's name from the mailbox (default [`DEFAULT_SEPARATOR`]).
+pub fn parse_login_name(raw: &[u8], separator: char) -> Result<LoginName, LoginNameError> {
+    check_separator(separator)?;
+    if raw.is_empty() {
+        return Err(LoginNameError::Empty);
+    }
+    // Cheap length check first, before any decoding work.
+    if raw.len() > MAX_LOGIN_NAME {
+        return Err(LoginNameError::TooLong);
+    }
+    let text = std::str::from_utf8(raw).map_err(|_| LoginNameError::NotUtf8)?;
+    if text.chars().any(is_forbidden) {
+        return Err(LoginNameError::ForbiddenCharacter);
+    }
+    let (collaborator, address) = match text.split_once(separator) {
+        None => (None, text),
+        Some((name, rest)) => {
+            if rest.contains(separator) {
+                return Err(LoginNameError::MultipleSeparators);
+            }
+            (Some(parse_collaborator(name)?), rest)
+        }
+    };
+    let mailbox = parse_address(address)?;
+    Ok(LoginName {
+        mailbox,
+        collaborator,
+    })
+}
+
+/// Canonicalises a mailbox address (`Local@Domain` → `local@domain`), with
+/// the same rules as the address part of a login name. For the admin CLI.
+pub fn parse_mailbox_address(raw: &str) -> Result<String, LoginNameError> {
+    if raw.is_empty() {
+        return Err(LoginNameError::Empty);
+    }
+    if raw.chars().any(is_forbidden) {
+        return Err(LoginNameError::ForbiddenCharacter);
+    }
+    parse_address(raw)
+}
+
+/// Canonicalises a collaborator name (lower case, conservative charset).
+pub fn parse_collaborator_name(raw: &str) -> Result<String, LoginNameError> {
+    parse_collaborator(raw)
+}
+
+fn check_separator(separator: char) -> Result<(), LoginNameError> {
+    if separator == '@' || separator.is_alphanumeric() || is_forbidden(separator) {
+        return Err(LoginNameError::BadSeparator);
+    }
+    Ok(())
+}
+
+/// Control characters (CR, LF, NUL, DEL, C1...), any white space, quotes and
+/// backslash: none can appear in a mailbox name we accept, and each is a
+/// classic way to smuggle something into a protocol line or a log.
+fn is_forbidden(c: char) -> bool {
+    c.is_control() || c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '\\')
+}
+
+/// Collaborator names: `[a-z0-9]` first, then `[a-z0-9._-]`, at most 64.
+fn parse_collaborator(raw: &str) -> Result<String, LoginNameError> {
+    if raw.is_empty() {
+        return Err(LoginNameError::EmptyCollaborator);
+    }
+    if raw.len() > MAX_COLLABORATOR {
+        return Err(LoginNameError::CollaboratorTooLong);
+    }
+    let name = raw.to_ascii_lowercase();
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    if !(first_ok && rest_ok) {
+        return Err(LoginNameError::CollaboratorCharset);
+    }
+    Ok(name)
+}
+
+/// `addr-spec = local-part "@" domain` (RFC 5322 §3.4.1), restricted to the
+/// dot-atom form: quoted local parts and address literals are refused.
+fn parse_address(raw: &str) -> Result<String, LoginNameError> {
+    if raw.len() > MAX_ADDRESS {
+        return Err(LoginNameError::TooLong);
+    }
+    let mut parts = raw.split('@');
+    let (Some(local), Some(domain)) = (parts.next(), parts.next()) else {
+        return Err(LoginNameError::MissingAt);
+    };
+    if parts.next().is_some() {
+        return Err(LoginNameError::MultipleAt);
+    }
+    check_local_part(local)?;
+    check_domain(domain)?;
+    Ok(raw.to_lowercase())
+}
+
+/// `dot-atom-text = 1*atext *("." 1*atext)` (RFC 5322 §3.2.3); non-ASCII
+/// letters and digits are allowed as in RFC 6531 (SMTPUTF8). `/` is atext in
+/// the RFC but refused here: it is the default collaborator separator, so a
+/// mailbox with one could never log in, and no PEC provider issues such names.
+fn check_local_part(local: &str) -> Result<(), LoginNameError> {
+    if local.is_empty() {
+        return Err(LoginNameError::EmptyLocalPart);
+    }
+    if local.len() > MAX_LOCAL_PART {
+        return Err(LoginNameError::LocalPartTooLong);
+    }
+    let atext = |c: char| {
+        c.is_ascii_alphanumeric()
+            || "!#$%&*+-=?^_{|}~".contains(c)
+            || (!c.is_ascii() && c.is_alphanumeric())
+    };
+    if local
+        .split('.')
+        .any(|atom| atom.is_empty() || !atom.chars().all(atext))
+    {
+        return Err(LoginNameError::BadLocalPart);
+    }
+    Ok(())
+}
+
+/// `domain = label *("." label)`, each label letters, digits and inner
+/// hyphens, at most 63 octets (RFC 1035 §2.3.1, RFC 5890 for non-ASCII).
+fn check_domain(domain: &str) -> Result<(), LoginNameError> {
+    if domain.is_empty() {
+        return Err(LoginNameError::EmptyDomain);
+    }
+    if domain.len() > MAX_DOMAIN {
+        return Err(LoginNameError::DomainTooLong);
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    if !domain.split('.').all(label_ok) {
+        return Err(LoginNameError::BadDomain);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use LoginNameError as E;
+
+    fn ok(mailbox: &str, collaborator: Option<&str>) -> Result<LoginName, LoginNameError> {
+        Ok(LoginName {
+            mailbox: mailbox.to_owned(),
+            collaborator: collaborator.map(str::to_owned),
+        })
+    }
+
+    #[test]
+    fn known_answers() {
+        let long_local = format!("{}@pec.it", "a".repeat(65));
+        let max_local = format!("{}@pec.it", "a".repeat(64));
+        let long_domain = format!("a@{}.it", vec!["b".repeat(60); 5].join("."));
+        let long_collab = format!("{}/a@pec.it", "c".repeat(65));
+        let max_collab = format!("{}/a@pec.it", "c".repeat(64));
+        let huge = "a".repeat(MAX_LOGIN_NAME + 1);
+        let table: Vec<(&[u8], Result<LoginName, LoginNameError>)> = vec![
+            (b"mario.rossi@pec.it", ok("mario.rossi@pec.it", None)),
+            (b"Mario.Rossi@PEC.IT", ok("mario.rossi@pec.it", None)),
+            (
+                b"segreteria/studio@pec.it",
+                ok("studio@pec.it", Some("segreteria")),
+            ),
+            (
+                b"MultiUtente/Studio@Pec.It",
+                ok("studio@pec.it", Some("multiutente")),
+            ),
+            (
+                b"anna.b_2-x/studio@pec.it",
+                ok("studio@pec.it", Some("anna.b_2-x")),
+            ),
+            (b"a+tag@pec.it", ok("a+tag@pec.it", None)),
+            ("caffè@pec.it".as_bytes(), ok("caffè@pec.it", None)),
+            (b"a@b", ok("a@b", None)),
+            (max_local.as_bytes(), ok(&max_local, None)),
+            (max_collab.as_bytes(), ok("a@pec.it", Some(&"c".repeat(64)))),
+            // refusals
+            (b"", Err(E::Empty)),
+            (huge.as_bytes(), Err(E::TooLong)),
+            (b"\xffa@pec.it", Err(E::NotUtf8)),
+            (b"a\r\n@pec.it", Err(E::ForbiddenCharacter)),
+            (b"a@pec.it\r\n", Err(E::ForbiddenCharacter)),
+            (b"a\0@pec.it", Err(E::ForbiddenCharacter)),
+            (b"a\x7f@pec.it", Err(E::ForbiddenCharacter)),
+            (b"a b@pec.it", Err(E::ForbiddenCharacter)),
+            (b"a\t@pec.it", Err(E::ForbiddenCharacter)),
+            (b"\"a\"@pec.it", Err(E::ForbiddenCharacter)),
+            (b"o'brien@pec.it", Err(E::ForbiddenCharacter)),
+            (b"a\\b@pec.it", Err(E::ForbiddenCharacter)),
+            ("a\u{a0}b@pec.it".as_bytes(), Err(E::ForbiddenCharacter)),
+            (b"x/y/a@pec.it", Err(E::MultipleSeparators)),
+            (b"/a@pec.it", Err(E::EmptyCollaborator)),
+            (long_collab.as_bytes(), Err(E::CollaboratorTooLong)),
+            (b"-x/a@pec.it", Err(E::CollaboratorCharset)),
+            (b"x+y/a@pec.it", Err(E::CollaboratorCharset)),
+            (b"x@y/a@pec.it", Err(E::CollaboratorCharset)),
+            (b"studio.pec.it", Err(E::MissingAt)),
+            (b"x/", Err(E::MissingAt)),
+            (b"a@b@pec.it", Err(E::MultipleAt)),
+            (b"@pec.it", Err(E::EmptyLocalPart)),
+            (b"x/@pec.it", Err(E::EmptyLocalPart)),
+            (long_local.as_bytes(), Err(E::LocalPartTooLong)),
+            (b".a@pec.it", Err(E::BadLocalPart)),
+            (b"a..b@pec.it", Err(E::BadLocalPart)),
+            (b"a.@pec.it", Err(E::BadLocalPart)),
+            (b"a(b)@pec.it", Err(E::BadLocalPart)),
+            (b"a<b>@pec.it", Err(E::BadLocalPart)),
+            (b"a@", Err(E::EmptyDomain)),
+            (long_domain.as_bytes(), Err(E::DomainTooLong)),
+            (b"a@pec..it", Err(E::BadDomain)),
+            (b"a@-pec.it", Err(E::BadDomain)),
+            (b"a@pec.it.", Err(E::BadDomain)),
+            (b"a@[127.0.0.1]", Err(E::BadDomain)),
+            (b"a@pec_it", Err(E::BadDomain)),
+        ];
+        for (input, expected) in table {
+            assert_eq!(
+                parse_login_name(input, DEFAULT_SEPARATOR),
+                expected,
+                "input {:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn separator_is_configurable() {
+        assert_eq!(
+            parse_login_name(b"segreteria#studio@pec.it", '#'),
+            ok("studio@pec.it", Some("segreteria"))
+        );
+        // '/' is never part of a mailbox name, whatever the separator.
+        assert_eq!(parse_login_name(b"a/b@pec.it", '#'), Err(E::BadLocalPart));
+        for bad in ['@', 'a', '7', ' ', '"', '\\', '\n'] {
+            assert_eq!(
+                parse_login_name(b"a@pec.it", bad),
+                Err(E::BadSeparator),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn address_and_collaborator_helpers() {
+        assert_eq!(parse_mailbox_address("A@B.IT"), Ok("a@b.it".into()));
+        assert_eq!(parse_mailbox_address("x/a@b.it"), Err(E::BadLocalPart));
+        assert_eq!(parse_mailbox_address("a b@c"), Err(E::ForbiddenCharacter));
+        assert_eq!(parse_collaborator_name("Anna"), Ok("anna".into()));
+        assert_eq!(parse_collaborator_name(""), Err(E::EmptyCollaborator));
+    }
+}

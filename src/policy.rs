@@ -1,0 +1,263 @@
+//! The login decision: a pure function of the request and the mailbox record.
+//!
+//! # Order of the checks, and why
+//!
+//! The rules, in the order the issue lists them, are: the mailbox exists and
+//! is active → the protocol is switched on → the collaborator exists, is
+//! active and holds the right the protocol needs → the credential is of the
+//! accepted kind (with two-step verification, only an unexpired app password
+//! of that principal).
+//!
+//! Telling the client *which* rule failed is only safe once it has shown it
+//! knows a credential of the principal. Otherwise anyone could learn, without
+//! any password, that a mailbox exists, that its POP3 is off or that it uses
+//! two-step verification. So [`check`] runs in two phases:
+//!
+//! 1. **Who are you?** Find the principal (the owner, or the named
+//!    collaborator of the named mailbox) and verify the password against its
+//!    main password and its app passwords. An unknown mailbox, an unknown
+//!    collaborator or a password matching nothing gives
+//!    [`DenyReason::UnknownOrBadPassword`], after one dummy verification so
+//!    an unknown mailbox costs the time of a wrong password.
+//! 2. **May you?** Only now the rules above are applied in the listed order,
+//!    each with its own reason: an inactive mailbox still looks unknown
+//!    (the owner cannot fix it from a mail client); then `protocol_disabled`,
+//!    `collaborator_suspended`, `not_permitted`, and last the credential kind
+//!    (`app_password_expired`, `app_password_required`).
+//!
+//! Residual timing signal: phase 1 costs one hash verification per candidate
+//! (main password, plus each app password when the password has the shape of
+//! one), so a principal with several app passwords answers a little slower.
+//! It reveals at most that an account with app passwords exists, never a switch.
+
+use std::net::IpAddr;
+
+use crate::account::{AppPassword, Collaborator, MailboxRecord, Pop3Delete};
+use crate::app_password;
+use crate::login_name::LoginName;
+use crate::password::{verify_dummy, verify_password};
+use crate::protocol::Protocol;
+use crate::secret::Secret;
+
+/// A login attempt, as the front-end saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginRequest<'a> {
+    pub protocol: Protocol,
+    pub login: &'a LoginName,
+    pub password: &'a Secret,
+    pub client_ip: IpAddr,
+    /// Whether the password came over TLS. The front-ends already refuse a
+    /// password on a plain connection unless the operator allowed it; kept
+    /// here so a rule on it stays a pure-policy change.
+    pub tls: bool,
+}
+
+/// What a successful login carries on to the upstream stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permit {
+    /// The mailbox to open upstream, always as the mailbox itself.
+    pub mailbox: String,
+    /// The collaborator who logged in; for the access log, never upstream.
+    pub collaborator: Option<String>,
+    /// Upstream route override for this mailbox.
+    pub route: Option<String>,
+    /// The stricter of the mailbox's and the collaborator's setting.
+    pub pop3_delete: Pop3Delete,
+    /// The app password used, so its `last_used` can be touched.
+    pub app_password_id: Option<i64>,
+    pub labels: PermitLabels,
+}
+
+/// Bounded metric labels of a permit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PermitLabels {
+    pub collaborator: bool,
+    pub app_password: bool,
+}
+
+/// A refused login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: DenyReason,
+}
+
+impl From<DenyReason> for Denial {
+    fn from(reason: DenyReason) -> Self {
+        Self { reason }
+    }
+}
+
+/// Why a login was refused. Each maps to one metric label and one reply per
+/// protocol (see `reply.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DenyReason {
+    /// Unknown mailbox or collaborator, inactive mailbox, invalid login name,
+    /// or a password that matches nothing: indistinguishable on purpose.
+    UnknownOrBadPassword,
+    ProtocolDisabled,
+    AppPasswordRequired,
+    AppPasswordExpired,
+    CollaboratorSuspended,
+    NotPermitted,
+    StoreUnavailable,
+}
+
+impl DenyReason {
+    /// Every reason, for metric registration and tests.
+    pub const ALL: [DenyReason; 7] = [
+        Self::UnknownOrBadPassword,
+        Self::ProtocolDisabled,
+        Self::AppPasswordRequired,
+        Self::AppPasswordExpired,
+        Self::CollaboratorSuspended,
+        Self::NotPermitted,
+        Self::StoreUnavailable,
+    ];
+
+    /// snake_case metric label and access-log reason.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::UnknownOrBadPassword => "unknown_or_bad_password",
+            Self::ProtocolDisabled => "protocol_disabled",
+            Self::AppPasswordRequired => "app_password_required",
+            Self::AppPasswordExpired => "app_password_expired",
+            Self::CollaboratorSuspended => "collaborator_suspended",
+            Self::NotPermitted => "not_permitted",
+            Self::StoreUnavailable => "store_unavailable",
+        }
+    }
+}
+
+/// Which credential of the principal the password matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credential {
+    Main,
+    App(i64),
+    ExpiredApp,
+}
+
+/// Decides a login. `record` is the store's record for `req.login.mailbox`
+/// (`None`: no such mailbox); `now` is unix seconds. See the module docs for
+/// the order of the checks.
+pub fn check(
+    req: &LoginRequest<'_>,
+    record: Option<&MailboxRecord>,
+    now: i64,
+) -> Result<Permit, Denial> {
+    // Phase 1: who are you?
+    let Some(mailbox) = record.filter(|m| m.address == req.login.mailbox) else {
+        verify_dummy(req.password);
+        return Err(DenyReason::UnknownOrBadPassword.into());
+    };
+    let collaborator: Option<&Collaborator> = match &req.login.collaborator {
+        None => None,
+        Some(name) => match mailbox.collaborator(name) {
+            Some(c) => Some(c),
+            None => {
+                verify_dummy(req.password);
+                return Err(DenyReason::UnknownOrBadPassword.into());
+            }
+        },
+    };
+    let (main_hash, app_passwords) = match collaborator {
+        None => (mailbox.password_hash.as_deref(), &mailbox.app_passwords),
+        Some(c) => (c.password_hash.as_deref(), &c.app_passwords),
+    };
+    let credential = identify(
+        req.password,
+        main_hash,
+        app_passwords,
+        mailbox.two_step,
+        now,
+    )
+    .ok_or(DenyReason::UnknownOrBadPassword)?;
+
+    // Phase 2: may you? The client has shown a credential of this principal.
+    if !mailbox.active {
+        return Err(DenyReason::UnknownOrBadPassword.into());
+    }
+    if !mailbox.protocols.enabled(req.protocol) {
+        return Err(DenyReason::ProtocolDisabled.into());
+    }
+    if let Some(c) = collaborator {
+        if !c.active {
+            return Err(DenyReason::CollaboratorSuspended.into());
+        }
+        if !c.rights.allow(req.protocol) {
+            return Err(DenyReason::NotPermitted.into());
+        }
+    }
+    let app_password_id = match credential {
+        Credential::ExpiredApp => return Err(DenyReason::AppPasswordExpired.into()),
+        Credential::Main if mailbox.two_step => {
+            return Err(DenyReason::AppPasswordRequired.into());
+        }
+        Credential::Main => None,
+        Credential::App(id) => Some(id),
+    };
+    Ok(Permit {
+        mailbox: mailbox.address.clone(),
+        collaborator: collaborator.map(|c| c.name.clone()),
+        route: mailbox.route.clone(),
+        pop3_delete: collaborator.map_or(mailbox.pop3_delete, |c| {
+            mailbox.pop3_delete.stricter(c.pop3_delete)
+        }),
+        app_password_id,
+        labels: PermitLabels {
+            collaborator: collaborator.is_some(),
+            app_password: app_password_id.is_some(),
+        },
+    })
+}
+
+/// Finds which credential of a principal `password` is, if any. Tries the
+/// likelier kind first (app passwords under two-step verification) and
+/// unexpired app passwords before expired ones. A hash we cannot use
+/// (unknown scheme, malformed) matches nothing.
+fn identify(
+    password: &Secret,
+    main_hash: Option<&str>,
+    app_passwords: &[AppPassword],
+    two_step: bool,
+    now: i64,
+) -> Option<Credential> {
+    let mut verifications = 0;
+    let try_main = |verifications: &mut u32| {
+        main_hash.is_some_and(|hash| {
+            *verifications += 1;
+            verify_password(password, hash) == Ok(true)
+        })
+    };
+    if !two_step && try_main(&mut verifications) {
+        return Some(Credential::Main);
+    }
+    // Only something shaped like an app password is worth a verification.
+    if let Some(normalised) = app_password::normalise(password) {
+        let (live, expired): (Vec<&AppPassword>, Vec<&AppPassword>) =
+            app_passwords.iter().partition(|a| !a.expired_at(now));
+        for app in live {
+            verifications += 1;
+            if verify_password(&normalised, &app.hash) == Ok(true) {
+                return Some(Credential::App(app.id));
+            }
+        }
+        for app in expired {
+            verifications += 1;
+            if verify_password(&normalised, &app.hash) == Ok(true) {
+                return Some(Credential::ExpiredApp);
+            }
+        }
+    }
+    if two_step && try_main(&mut verifications) {
+        return Some(Credential::Main);
+    }
+    if verifications == 0 {
+        verify_dummy(password);
+    }
+    None
+}
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod tests;
