@@ -246,9 +246,7 @@ mod tests {
             ("admin", Err(())),
         ];
         for (input, expected) in table {
-            let got = Rights::parse_list(input)
-                .map(|r| r.to_list())
-                .map_err(|_| ());
+            let got = Rights::parse_list(input).map(|r| r.to_list()).map_err(|_| ());
             assert_eq!(got.as_deref(), expected.as_deref(), "{input}");
         }
     }

@@ -94,10 +94,7 @@ mod tests {
             }
         }
         // 6400 letters, 246 expected each; a biased mapping would show.
-        assert!(
-            counts.iter().all(|&c| (150..350).contains(&c)),
-            "{counts:?}"
-        );
+        assert!(counts.iter().all(|&c| (150..350).contains(&c)), "{counts:?}");
     }
 
     #[test]
@@ -119,9 +116,7 @@ mod tests {
         ];
         for (input, expected) in table {
             assert_eq!(
-                normalise(&Secret::from_slice(input))
-                    .as_ref()
-                    .map(Secret::expose),
+                normalise(&Secret::from_slice(input)).as_ref().map(Secret::expose),
                 *expected,
                 "{:?}",
                 String::from_utf8_lossy(input)

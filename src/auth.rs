@@ -122,12 +122,7 @@ impl Authenticator {
         outcome
     }
 
-    async fn decide(
-        &self,
-        req: &AuthRequest,
-        login: &LoginName,
-        now: i64,
-    ) -> Result<Permit, Denial> {
+    async fn decide(&self, req: &AuthRequest, login: &LoginName, now: i64) -> Result<Permit, Denial> {
         let record = match self.store.mailbox(&login.mailbox).await {
             Ok(record) => record,
             Err(error) => {

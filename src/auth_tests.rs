@@ -34,13 +34,7 @@ async fn fixture() -> Fixture {
         .unwrap();
     let rights = Rights::parse_list("mail-client").unwrap();
     store
-        .add_collaborator(
-            "studio@pec.it",
-            "anna",
-            Some(&weak_hash(ANNA_PW)),
-            rights,
-            now,
-        )
+        .add_collaborator("studio@pec.it", "anna", Some(&weak_hash(ANNA_PW)), rights, now)
         .await
         .unwrap();
     let normalised = app_password::normalise(&Secret::from_slice(APP_PW.as_bytes())).unwrap();
@@ -81,12 +75,7 @@ fn request(protocol: Protocol, login: &str, password: &str) -> AuthRequest {
 #[tokio::test]
 async fn logins_are_decided_and_recorded() {
     let f = fixture().await;
-    type Row<'a> = (
-        Protocol,
-        &'a str,
-        &'a str,
-        Result<Option<&'a str>, DenyReason>,
-    );
+    type Row<'a> = (Protocol, &'a str, &'a str, Result<Option<&'a str>, DenyReason>);
     let table: &[Row] = &[
         (Protocol::Imap, "Studio@PEC.it", OWNER_PW, Ok(None)),
         (
@@ -95,12 +84,7 @@ async fn logins_are_decided_and_recorded() {
             WRONG_PW,
             Err(DenyReason::UnknownOrBadPassword),
         ),
-        (
-            Protocol::Smtp,
-            "anna/studio@pec.it",
-            ANNA_PW,
-            Ok(Some("anna")),
-        ),
+        (Protocol::Smtp, "anna/studio@pec.it", ANNA_PW, Ok(Some("anna"))),
         (
             Protocol::Imap,
             "anna/studio@pec.it",
@@ -116,10 +100,7 @@ async fn logins_are_decided_and_recorded() {
         (Protocol::Imap, "studio@pec.it", APP_PW, Ok(None)),
     ];
     for (protocol, login, password, expected) in table {
-        let got = f
-            .auth
-            .authenticate(request(*protocol, login, password))
-            .await;
+        let got = f.auth.authenticate(request(*protocol, login, password)).await;
         match (got, expected) {
             (Ok(permit), Ok(collaborator)) => {
                 assert_eq!(permit.mailbox, "studio@pec.it");
@@ -144,10 +125,7 @@ async fn logins_are_decided_and_recorded() {
             .all(|r| r.client_name.as_deref() == Some("Thunderbird 128"))
     );
     // The unknown mailbox's attempt is filed under the name tried.
-    assert_eq!(
-        f.store.access_log("nobody@pec.it", 10).await.unwrap().len(),
-        1
-    );
+    assert_eq!(f.store.access_log("nobody@pec.it", 10).await.unwrap().len(), 1);
     // The app password's use was noted.
     let app = f.store.app_password(f.app_id).await.unwrap().unwrap();
     assert!(app.last_used.is_some());
@@ -169,13 +147,7 @@ async fn invalid_names_are_refused_before_lookup() {
             .unwrap_err();
         assert_eq!(denial.reason, DenyReason::UnknownOrBadPassword, "{login:?}");
     }
-    assert!(
-        f.store
-            .access_log("studio@pec.it", 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(f.store.access_log("studio@pec.it", 10).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -218,20 +190,10 @@ async fn no_password_in_the_database() {
     ];
     for protocol in [Protocol::Imap, Protocol::Pop3, Protocol::Smtp] {
         for (login, password) in attempts {
-            let _ = f
-                .auth
-                .authenticate(request(protocol, login, password))
-                .await;
+            let _ = f.auth.authenticate(request(protocol, login, password)).await;
         }
     }
-    assert_eq!(
-        f.store
-            .access_log("studio@pec.it", 100)
-            .await
-            .unwrap()
-            .len(),
-        15
-    );
+    assert_eq!(f.store.access_log("studio@pec.it", 100).await.unwrap().len(), 15);
     f.store.close().await;
     let normalised_app = "wxyzabcdefghijkl";
     for suffix in ["", "-wal", "-shm"] {
@@ -294,10 +256,7 @@ async fn no_password_in_the_logs() {
             .await;
     }
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        logs.contains("login attempt"),
-        "logging was captured: {logs}"
-    );
+    assert!(logs.contains("login attempt"), "logging was captured: {logs}");
     for needle in [OWNER_PW, ANNA_PW, APP_PW, WRONG_PW, "wxyzabcdefghijkl"] {
         assert!(!logs.contains(needle), "{needle:?} in the logs");
     }

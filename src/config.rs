@@ -703,6 +703,14 @@ impl Validator<'_> {
                  passwords itself; use \"pass-through\" without one",
             );
         }
+        if login.mode() == LoginMode::PassThrough && have_store {
+            // With a store, passwords are ours to check (app passwords and
+            // collaborators do not exist upstream).
+            self.error(
+                format!("{key}.login"),
+                "with an account store ([store]) the proxy logs in as the mailbox: use \"master-user\" or \"sasl-authzid\"",
+            );
+        }
         if u.master_user_separator.is_empty() || u.master_user_separator.chars().any(|c| c.is_whitespace()) {
             self.error(
                 format!("{key}.master_user_separator"),

@@ -8,6 +8,7 @@ pub mod app_password;
 pub mod auth;
 pub mod config;
 pub mod imap;
+pub mod login;
 pub mod login_name;
 pub mod metrics;
 pub mod net;

@@ -196,9 +196,7 @@ fn check_local_part(local: &str) -> Result<(), LoginNameError> {
         return Err(LoginNameError::LocalPartTooLong);
     }
     let atext = |c: char| {
-        c.is_ascii_alphanumeric()
-            || "!#$%&*+-=?^_{|}~".contains(c)
-            || (!c.is_ascii() && c.is_alphanumeric())
+        c.is_ascii_alphanumeric() || "!#$%&*+-=?^_{|}~".contains(c) || (!c.is_ascii() && c.is_alphanumeric())
     };
     if local
         .split('.')

@@ -105,17 +105,17 @@ pub const MAX_VERIFY_ITERATIONS: u32 = 16;
 /// A valid argon2id hash (with [`HashCost::RECOMMENDED`]) of a random string
 /// nobody knows. Verifying against it costs what a real verification costs,
 /// so an unknown mailbox answers in the same time as a wrong password.
-pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$HSP/6RqHJVcd3TeMRgJEWA$Mzfnh7TDtxm6+JXfoHd8Ez8lhhjrzvdOOErGnrsbkgs";
+pub const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$HSP/6RqHJVcd3TeMRgJEWA$Mzfnh7TDtxm6+JXfoHd8Ez8lhhjrzvdOOErGnrsbkgs";
 
 /// Checks `password` against a stored hash. `Ok(false)` for a wrong
 /// password; `Err` when the hash itself is unusable. Never panics.
 pub fn verify_password(password: &Secret, hash: &str) -> Result<bool, PasswordError> {
     match PasswordScheme::of(hash)? {
         PasswordScheme::Argon2id => {
-            let parsed =
-                PasswordHash::new(hash).map_err(|_| PasswordError::Malformed("argon2id"))?;
-            let params = argon2::Params::try_from(&parsed)
-                .map_err(|_| PasswordError::Malformed("argon2id"))?;
+            let parsed = PasswordHash::new(hash).map_err(|_| PasswordError::Malformed("argon2id"))?;
+            let params =
+                argon2::Params::try_from(&parsed).map_err(|_| PasswordError::Malformed("argon2id"))?;
             if params.m_cost() > MAX_VERIFY_MEMORY_KIB {
                 return Err(PasswordError::CostTooHigh("m"));
             }
@@ -131,13 +131,11 @@ pub fn verify_password(password: &Secret, hash: &str) -> Result<bool, PasswordEr
         PasswordScheme::Bcrypt => {
             bcrypt::verify(password.expose(), hash).map_err(|_| PasswordError::Malformed("bcrypt"))
         }
-        PasswordScheme::Sha512Crypt => {
-            match ShaCrypt::default().verify_password(password.expose(), hash) {
-                Ok(()) => Ok(true),
-                Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
-                Err(_) => Err(PasswordError::Malformed("sha512-crypt")),
-            }
-        }
+        PasswordScheme::Sha512Crypt => match ShaCrypt::default().verify_password(password.expose(), hash) {
+            Ok(()) => Ok(true),
+            Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
+            Err(_) => Err(PasswordError::Malformed("sha512-crypt")),
+        },
     }
 }
 
@@ -211,11 +209,7 @@ mod tests {
             assert_eq!(PasswordScheme::of(hash), Ok(*scheme), "{hash}");
             assert_eq!(verify_password(&right, hash), Ok(true), "{hash}");
             assert_eq!(verify_password(&wrong, hash), Ok(false), "{hash}");
-            assert_eq!(
-                verify_password(&Secret::default(), hash),
-                Ok(false),
-                "{hash}"
-            );
+            assert_eq!(verify_password(&Secret::default(), hash), Ok(false), "{hash}");
         }
     }
 
@@ -248,10 +242,7 @@ mod tests {
             ("$2y$04$short", PasswordError::Malformed("bcrypt")),
             ("$2b$", PasswordError::Malformed("bcrypt")),
             ("$6$", PasswordError::Malformed("sha512-crypt")),
-            (
-                "$6$salt$not*base64",
-                PasswordError::Malformed("sha512-crypt"),
-            ),
+            ("$6$salt$not*base64", PasswordError::Malformed("sha512-crypt")),
         ];
         for (hash, expected) in table {
             assert_eq!(verify_password(&pw, hash).as_ref(), Err(expected), "{hash}");
@@ -264,28 +255,16 @@ mod tests {
         let hash = hash_password_with(&pw, HashCost::TEST_ONLY_WEAK).unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{hash}");
         assert_eq!(verify_password(&pw, &hash), Ok(true));
-        assert_eq!(
-            verify_password(&Secret::from_slice(b"nope"), &hash),
-            Ok(false)
-        );
+        assert_eq!(verify_password(&Secret::from_slice(b"nope"), &hash), Ok(false));
         // A fresh salt each time.
-        assert_ne!(
-            hash,
-            hash_password_with(&pw, HashCost::TEST_ONLY_WEAK).unwrap()
-        );
+        assert_ne!(hash, hash_password_with(&pw, HashCost::TEST_ONLY_WEAK).unwrap());
     }
 
     #[test]
     fn recommended_cost_is_what_we_say() {
         let hash = hash_password(&Secret::from_slice(b"x")).unwrap();
-        assert!(
-            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{hash}"
-        );
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
         assert!(DUMMY_HASH.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert_eq!(
-            verify_password(&Secret::from_slice(b"x"), DUMMY_HASH),
-            Ok(false)
-        );
+        assert_eq!(verify_password(&Secret::from_slice(b"x"), DUMMY_HASH), Ok(false));
     }
 }

@@ -140,11 +140,7 @@ enum Credential {
 /// Decides a login. `record` is the store's record for `req.login.mailbox`
 /// (`None`: no such mailbox); `now` is unix seconds. See the module docs for
 /// the order of the checks.
-pub fn check(
-    req: &LoginRequest<'_>,
-    record: Option<&MailboxRecord>,
-    now: i64,
-) -> Result<Permit, Denial> {
+pub fn check(req: &LoginRequest<'_>, record: Option<&MailboxRecord>, now: i64) -> Result<Permit, Denial> {
     // Phase 1: who are you?
     let Some(mailbox) = record.filter(|m| m.address == req.login.mailbox) else {
         verify_dummy(req.password);
@@ -164,14 +160,8 @@ pub fn check(
         None => (mailbox.password_hash.as_deref(), &mailbox.app_passwords),
         Some(c) => (c.password_hash.as_deref(), &c.app_passwords),
     };
-    let credential = identify(
-        req.password,
-        main_hash,
-        app_passwords,
-        mailbox.two_step,
-        now,
-    )
-    .ok_or(DenyReason::UnknownOrBadPassword)?;
+    let credential = identify(req.password, main_hash, app_passwords, mailbox.two_step, now)
+        .ok_or(DenyReason::UnknownOrBadPassword)?;
 
     // Phase 2: may you? The client has shown a credential of this principal.
     if !mailbox.active {

@@ -231,11 +231,7 @@ fn known_answers() {
         for edit in edits {
             edit(&mut record);
         }
-        assert_eq!(
-            run(Some(&record), protocol, login, password),
-            expected,
-            "{name}"
-        );
+        assert_eq!(run(Some(&record), protocol, login, password), expected, "{name}");
     }
 }
 
@@ -306,35 +302,22 @@ fn every_combination() {
                                     let (login, password): (&[u8], &str) = match (is_anna, cred) {
                                         (false, Cred::Main) => (b"studio@pec.it", OWNER_MAIN),
                                         (false, Cred::App) => (b"studio@pec.it", OWNER_APP),
-                                        (false, Cred::Expired) => {
-                                            (b"studio@pec.it", OWNER_APP_EXPIRED)
-                                        }
-                                        (false, Cred::Revoked) => {
-                                            (b"studio@pec.it", OWNER_APP_REVOKED)
-                                        }
+                                        (false, Cred::Expired) => (b"studio@pec.it", OWNER_APP_EXPIRED),
+                                        (false, Cred::Revoked) => (b"studio@pec.it", OWNER_APP_REVOKED),
                                         (false, Cred::Wrong) => (b"studio@pec.it", WRONG),
                                         (false, Cred::OtherMain) => (b"studio@pec.it", ANNA_MAIN),
                                         (false, Cred::OtherApp) => (b"studio@pec.it", ANNA_APP),
                                         (true, Cred::Main) => (b"anna/studio@pec.it", ANNA_MAIN),
                                         (true, Cred::App) => (b"anna/studio@pec.it", ANNA_APP),
-                                        (true, Cred::Expired) => {
-                                            (b"anna/studio@pec.it", ANNA_APP_EXPIRED)
-                                        }
-                                        (true, Cred::Revoked) => {
-                                            (b"anna/studio@pec.it", OWNER_APP_REVOKED)
-                                        }
+                                        (true, Cred::Expired) => (b"anna/studio@pec.it", ANNA_APP_EXPIRED),
+                                        (true, Cred::Revoked) => (b"anna/studio@pec.it", OWNER_APP_REVOKED),
                                         (true, Cred::Wrong) => (b"anna/studio@pec.it", WRONG_APP),
-                                        (true, Cred::OtherMain) => {
-                                            (b"anna/studio@pec.it", OWNER_MAIN)
-                                        }
-                                        (true, Cred::OtherApp) => {
-                                            (b"anna/studio@pec.it", OWNER_APP)
-                                        }
+                                        (true, Cred::OtherMain) => (b"anna/studio@pec.it", OWNER_MAIN),
+                                        (true, Cred::OtherApp) => (b"anna/studio@pec.it", OWNER_APP),
                                     };
                                     // The rules, as a decision table.
                                     let expected: Result<bool, R> =
-                                        if !matches!(cred, Cred::Main | Cred::App | Cred::Expired)
-                                            || !active
+                                        if !matches!(cred, Cred::Main | Cred::App | Cred::Expired) || !active
                                         {
                                             Err(R::UnknownOrBadPassword)
                                         } else if !switch_on {

@@ -58,9 +58,7 @@ impl DenyReason {
     /// POP3: the whole `-ERR` line without CRLF (RFC 3206 codes).
     pub fn pop3_reply(self) -> String {
         let code = match self {
-            Self::UnknownOrBadPassword | Self::AppPasswordRequired | Self::AppPasswordExpired => {
-                "AUTH"
-            }
+            Self::UnknownOrBadPassword | Self::AppPasswordRequired | Self::AppPasswordExpired => "AUTH",
             Self::ProtocolDisabled | Self::NotPermitted | Self::CollaboratorSuspended => "SYS/PERM",
             Self::StoreUnavailable => "SYS/TEMP",
         };
@@ -212,10 +210,7 @@ mod tests {
                 R::NotPermitted,
                 "550 5.7.1 This collaborator account may not use SMTP on this mailbox",
             ),
-            (
-                R::StoreUnavailable,
-                "454 4.7.0 Temporary authentication failure",
-            ),
+            (R::StoreUnavailable, "454 4.7.0 Temporary authentication failure"),
         ];
         for (reason, line) in table {
             assert_eq!(reason.smtp_reply(), line, "{reason:?}");
@@ -227,10 +222,7 @@ mod tests {
         let labels: std::collections::HashSet<_> = R::ALL.iter().map(|r| r.label()).collect();
         assert_eq!(labels.len(), R::ALL.len());
         for l in labels {
-            assert!(
-                l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
-                "{l}"
-            );
+            assert!(l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{l}");
         }
         let d = Denial::from(R::ProtocolDisabled);
         assert_eq!(d.label(), "protocol_disabled");

@@ -14,10 +14,13 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info};
 
+use crate::auth::Authenticator;
 use crate::config::{Config, Limits, ListenerConfig, TlsMode};
+use crate::login::Gate;
 use crate::metrics as m;
 use crate::net::Stream;
 use crate::protocol::Protocol;
+use crate::store::{CachedStore, SqliteStore, StoreError};
 use crate::tls::{self, TlsError};
 use crate::upstream::Upstream;
 
@@ -35,6 +38,8 @@ pub enum ServerError {
     },
     #[error("listener {0}: no upstream configured for its protocol")]
     NoUpstream(String),
+    #[error("account store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Everything a session needs from its listener, built once.
@@ -46,6 +51,8 @@ pub struct ListenerContext {
     /// The upstream's address, as a (config-bounded) metric label.
     pub upstream_label: String,
     pub greeting: String,
+    pub gate: Gate,
+    pub login_name_separator: char,
 }
 
 /// Keeps `pec_proxy_sessions_active{protocol,stage}` right whatever way a session ends.
@@ -146,6 +153,13 @@ impl Server {
                 ));
             }
         }
+        let gate = match &config.store_path {
+            Some(path) => {
+                let store = SqliteStore::open(path).await?;
+                Gate::Store(Authenticator::new(Arc::new(CachedStore::new(Arc::new(store)))))
+            }
+            None => Gate::PassThrough,
+        };
         let mut listeners = Vec::new();
         for l in &config.listeners {
             let Some((_, upstream)) = upstreams.iter().find(|(p, _)| *p == l.protocol) else {
@@ -169,6 +183,8 @@ impl Server {
                 upstream: upstream.clone(),
                 upstream_label: upstream.config.address.clone(),
                 greeting: config.greeting.clone(),
+                gate: gate.clone(),
+                login_name_separator: config.login_name_separator,
             };
             listeners.push((socket, Arc::new(ctx)));
         }

@@ -7,8 +7,8 @@ use zeroize::Zeroizing;
 
 use super::output::{print_access_log, print_app_passwords, print_mailbox, print_new_app_password};
 use super::{
-    AdminCommand, AdminError, AdminOptions, AppPasswordCommand, CollaboratorCommand,
-    MailboxCommand, PasswordSource, Pop3DeleteArg,
+    AdminCommand, AdminError, AdminOptions, AppPasswordCommand, CollaboratorCommand, MailboxCommand,
+    PasswordSource, Pop3DeleteArg,
 };
 use crate::account::{Pop3Delete, Rights};
 use crate::app_password;
@@ -40,8 +40,7 @@ fn collaborator_login(raw: &str) -> Result<(String, String), AdminError> {
         what: "collaborator (NAME/MAILBOX)",
         why,
     };
-    let login =
-        parse_login_name(raw.as_bytes(), DEFAULT_SEPARATOR).map_err(|e| invalid(e.to_string()))?;
+    let login = parse_login_name(raw.as_bytes(), DEFAULT_SEPARATOR).map_err(|e| invalid(e.to_string()))?;
     let name = login
         .collaborator
         .ok_or_else(|| invalid("expected NAME/MAILBOX".into()))?;
@@ -56,10 +55,7 @@ fn pop3_delete(arg: Pop3DeleteArg) -> Pop3Delete {
 }
 
 fn rights(list: &str) -> Result<Rights, AdminError> {
-    Rights::parse_list(list).map_err(|why| AdminError::Invalid {
-        what: "rights",
-        why,
-    })
+    Rights::parse_list(list).map_err(|why| AdminError::Invalid { what: "rights", why })
 }
 
 /// A hash given by the operator must be one we can verify later.
@@ -127,26 +123,14 @@ impl Context<'_> {
             } => {
                 let addr = address(&raw)?;
                 let hash = self.password_source(&password)?;
-                self.store
-                    .add_mailbox(&addr, hash.as_deref(), unix_now())
-                    .await?;
-                let note = if hash.is_none() {
-                    " (no password yet)"
-                } else {
-                    ""
-                };
-                self.done(
-                    json!({ "added": addr }),
-                    &format!("Added mailbox {addr}{note}"),
-                )
+                self.store.add_mailbox(&addr, hash.as_deref(), unix_now()).await?;
+                let note = if hash.is_none() { " (no password yet)" } else { "" };
+                self.done(json!({ "added": addr }), &format!("Added mailbox {addr}{note}"))
             }
             MailboxCommand::Remove { address: raw } => {
                 let addr = address(&raw)?;
                 self.store.remove_mailbox(&addr).await?;
-                self.done(
-                    json!({ "removed": addr }),
-                    &format!("Removed mailbox {addr}"),
-                )
+                self.done(json!({ "removed": addr }), &format!("Removed mailbox {addr}"))
             }
             MailboxCommand::Show { address: raw } => {
                 let addr = address(&raw)?;
@@ -189,10 +173,7 @@ impl Context<'_> {
                 ] {
                     if let Some(s) = switch {
                         self.store.set_protocol(&addr, protocol, s.is_on()).await?;
-                        changed.push(format!(
-                            "{protocol}={}",
-                            if s.is_on() { "on" } else { "off" }
-                        ));
+                        changed.push(format!("{protocol}={}", if s.is_on() { "on" } else { "off" }));
                     }
                 }
                 if let Some(s) = two_step {
@@ -204,9 +185,7 @@ impl Context<'_> {
                     changed.push(format!("active={}", if s.is_on() { "on" } else { "off" }));
                 }
                 if let Some(d) = delete {
-                    self.store
-                        .set_pop3_delete(&addr, None, pop3_delete(d))
-                        .await?;
+                    self.store.set_pop3_delete(&addr, None, pop3_delete(d)).await?;
                     changed.push(format!("pop3-delete={}", pop3_delete(d).as_str()));
                 }
                 if let Some(r) = &route {
@@ -259,11 +238,7 @@ impl Context<'_> {
             let password = self.read_password()?;
             return Ok(Some(self.hash(&password)?));
         }
-        source
-            .password_hash
-            .as_deref()
-            .map(checked_hash)
-            .transpose()
+        source.password_hash.as_deref().map(checked_hash).transpose()
     }
 
     async fn app_password(&mut self, cmd: AppPasswordCommand) -> Result<(), AdminError> {
@@ -291,11 +266,9 @@ impl Context<'_> {
                 }
                 let collaborator = collaborator
                     .map(|c| {
-                        crate::login_name::parse_collaborator_name(&c).map_err(|e| {
-                            AdminError::Invalid {
-                                what: "collaborator name",
-                                why: e.to_string(),
-                            }
+                        crate::login_name::parse_collaborator_name(&c).map_err(|e| AdminError::Invalid {
+                            what: "collaborator name",
+                            why: e.to_string(),
                         })
                     })
                     .transpose()?;
@@ -333,10 +306,7 @@ impl Context<'_> {
             }
             AppPasswordCommand::Revoke { id } => {
                 self.store.revoke_app_password(id).await?;
-                self.done(
-                    json!({ "revoked": id }),
-                    &format!("App password {id} revoked"),
-                )
+                self.done(json!({ "revoked": id }), &format!("App password {id} revoked"))
             }
             AppPasswordCommand::Extend { id, days } => {
                 let info = self
@@ -346,9 +316,7 @@ impl Context<'_> {
                     .ok_or(crate::store::StoreError::AppPasswordNotFound(id))?;
                 let from = info.expires.map_or(now, |e| e.max(now));
                 let expires = from + i64::from(days) * DAY;
-                self.store
-                    .set_app_password_expiry(id, Some(expires))
-                    .await?;
+                self.store.set_app_password_expiry(id, Some(expires)).await?;
                 let text = format!(
                     "App password {id} now expires {}",
                     super::output::when(Some(expires))
@@ -388,9 +356,8 @@ impl Context<'_> {
 
     /// App passwords are stored as the hash of their normalised letters.
     fn app_hash(&self, password: &Secret) -> Result<String, AdminError> {
-        let normalised = app_password::normalise(password).ok_or_else(|| {
-            AdminError::Refused("generated app password has an unexpected shape".into())
-        })?;
+        let normalised = app_password::normalise(password)
+            .ok_or_else(|| AdminError::Refused("generated app password has an unexpected shape".into()))?;
         self.hash(&normalised)
     }
 
@@ -421,12 +388,8 @@ impl Context<'_> {
                     &text,
                 )
             }
-            CollaboratorCommand::Suspend { login } => {
-                self.set_collaborator_active(&login, false).await
-            }
-            CollaboratorCommand::Resume { login } => {
-                self.set_collaborator_active(&login, true).await
-            }
+            CollaboratorCommand::Suspend { login } => self.set_collaborator_active(&login, false).await,
+            CollaboratorCommand::Resume { login } => self.set_collaborator_active(&login, true).await,
             CollaboratorCommand::Remove { login } => {
                 let (mailbox, name) = collaborator_login(&login)?;
                 self.store.remove_collaborator(&mailbox, &name).await?;
@@ -435,10 +398,7 @@ impl Context<'_> {
                     &format!("Removed collaborator {name}/{mailbox}"),
                 )
             }
-            CollaboratorCommand::SetRights {
-                login,
-                rights: list,
-            } => {
+            CollaboratorCommand::SetRights { login, rights: list } => {
                 let (mailbox, name) = collaborator_login(&login)?;
                 let rights = rights(&list)?;
                 self.store
@@ -465,13 +425,8 @@ impl Context<'_> {
             CollaboratorCommand::SetPop3Delete { login, value } => {
                 let (mailbox, name) = collaborator_login(&login)?;
                 let value = pop3_delete(value);
-                self.store
-                    .set_pop3_delete(&mailbox, Some(&name), value)
-                    .await?;
-                let text = format!(
-                    "Collaborator {name}/{mailbox}: pop3-delete={}",
-                    value.as_str()
-                );
+                self.store.set_pop3_delete(&mailbox, Some(&name), value).await?;
+                let text = format!("Collaborator {name}/{mailbox}: pop3-delete={}", value.as_str());
                 self.done(
                     json!({ "mailbox": mailbox, "collaborator": name, "pop3_delete": value }),
                     &text,
@@ -480,11 +435,7 @@ impl Context<'_> {
         }
     }
 
-    async fn set_collaborator_active(
-        &mut self,
-        login: &str,
-        active: bool,
-    ) -> Result<(), AdminError> {
+    async fn set_collaborator_active(&mut self, login: &str, active: bool) -> Result<(), AdminError> {
         let (mailbox, name) = collaborator_login(login)?;
         self.store
             .set_collaborator_active(&mailbox, &name, active)

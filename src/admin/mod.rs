@@ -244,11 +244,7 @@ impl Default for AdminOptions {
 }
 
 /// Runs one command with standard input and output.
-pub async fn run(
-    cmd: AdminCommand,
-    store: &dyn AccountStore,
-    json: bool,
-) -> Result<(), AdminError> {
+pub async fn run(cmd: AdminCommand, store: &dyn AccountStore, json: bool) -> Result<(), AdminError> {
     let options = AdminOptions {
         json,
         ..AdminOptions::default()

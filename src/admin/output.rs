@@ -33,11 +33,7 @@ fn json_line(out: &mut dyn Write, value: &impl serde::Serialize) -> Result<(), A
     Ok(())
 }
 
-pub(super) fn print_mailbox(
-    out: &mut dyn Write,
-    json: bool,
-    m: &MailboxRecord,
-) -> Result<(), AdminError> {
+pub(super) fn print_mailbox(out: &mut dyn Write, json: bool, m: &MailboxRecord) -> Result<(), AdminError> {
     if json {
         let mut value = serde_json::to_value(m)?;
         value["password_set"] = json!(m.password_hash.is_some());
@@ -63,11 +59,7 @@ pub(super) fn print_mailbox(
     )?;
     writeln!(out, "Two-step     {}", on_off(m.two_step))?;
     writeln!(out, "POP3 delete  {}", m.pop3_delete.as_str())?;
-    writeln!(
-        out,
-        "Route        {}",
-        m.route.as_deref().unwrap_or("default")
-    )?;
+    writeln!(out, "Route        {}", m.route.as_deref().unwrap_or("default"))?;
     writeln!(out, "App passwords ({})", m.app_passwords.len())?;
     for a in &m.app_passwords {
         writeln!(
@@ -184,10 +176,7 @@ pub(super) fn print_access_log(
             r.collaborator.as_deref().unwrap_or("(owner)"),
             r.client_ip,
             r.client_name.as_deref().unwrap_or("-"),
-            r.reason
-                .as_deref()
-                .map(|x| format!("  {x}"))
-                .unwrap_or_default(),
+            r.reason.as_deref().map(|x| format!("  {x}")).unwrap_or_default(),
             if r.new_device { "  NEW DEVICE" } else { "" },
         )?;
     }

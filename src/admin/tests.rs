@@ -29,11 +29,7 @@ struct Operator {
 impl Operator {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            SqliteStore::open(&dir.path().join("accounts.db"))
-                .await
-                .unwrap(),
-        );
+        let store = Arc::new(SqliteStore::open(&dir.path().join("accounts.db")).await.unwrap());
         // The proxy's own view: cached, as in production, polled more often
         // than the default to keep the test short.
         let cached = CachedStore::with_poll(store.clone(), POLL);
@@ -54,14 +50,7 @@ impl Operator {
             hash_cost: HashCost::TEST_ONLY_WEAK,
         };
         let mut out = Vec::new();
-        run_with(
-            cli.cmd,
-            &*self.store,
-            &options,
-            &mut stdin.as_bytes(),
-            &mut out,
-        )
-        .await?;
+        run_with(cli.cmd, &*self.store, &options, &mut stdin.as_bytes(), &mut out).await?;
         Ok(String::from_utf8(out).unwrap())
     }
 
@@ -99,15 +88,11 @@ impl Operator {
 async fn operator_creates_mailbox_and_app_password() {
     let op = Operator::new().await;
     let out = op
-        .ok(
-            "mailbox add Studio@PEC.it --password-stdin",
-            "Main-Pass-91\n",
-        )
+        .ok("mailbox add Studio@PEC.it --password-stdin", "Main-Pass-91\n")
         .await;
     assert_eq!(out, "Added mailbox studio@pec.it\n");
     assert_eq!(
-        op.login(Protocol::Imap, "studio@pec.it", "Main-Pass-91")
-            .await,
+        op.login(Protocol::Imap, "studio@pec.it", "Main-Pass-91").await,
         Ok(None)
     );
 
@@ -133,8 +118,7 @@ async fn operator_creates_mailbox_and_app_password() {
     // Two-step on: the main password is refused, the app password works.
     op.ok("mailbox set studio@pec.it --two-step on", "").await;
     assert_eq!(
-        op.login(Protocol::Imap, "studio@pec.it", "Main-Pass-91")
-            .await,
+        op.login(Protocol::Imap, "studio@pec.it", "Main-Pass-91").await,
         Err(DenyReason::AppPasswordRequired)
     );
     assert_eq!(
@@ -239,43 +223,28 @@ async fn human_output_shows_the_password_once() {
 async fn no_app_password_when_every_protocol_is_off() {
     let op = Operator::new().await;
     op.ok("mailbox add studio@pec.it", "").await;
-    op.ok(
-        "mailbox set studio@pec.it --imap off --pop3 off --smtp off",
-        "",
-    )
-    .await;
+    op.ok("mailbox set studio@pec.it --imap off --pop3 off --smtp off", "")
+        .await;
     let err = op
         .run("app-password create studio@pec.it --label x", "", false)
         .await
         .unwrap_err();
     assert!(matches!(err, AdminError::Refused(_)), "{err}");
-    assert!(
-        op.store
-            .app_passwords("studio@pec.it")
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(op.store.app_passwords("studio@pec.it").await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn collaborators() {
     let op = Operator::new().await;
-    op.ok(
-        "mailbox add studio@pec.it --password-stdin",
-        "Owner-Pass-1\n",
-    )
-    .await;
+    op.ok("mailbox add studio@pec.it --password-stdin", "Owner-Pass-1\n")
+        .await;
     let out = op
         .ok(
             "collaborator add Anna/studio@pec.it --password-stdin --rights send",
             "Anna-Pass-2\n",
         )
         .await;
-    assert_eq!(
-        out,
-        "Added collaborator anna/studio@pec.it with rights send\n"
-    );
+    assert_eq!(out, "Added collaborator anna/studio@pec.it with rights send\n");
     assert_eq!(
         op.login(Protocol::Smtp, "anna/studio@pec.it", "Anna-Pass-2")
             .await,
@@ -299,23 +268,18 @@ async fn collaborators() {
             .await,
         Err(DenyReason::CollaboratorSuspended)
     );
-    op.ok(
-        "collaborator set-password anna/studio@pec.it",
-        "Anna-New-3\n",
-    )
-    .await;
+    op.ok("collaborator set-password anna/studio@pec.it", "Anna-New-3\n")
+        .await;
     op.ok("collaborator resume anna/studio@pec.it", "").await;
     assert_eq!(
-        op.login(Protocol::Imap, "anna/studio@pec.it", "Anna-New-3")
-            .await,
+        op.login(Protocol::Imap, "anna/studio@pec.it", "Anna-New-3").await,
         Ok(None)
     );
 
     // Two-step on for the mailbox: anna needs her own app password.
     op.ok("mailbox set studio@pec.it --two-step on", "").await;
     assert_eq!(
-        op.login(Protocol::Imap, "anna/studio@pec.it", "Anna-New-3")
-            .await,
+        op.login(Protocol::Imap, "anna/studio@pec.it", "Anna-New-3").await,
         Err(DenyReason::AppPasswordRequired)
     );
     let created = op
@@ -329,28 +293,18 @@ async fn collaborators() {
     let created: serde_json::Value = serde_json::from_str(&created).unwrap();
     assert_eq!(created["login"], "anna/studio@pec.it");
     let app = created["password"].as_str().unwrap();
-    assert!(
-        op.login(Protocol::Imap, "anna/studio@pec.it", app)
-            .await
-            .is_ok()
-    );
+    assert!(op.login(Protocol::Imap, "anna/studio@pec.it", app).await.is_ok());
     // It is anna's, not the owner's.
     assert_eq!(
         op.login(Protocol::Imap, "studio@pec.it", app).await,
         Err(DenyReason::UnknownOrBadPassword)
     );
 
-    let show = op
-        .run("mailbox show studio@pec.it", "", true)
-        .await
-        .unwrap();
+    let show = op.run("mailbox show studio@pec.it", "", true).await.unwrap();
     let show: serde_json::Value = serde_json::from_str(&show).unwrap();
     assert_eq!(show["collaborators"][0]["name"], "anna");
     assert_eq!(show["password_set"], true);
-    assert!(
-        !show.to_string().contains("$argon2id$"),
-        "hashes are never shown"
-    );
+    assert!(!show.to_string().contains("$argon2id$"), "hashes are never shown");
 
     op.ok("collaborator remove anna/studio@pec.it", "").await;
     assert_eq!(
@@ -390,8 +344,6 @@ async fn bad_input_is_refused() {
     );
     assert!(matches!(
         op.run("mailbox remove b@pec.it", "", false).await,
-        Err(AdminError::Store(
-            crate::store::StoreError::MailboxNotFound(_)
-        ))
+        Err(AdminError::Store(crate::store::StoreError::MailboxNotFound(_)))
     ));
 }

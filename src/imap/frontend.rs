@@ -95,6 +95,17 @@ pub struct ClientId {
     pub version: Option<String>,
 }
 
+impl ClientId {
+    /// "name version", "name", or `None` when the client sent no name.
+    pub fn summary(&self) -> Option<String> {
+        let name = self.name.as_ref()?;
+        Some(match &self.version {
+            Some(v) => format!("{name} {v}"),
+            None => name.clone(),
+        })
+    }
+}
+
 #[derive(Debug)]
 enum State {
     Commands,

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::frontend::{Event, FrontendOptions, ImapFrontend, LoginAttempt};
 use super::upstream::{self as imap_upstream, ClientAddrs, Identity, LoggedIn};
+use crate::login::{LoginOutcome, LoginRequest, Verdict, record_upstream_error, upstream_for};
 use crate::metrics as m;
 use crate::net::Stream;
+use crate::policy::DenyReason;
 use crate::protocol::Protocol;
 use crate::relay::{self, RelayOptions};
 use crate::server::{ListenerContext, SessionGauge, accept_tls, upgrade_tls};
@@ -22,13 +24,9 @@ use crate::upstream::UpstreamError;
 /// Why a login did not lead to a session.
 enum LoginFailure {
     /// Refused: counts as a failed attempt. `code` is the RFC 5530 response code.
-    Denied {
-        code: &'static str,
-        text: String,
-        reason: &'static str,
-    },
+    Denied { code: &'static str, text: String },
     /// Could not be carried out now; the client may retry.
-    Unavailable { reason: &'static str },
+    Unavailable,
 }
 
 /// How the pre-login phase ended. Returned once per session, so the
@@ -174,7 +172,8 @@ async fn prelogin(
                 Event::Login(attempt) => {
                     s.flush().await?;
                     let tls = s.is_tls();
-                    match login(ctx, &attempt, addrs, tls).await {
+                    let client_name = frontend.client_id().summary();
+                    match login(ctx, &attempt, addrs, tls, client_name).await {
                         Ok(upstream) => {
                             return Ok(Prelogin::LoggedIn {
                                 attempt,
@@ -182,7 +181,7 @@ async fn prelogin(
                                 frontend,
                             });
                         }
-                        Err(LoginFailure::Denied { code, text, .. }) => {
+                        Err(LoginFailure::Denied { code, text }) => {
                             let (reply, close) = frontend.login_failed(&attempt.tag, code, &text);
                             let s = stream.as_mut().expect("stream present");
                             s.write_all(&reply).await?;
@@ -192,7 +191,7 @@ async fn prelogin(
                                 return Ok(Prelogin::Closed);
                             }
                         }
-                        Err(LoginFailure::Unavailable { .. }) => {
+                        Err(LoginFailure::Unavailable) => {
                             let reply = frontend.login_unavailable(
                                 &attempt.tag,
                                 "The mail server is not available now. Try again later.",
@@ -231,78 +230,90 @@ fn count_refusals(reply: &[u8]) {
     metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "imap", "kind" => kind).increment(1);
 }
 
-/// The login step: policy (the seam where the account store plugs in), then
+/// The login step: the gate (account store rules, or pass-through), then
 /// the upstream login as the mailbox.
 async fn login(
     ctx: &ListenerContext,
     attempt: &LoginAttempt,
     addrs: ClientAddrs,
-    _tls: bool,
+    tls: bool,
+    client_name: Option<String>,
 ) -> Result<LoggedIn, LoginFailure> {
     let started = Instant::now();
-    let mechanism = attempt.mechanism.as_str();
     let creds = &attempt.credentials;
-    let result = async {
-        // Clients may not act as someone else through SASL authorization ids.
-        if creds.authzid.as_ref().is_some_and(|z| *z != creds.authcid) {
-            return Err(LoginFailure::Denied {
-                code: "AUTHORIZATIONFAILED",
-                text: "Proxy authorization is not supported.".into(),
-                reason: "not_permitted",
-            });
-        }
-        // Without an account store the proxy decides nothing itself: the
-        // upstream checks the client's own credentials (pass-through).
-        let identity = Identity::Client { user: &creds.authcid, password: &creds.password };
-        let connect_started = Instant::now();
-        let login = imap_upstream::login(&ctx.upstream, identity, addrs);
-        let result = match tokio::time::timeout(ctx.limits.upstream_login_timeout(), login).await {
-            Ok(r) => r,
-            Err(_) => Err(UpstreamError::Timeout),
-        };
-        metrics::histogram!(m::UPSTREAM_CONNECT_DURATION_SECONDS, "protocol" => "imap", "upstream" => ctx.upstream_label.clone())
-            .record(connect_started.elapsed().as_secs_f64());
-        result.map_err(|e| match e {
-            UpstreamError::AuthFailed => LoginFailure::Denied {
-                code: "AUTHENTICATIONFAILED",
-                text: "Authentication failed.".into(),
-                reason: "unknown_or_bad_password",
-            },
-            e => {
-                metrics::counter!(m::UPSTREAM_ERRORS_TOTAL, "protocol" => "imap", "upstream" => ctx.upstream_label.clone(), "kind" => e.kind())
-                    .increment(1);
-                warn!(protocol = "imap", upstream = %ctx.upstream_label, error = %e, "upstream login failed");
-                LoginFailure::Unavailable { reason: "upstream_unavailable" }
-            }
-        })
-    }
-    .await;
-
-    let (result_label, reason) = match &result {
-        Ok(_) => ("ok", "none"),
-        Err(LoginFailure::Denied { reason, .. }) => ("denied", *reason),
-        Err(LoginFailure::Unavailable { reason }) => ("unavailable", *reason),
+    let request = LoginRequest {
+        protocol: Protocol::Imap,
+        credentials: creds,
+        peer: addrs.peer,
+        tls,
+        client_name,
+        separator: ctx.login_name_separator,
     };
-    metrics::counter!(
-        m::LOGINS_TOTAL,
-        "protocol" => "imap",
-        "result" => result_label,
-        "reason" => reason,
-        "mechanism" => mechanism,
-        "collaborator" => "false"
-    )
-    .increment(1);
-    metrics::histogram!(m::LOGIN_DURATION_SECONDS, "protocol" => "imap")
-        .record(started.elapsed().as_secs_f64());
-    info!(
-        protocol = "imap",
-        listener = %ctx.listener.name,
-        peer = %addrs.peer,
-        user = %String::from_utf8_lossy(&creds.authcid).chars().take(100).collect::<String>().escape_debug(),
-        mechanism,
-        result = result_label,
-        reason,
-        "login"
+    let (outcome, result) = match ctx.gate.check(request).await {
+        Err(denial) => {
+            let outcome = LoginOutcome::Denied(denial.reason);
+            let failure = if denial.reason == DenyReason::StoreUnavailable {
+                LoginFailure::Unavailable
+            } else {
+                let (code, text) = denial.imap_reply();
+                LoginFailure::Denied { code, text }
+            };
+            (outcome, Err(failure))
+        }
+        Ok(verdict) => {
+            let upstream = upstream_for(&ctx.upstream, &verdict);
+            let identity = match &verdict {
+                Verdict::PassThrough => Identity::Client {
+                    user: &creds.authcid,
+                    password: &creds.password,
+                },
+                Verdict::Mailbox(permit) => Identity::Mailbox(&permit.mailbox),
+            };
+            let connect_started = Instant::now();
+            let result = tokio::time::timeout(
+                ctx.limits.upstream_login_timeout(),
+                imap_upstream::login(&upstream, identity, addrs),
+            )
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout));
+            metrics::histogram!(m::UPSTREAM_CONNECT_DURATION_SECONDS, "protocol" => "imap", "upstream" => ctx.upstream_label.clone())
+                .record(connect_started.elapsed().as_secs_f64());
+            match (result, &verdict) {
+                (Ok(logged_in), Verdict::Mailbox(permit)) => (
+                    LoginOutcome::Ok {
+                        collaborator: permit.collaborator.is_some(),
+                    },
+                    Ok(logged_in),
+                ),
+                (Ok(logged_in), Verdict::PassThrough) => {
+                    (LoginOutcome::Ok { collaborator: false }, Ok(logged_in))
+                }
+                // Pass-through: the upstream judged the client's own password.
+                (Err(UpstreamError::AuthFailed), Verdict::PassThrough) => {
+                    let (code, text) = DenyReason::UnknownOrBadPassword.imap_reply();
+                    (
+                        LoginOutcome::UpstreamRefused,
+                        Err(LoginFailure::Denied { code, text }),
+                    )
+                }
+                // With master credentials a refusal is our configuration's
+                // fault, not the client's: it is told to retry later.
+                (Err(e), _) => {
+                    record_upstream_error(Protocol::Imap, &ctx.upstream_label, &e);
+                    (
+                        LoginOutcome::Unavailable("upstream_unavailable"),
+                        Err(LoginFailure::Unavailable),
+                    )
+                }
+            }
+        }
+    };
+    crate::login::record(
+        Protocol::Imap,
+        attempt.mechanism.as_str(),
+        &outcome,
+        addrs.peer,
+        started,
     );
     result
 }

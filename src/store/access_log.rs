@@ -10,10 +10,7 @@ use super::{AccessLogEntry, AccessLogRow, LoginResult, StoreError};
 /// client IP nor its client name has been seen in a successful login of the
 /// same principal; only successful logins make a device known, so an
 /// attacker's failures cannot make their address look familiar.
-pub(super) async fn record_login(
-    pool: &SqlitePool,
-    entry: AccessLogEntry,
-) -> Result<(), StoreError> {
+pub(super) async fn record_login(pool: &SqlitePool, entry: AccessLogEntry) -> Result<(), StoreError> {
     let principal = entry.collaborator.as_deref().unwrap_or("");
     let ip = entry.client_ip.to_string();
     let mut tx = pool.begin().await?;

@@ -14,9 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::{
-    AccessLogEntry, AccessLogRow, AccountStore, AppPasswordInfo, NewAppPassword, StoreError,
-};
+use super::{AccessLogEntry, AccessLogRow, AccountStore, AppPasswordInfo, NewAppPassword, StoreError};
 use crate::account::{MailboxRecord, Pop3Delete, Rights};
 use crate::protocol::Protocol;
 
@@ -143,23 +141,16 @@ impl AccountStore for CachedStore {
     }
 
     async fn set_active(&self, address: &str, active: bool) -> Result<(), StoreError> {
-        self.changed(self.inner.set_active(address, active).await)
-            .await
+        self.changed(self.inner.set_active(address, active).await).await
     }
 
-    async fn set_protocol(
-        &self,
-        address: &str,
-        protocol: Protocol,
-        on: bool,
-    ) -> Result<(), StoreError> {
+    async fn set_protocol(&self, address: &str, protocol: Protocol, on: bool) -> Result<(), StoreError> {
         self.changed(self.inner.set_protocol(address, protocol, on).await)
             .await
     }
 
     async fn set_two_step(&self, address: &str, on: bool) -> Result<(), StoreError> {
-        self.changed(self.inner.set_two_step(address, on).await)
-            .await
+        self.changed(self.inner.set_two_step(address, on).await).await
     }
 
     async fn set_pop3_delete(
@@ -168,21 +159,16 @@ impl AccountStore for CachedStore {
         collaborator: Option<&str>,
         value: Pop3Delete,
     ) -> Result<(), StoreError> {
-        let result = self
-            .inner
-            .set_pop3_delete(address, collaborator, value)
-            .await;
+        let result = self.inner.set_pop3_delete(address, collaborator, value).await;
         self.changed(result).await
     }
 
     async fn set_route(&self, address: &str, route: Option<&str>) -> Result<(), StoreError> {
-        self.changed(self.inner.set_route(address, route).await)
-            .await
+        self.changed(self.inner.set_route(address, route).await).await
     }
 
     async fn create_app_password(&self, new: NewAppPassword) -> Result<i64, StoreError> {
-        self.changed(self.inner.create_app_password(new).await)
-            .await
+        self.changed(self.inner.create_app_password(new).await).await
     }
 
     async fn app_password(&self, id: i64) -> Result<Option<AppPasswordInfo>, StoreError> {
@@ -197,11 +183,7 @@ impl AccountStore for CachedStore {
         self.changed(self.inner.revoke_app_password(id).await).await
     }
 
-    async fn set_app_password_expiry(
-        &self,
-        id: i64,
-        expires: Option<i64>,
-    ) -> Result<(), StoreError> {
+    async fn set_app_password_expiry(&self, id: i64, expires: Option<i64>) -> Result<(), StoreError> {
         self.changed(self.inner.set_app_password_expiry(id, expires).await)
             .await
     }
@@ -213,10 +195,7 @@ impl AccountStore for CachedStore {
         now: i64,
         expires: Option<i64>,
     ) -> Result<i64, StoreError> {
-        let result = self
-            .inner
-            .regenerate_app_password(id, hash, now, expires)
-            .await;
+        let result = self.inner.regenerate_app_password(id, hash, now, expires).await;
         self.changed(result).await
     }
 
@@ -251,10 +230,7 @@ impl AccountStore for CachedStore {
         name: &str,
         active: bool,
     ) -> Result<(), StoreError> {
-        let result = self
-            .inner
-            .set_collaborator_active(address, name, active)
-            .await;
+        let result = self.inner.set_collaborator_active(address, name, active).await;
         self.changed(result).await
     }
 
@@ -264,10 +240,7 @@ impl AccountStore for CachedStore {
         name: &str,
         rights: Rights,
     ) -> Result<(), StoreError> {
-        let result = self
-            .inner
-            .set_collaborator_rights(address, name, rights)
-            .await;
+        let result = self.inner.set_collaborator_rights(address, name, rights).await;
         self.changed(result).await
     }
 

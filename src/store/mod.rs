@@ -144,12 +144,7 @@ pub trait AccountStore: Send + Sync {
     async fn remove_mailbox(&self, address: &str) -> Result<(), StoreError>;
     async fn set_password_hash(&self, address: &str, hash: &str) -> Result<(), StoreError>;
     async fn set_active(&self, address: &str, active: bool) -> Result<(), StoreError>;
-    async fn set_protocol(
-        &self,
-        address: &str,
-        protocol: Protocol,
-        on: bool,
-    ) -> Result<(), StoreError>;
+    async fn set_protocol(&self, address: &str, protocol: Protocol, on: bool) -> Result<(), StoreError>;
     async fn set_two_step(&self, address: &str, on: bool) -> Result<(), StoreError>;
     /// `collaborator: None` sets the mailbox's own setting.
     async fn set_pop3_delete(
@@ -166,11 +161,7 @@ pub trait AccountStore: Send + Sync {
     /// The app passwords of a mailbox's owner and of its collaborators.
     async fn app_passwords(&self, address: &str) -> Result<Vec<AppPasswordInfo>, StoreError>;
     async fn revoke_app_password(&self, id: i64) -> Result<(), StoreError>;
-    async fn set_app_password_expiry(
-        &self,
-        id: i64,
-        expires: Option<i64>,
-    ) -> Result<(), StoreError>;
+    async fn set_app_password_expiry(&self, id: i64, expires: Option<i64>) -> Result<(), StoreError>;
     /// Replaces an app password by a new one (same owner, label and
     /// lifetime) in one transaction; returns the new id.
     async fn regenerate_app_password(

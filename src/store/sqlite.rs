@@ -25,9 +25,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::sqlite_rows::{
     APP_PASSWORD_COLUMNS, app_password_info, insert_app_password, load_mailbox, mailbox_must_exist,
 };
-use super::{
-    AccessLogEntry, AccessLogRow, AccountStore, AppPasswordInfo, NewAppPassword, StoreError,
-};
+use super::{AccessLogEntry, AccessLogRow, AccountStore, AppPasswordInfo, NewAppPassword, StoreError};
 use crate::account::{MailboxRecord, Pop3Delete, Rights};
 use crate::protocol::Protocol;
 
@@ -36,11 +34,8 @@ use crate::protocol::Protocol;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema versions, oldest first, as files in `migrations/`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "accounts",
-    include_str!("../../migrations/0001_accounts.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "accounts", include_str!("../../migrations/0001_accounts.sql"))];
 
 type Resolved = Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send>>;
 
@@ -222,20 +217,14 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn set_protocol(
-        &self,
-        address: &str,
-        protocol: Protocol,
-        on: bool,
-    ) -> Result<(), StoreError> {
+    async fn set_protocol(&self, address: &str, protocol: Protocol, on: bool) -> Result<(), StoreError> {
         // The column name comes from our enum, never from input.
         let sql = match protocol {
             Protocol::Imap => "UPDATE mailboxes SET imap = ? WHERE address = ?",
             Protocol::Pop3 => "UPDATE mailboxes SET pop3 = ? WHERE address = ?",
             Protocol::Smtp => "UPDATE mailboxes SET smtp = ? WHERE address = ?",
         };
-        self.update_mailbox(address, sqlx::query(sql).bind(on))
-            .await
+        self.update_mailbox(address, sqlx::query(sql).bind(on)).await
     }
 
     async fn set_two_step(&self, address: &str, on: bool) -> Result<(), StoreError> {
@@ -265,10 +254,8 @@ impl AccountStore for SqliteStore {
                 self.update_collaborator(
                     address,
                     name,
-                    sqlx::query(
-                        "UPDATE collaborators SET pop3_delete = ? WHERE mailbox = ? AND name = ?",
-                    )
-                    .bind(value.as_str()),
+                    sqlx::query("UPDATE collaborators SET pop3_delete = ? WHERE mailbox = ? AND name = ?")
+                        .bind(value.as_str()),
                 )
                 .await
             }
@@ -321,11 +308,7 @@ impl AccountStore for SqliteStore {
         Ok(())
     }
 
-    async fn set_app_password_expiry(
-        &self,
-        id: i64,
-        expires: Option<i64>,
-    ) -> Result<(), StoreError> {
+    async fn set_app_password_expiry(&self, id: i64, expires: Option<i64>) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         let query = sqlx::query("UPDATE app_passwords SET expires_at = ? WHERE id = ?")
             .bind(expires)
@@ -440,8 +423,7 @@ impl AccountStore for SqliteStore {
         self.update_collaborator(
             address,
             name,
-            sqlx::query("UPDATE collaborators SET active = ? WHERE mailbox = ? AND name = ?")
-                .bind(active),
+            sqlx::query("UPDATE collaborators SET active = ? WHERE mailbox = ? AND name = ?").bind(active),
         )
         .await
     }
@@ -476,10 +458,8 @@ impl AccountStore for SqliteStore {
         self.update_collaborator(
             address,
             name,
-            sqlx::query(
-                "UPDATE collaborators SET password_hash = ? WHERE mailbox = ? AND name = ?",
-            )
-            .bind(hash),
+            sqlx::query("UPDATE collaborators SET password_hash = ? WHERE mailbox = ? AND name = ?")
+                .bind(hash),
         )
         .await
     }
@@ -499,11 +479,7 @@ impl AccountStore for SqliteStore {
 
 impl SqliteStore {
     /// Runs `UPDATE mailboxes SET ... WHERE address = ?` (the address is bound here).
-    async fn update_mailbox<'q>(
-        &self,
-        address: &'q str,
-        query: SqliteQuery<'q>,
-    ) -> Result<(), StoreError> {
+    async fn update_mailbox<'q>(&self, address: &'q str, query: SqliteQuery<'q>) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         change_one(
             &mut tx,

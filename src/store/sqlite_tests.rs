@@ -31,10 +31,7 @@ fn new_app(mailbox: &str, collaborator: Option<&str>, label: &str) -> NewAppPass
 async fn mailbox_round_trip() {
     let (_dir, _path, store) = temp_store().await;
     assert_eq!(store.mailbox("a@pec.it").await.unwrap(), None);
-    store
-        .add_mailbox("a@pec.it", Some("$6$x$y"), T)
-        .await
-        .unwrap();
+    store.add_mailbox("a@pec.it", Some("$6$x$y"), T).await.unwrap();
     let fresh = store.mailbox("a@pec.it").await.unwrap().unwrap();
     assert_eq!(fresh, MailboxRecord::new("a@pec.it", Some("$6$x$y".into())));
     assert!(matches!(
@@ -52,10 +49,7 @@ async fn mailbox_round_trip() {
         .set_pop3_delete("a@pec.it", None, Pop3Delete::Deny)
         .await
         .unwrap();
-    store
-        .set_route("a@pec.it", Some("archive:993"))
-        .await
-        .unwrap();
+    store.set_route("a@pec.it", Some("archive:993")).await.unwrap();
     store
         .set_password_hash("a@pec.it", "$argon2id$new")
         .await
@@ -156,9 +150,7 @@ async fn not_found_errors() {
     ));
     store.add_mailbox("a@pec.it", None, T).await.unwrap();
     assert!(matches!(
-        store
-            .set_collaborator_active("a@pec.it", "bob", false)
-            .await,
+        store.set_collaborator_active("a@pec.it", "bob", false).await,
         Err(StoreError::CollaboratorNotFound(_))
     ));
     assert!(matches!(
@@ -196,10 +188,7 @@ async fn app_password_lifecycle() {
         .await
         .unwrap();
     store.touch_app_password(id, T + 5).await.unwrap();
-    store
-        .set_app_password_expiry(id, Some(T + 1000))
-        .await
-        .unwrap();
+    store.set_app_password_expiry(id, Some(T + 1000)).await.unwrap();
     let info = store.app_password(id).await.unwrap().unwrap();
     assert_eq!(
         info,
@@ -300,13 +289,7 @@ async fn access_log_new_device_and_retention() {
         (None, "192.0.2.1", None, Success, false), // known IP
         (None, "198.51.100.7", Some("Thunderbird"), Success, false), // known name
         (None, "2001:db8::1", Some("iPhone Mail"), Success, true), // both new
-        (
-            Some("anna"),
-            "192.0.2.1",
-            Some("Thunderbird"),
-            Success,
-            true,
-        ), // per principal
+        (Some("anna"), "192.0.2.1", Some("Thunderbird"), Success, true), // per principal
         (Some("anna"), "192.0.2.1", None, Failure, false),
     ];
     for (i, (collaborator, ip, name, result, _)) in table.iter().enumerate() {
@@ -348,10 +331,7 @@ async fn schema_created_once_and_reopened() {
     store.add_mailbox("a@pec.it", None, T).await.unwrap();
     store.close().await;
     let again = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(
-        again.mailboxes().await.unwrap(),
-        vec!["a@pec.it".to_string()]
-    );
+    assert_eq!(again.mailboxes().await.unwrap(), vec!["a@pec.it".to_string()]);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -369,27 +349,13 @@ async fn cache_sees_changes_from_another_process() {
     let inner: Arc<dyn AccountStore> = Arc::new(store);
 
     let slow = CachedStore::with_poll(inner.clone(), Duration::from_secs(3600));
-    assert!(
-        slow.mailbox("a@pec.it")
-            .await
-            .unwrap()
-            .unwrap()
-            .protocols
-            .imap
-    );
+    assert!(slow.mailbox("a@pec.it").await.unwrap().unwrap().protocols.imap);
     admin
         .set_protocol("a@pec.it", Protocol::Imap, false)
         .await
         .unwrap();
     // Within the poll interval the cached record is served...
-    assert!(
-        slow.mailbox("a@pec.it")
-            .await
-            .unwrap()
-            .unwrap()
-            .protocols
-            .imap
-    );
+    assert!(slow.mailbox("a@pec.it").await.unwrap().unwrap().protocols.imap);
     // ...while a change through the cache clears it at once.
     slow.set_two_step("a@pec.it", true).await.unwrap();
     let fresh = slow.mailbox("a@pec.it").await.unwrap().unwrap();
