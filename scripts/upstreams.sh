@@ -52,6 +52,9 @@
 # every process of both instances to be gone, and is idempotent.
 set -euo pipefail
 
+# System tools only (a pyenv shim in PATH costs ~1 s per python3 call).
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+PY=/usr/bin/python3
 SELF=$(readlink -f "$0")
 REPO=$(cd "$(dirname "$SELF")/.." && pwd)
 MASTER_USER=proxy-master
@@ -207,7 +210,7 @@ proc_starttime() {
 # (so outgoing test connections cannot take them), not handed out by another
 # start in the last 2 minutes (a shared file under a lock).
 pick_ports() {
-    python3 - "$1" <<'EOF'
+    "$PY" - "$1" <<'EOF'
 import fcntl, os, random, socket, sys, time
 n = int(sys.argv[1])
 lo, hi = 20000, 32767
@@ -395,6 +398,13 @@ protocol lmtp {
 EOF
 }
 
+# Postfix re-reads a config file that is less than 2 s old, sleeping 300 ms
+# each time, until it is older (a guard against half-written files); date
+# freshly written files back so that start and reload do not wait.
+backdate() {
+    touch -d '1 minute ago' "$@"
+}
+
 write_postfix_conf() {
     local etc=$DIR/postfix/etc
     cat >"$etc/main.cf" <<EOF
@@ -482,6 +492,7 @@ EOF
     # Any local part in a virtual domain is accepted here; Dovecot's LMTP
     # rejects unknown users (Postfix then bounces to the sender).
     echo '/^[^@]+@[^@]+$/ OK' >"$etc/virtual_mailboxes.regexp"
+    backdate "$etc"/*
 }
 
 add_user_line() {
@@ -506,7 +517,7 @@ add_user_line() {
 
 wait_ready() {
     # Waits until every port answers, at most START_TIMEOUT seconds.
-    python3 - "$START_TIMEOUT" "$@" <<'EOF'
+    "$PY" - "$START_TIMEOUT" "$@" <<'EOF'
 import socket, ssl, sys, time
 timeout = float(sys.argv[1])
 checks = []
@@ -549,7 +560,7 @@ EOF
 }
 
 seed_mail() {
-    python3 - "$LMTP_PORT" <<'EOF'
+    "$PY" - "$LMTP_PORT" <<'EOF'
 import smtplib, sys, time
 port = int(sys.argv[1])
 def msg(frm, to, subj, body, n):
@@ -634,7 +645,7 @@ cmd_start() {
     read -r IMAP_PORT IMAPS_PORT POP3_PORT POP3S_PORT LMTP_PORT SUBMISSION_PORT \
         DOVECOT_SUBMISSION_PORT <<<"$ports"
 
-    MASTER_PASSWORD=${PEC_UPSTREAMS_MASTER_PASSWORD:-$(python3 -c 'import secrets; print(secrets.token_hex(12))')}
+    MASTER_PASSWORD=${PEC_UPSTREAMS_MASTER_PASSWORD:-$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')}
     printf '%s:{PLAIN}%s\n' "$MASTER_USER" "$MASTER_PASSWORD" >"$DIR/dovecot/masters"
     chgrp dovecot "$DIR/dovecot/masters"
     chmod 640 "$DIR/dovecot/masters"
@@ -704,6 +715,7 @@ cmd_add_user() {
     etc=$dir/postfix/etc
     if ! grep -qxF "$domain" "$etc/virtual_domains"; then
         echo "$domain" >>"$etc/virtual_domains"
+        backdate "$etc/virtual_domains"
         if [[ -e "$dir/.running" ]]; then
             say "new domain $domain: reloading postfix"
             postfix -c "$etc" reload </dev/null >>"$dir/postfix.out" 2>&1 || say "WARNING: postfix reload failed"
