@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::client_ip::Network;
+use crate::penalty::PenaltyConfig;
 use crate::protocol::Protocol;
 use crate::secret::Secret;
 
@@ -88,6 +90,8 @@ struct RawConfig {
     store: Option<RawStore>,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    penalty: PenaltyConfig,
     #[serde(default)]
     metrics: RawMetrics,
 }
@@ -215,6 +219,19 @@ pub struct Limits {
     /// Concurrent client connections over all listeners; beyond, new
     /// connections wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Concurrent connections from one client (IPv4 address, IPv6 /64);
+    /// beyond, new ones are closed at once. 50: Thunderbird opens up to 5
+    /// IMAP connections per account, and an office behind one NAT address
+    /// has several people with a phone and a desktop each.
+    pub max_connections_per_ip: usize,
+    /// Concurrent connections from one client that have not logged in yet.
+    /// 10: a mail client logs in within a second of connecting, so more than
+    /// a few at once is a guessing or a slowloris attack.
+    pub max_prelogin_per_ip: usize,
+    /// Networks exempt from the per-client limits and the login penalty
+    /// (a webmail server, monitoring). Empty by default: loopback is not
+    /// trusted either, so a local relay is limited like anyone else.
+    pub trusted_networks: Vec<Network>,
     /// Relay buffer per direction. 16 KiB: one TLS record.
     pub relay_buffer_bytes: usize,
 }
@@ -231,6 +248,9 @@ impl Default for Limits {
             upstream_connect_timeout_secs: 10,
             upstream_login_timeout_secs: 30,
             max_connections: 10_000,
+            max_connections_per_ip: 50,
+            max_prelogin_per_ip: 10,
+            trusted_networks: Vec::new(),
             relay_buffer_bytes: 16 * 1024,
         }
     }
@@ -272,6 +292,7 @@ pub struct Config {
     pub smtp_upstream: Option<UpstreamConfig>,
     pub store_path: Option<PathBuf>,
     pub limits: Limits,
+    pub penalty: PenaltyConfig,
     pub metrics_listen: Option<SocketAddr>,
     pub login_name_separator: char,
     pub greeting: String,
@@ -475,6 +496,13 @@ impl Validator<'_> {
             ),
             ("limits.max_login_failures", u64::from(limits.max_login_failures)),
             ("limits.max_connections", limits.max_connections as u64),
+            (
+                "limits.max_connections_per_ip",
+                limits.max_connections_per_ip as u64,
+            ),
+            ("limits.max_prelogin_per_ip", limits.max_prelogin_per_ip as u64),
+            ("penalty.refuse_secs", raw.penalty.refuse_secs),
+            ("penalty.forget_after_secs", raw.penalty.forget_after_secs),
         ] {
             if value == 0 {
                 self.error(key, "must be greater than 0");
@@ -495,6 +523,32 @@ impl Validator<'_> {
         if !(1024..=1 << 20).contains(&limits.relay_buffer_bytes) {
             self.error("limits.relay_buffer_bytes", "must be between 1024 and 1048576");
         }
+        if limits.max_prelogin_per_ip > limits.max_connections_per_ip {
+            self.error(
+                "limits.max_prelogin_per_ip",
+                "must not exceed limits.max_connections_per_ip",
+            );
+        }
+        let penalty = raw.penalty;
+        if penalty.max_delay_ms < penalty.initial_delay_ms {
+            self.error(
+                "penalty.max_delay_ms",
+                "must be at least penalty.initial_delay_ms",
+            );
+        }
+        if penalty.max_delay_ms > 60_000 {
+            // The delay runs inside the pre-login timeout; longer only holds sockets.
+            self.error("penalty.max_delay_ms", "must be at most 60000");
+        }
+        if penalty.forget_after_secs < penalty.refuse_secs {
+            self.error(
+                "penalty.forget_after_secs",
+                "must be at least penalty.refuse_secs",
+            );
+        }
+        if !(16..=10_000_000).contains(&penalty.max_tracked) {
+            self.error("penalty.max_tracked", "must be between 16 and 10000000");
+        }
 
         let metrics_listen = raw.metrics.listen.as_deref().and_then(|a| match a.parse() {
             Ok(addr) => Some(addr),
@@ -513,6 +567,7 @@ impl Validator<'_> {
                 smtp_upstream,
                 store_path,
                 limits,
+                penalty,
                 metrics_listen,
                 login_name_separator,
                 greeting: raw.server.greeting,

@@ -5,24 +5,34 @@
 //! checks the client's own credentials (pass-through).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
 use crate::auth::{AuthRequest, Authenticator};
 use crate::metrics as m;
+use crate::penalty::Penalties;
 use crate::policy::{Denial, DenyReason, Permit};
 use crate::protocol::Protocol;
 use crate::sasl::Credentials;
 use crate::upstream::{Upstream, UpstreamError};
 
-/// Who decides logins.
+/// Who decides whether a password is right.
 #[derive(Clone)]
-pub enum Gate {
+pub enum Authority {
     /// No account store: every login goes to the upstream as typed.
     PassThrough,
     /// The account store's rules (protocol switches, app passwords,
     /// collaborators), then a master login upstream as the mailbox.
     Store(Authenticator),
+}
+
+/// The login step every protocol goes through: the brute-force penalty,
+/// then the [`Authority`]; and, once the outcome is known, [`Gate::record`].
+#[derive(Clone)]
+pub struct Gate {
+    pub authority: Authority,
+    pub penalties: Arc<Penalties>,
 }
 
 /// A login attempt, as any front-end hands it over.
@@ -47,29 +57,69 @@ pub enum Verdict {
 }
 
 impl Gate {
-    /// Decides a login. The access log is written by the authenticator.
-    pub async fn check(&self, req: LoginRequest<'_>) -> Result<Verdict, Denial> {
+    pub fn new(authority: Authority, penalties: Arc<Penalties>) -> Self {
+        Self { authority, penalties }
+    }
+
+    /// Decides a login. First the penalty: a client or login name with recent
+    /// failures waits (bounded by `penalty.max_delay_ms`, and by the caller's
+    /// pre-login deadline), or is refused unchecked with
+    /// [`DenyReason::TooManyFailures`]. The access log is written by the
+    /// authenticator.
+    pub async fn check(&self, req: &LoginRequest<'_>) -> Result<Verdict, Denial> {
         let creds = req.credentials;
         // A SASL authorization identity other than the login itself would let a
         // client act as someone else; nobody needs that through the proxy.
         if creds.authzid.as_ref().is_some_and(|z| *z != creds.authcid) {
             return Err(DenyReason::NotPermitted.into());
         }
-        match self {
-            Gate::PassThrough => Ok(Verdict::PassThrough),
-            Gate::Store(auth) => auth
+        if self
+            .penalties
+            .admit(req.protocol, req.peer.ip(), &creds.authcid)
+            .await
+            .is_err()
+        {
+            return Err(DenyReason::TooManyFailures.into());
+        }
+        match &self.authority {
+            Authority::PassThrough => Ok(Verdict::PassThrough),
+            Authority::Store(auth) => auth
                 .authenticate(AuthRequest {
                     protocol: req.protocol,
                     login: creds.authcid.clone(),
                     password: creds.password.clone(),
                     client_ip: req.peer.ip(),
                     tls: req.tls,
-                    client_name: req.client_name,
+                    client_name: req.client_name.clone(),
                     separator: req.separator,
                 })
                 .await
                 .map(Verdict::Mailbox),
         }
+    }
+
+    /// Records how a login ended: counts it and its duration, logs the
+    /// decision, and feeds the penalty (a wrong password counts against the
+    /// client and the login name; a success forgives that person's own).
+    pub fn record(
+        &self,
+        req: &LoginRequest<'_>,
+        mechanism: &'static str,
+        outcome: &LoginOutcome,
+        started: Instant,
+    ) {
+        let creds = req.credentials;
+        let ip = req.peer.ip();
+        match outcome {
+            LoginOutcome::Ok { .. } => self.penalties.succeeded(ip, &creds.authcid),
+            LoginOutcome::Denied(DenyReason::UnknownOrBadPassword) | LoginOutcome::UpstreamRefused => self
+                .penalties
+                .failed(ip, &creds.authcid, creds.password.expose(), Instant::now()),
+            // Past the password (a switch, two-step verification), refused
+            // unchecked, or not carried out: no guess was judged.
+            LoginOutcome::Denied(_) | LoginOutcome::Unavailable(_) => {}
+        }
+        record(req.protocol, mechanism, outcome, req.peer, started);
     }
 }
 
@@ -108,6 +158,7 @@ impl LoginOutcome {
         match self {
             LoginOutcome::Ok { .. } => ("ok", "none"),
             LoginOutcome::Denied(DenyReason::StoreUnavailable) => ("unavailable", "store_unavailable"),
+            LoginOutcome::Denied(DenyReason::TooManyFailures) => ("refused", "too_many_failures"),
             LoginOutcome::Denied(r) => ("denied", r.label()),
             LoginOutcome::UpstreamRefused => ("denied", DenyReason::UnknownOrBadPassword.label()),
             LoginOutcome::Unavailable(kind) => ("unavailable", kind),
@@ -116,7 +167,7 @@ impl LoginOutcome {
 }
 
 /// Counts a login attempt and its duration; logs the decision.
-pub fn record(
+fn record(
     protocol: Protocol,
     mechanism: &'static str,
     outcome: &LoginOutcome,

@@ -167,6 +167,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             pec_proxy::metrics::LOGIN_DURATION_SECONDS,
             pec_proxy::metrics::TLS_HANDSHAKE_DURATION_SECONDS,
             pec_proxy::metrics::UPSTREAM_CONNECT_DURATION_SECONDS,
+            pec_proxy::metrics::LOGIN_PENALTY_DELAY_SECONDS,
         ] {
             builder = builder.set_buckets_for_metric(
                 metrics_exporter_prometheus::Matcher::Full(name.into()),

@@ -20,6 +20,11 @@ pub const UPSTREAM_ERRORS_TOTAL: &str = "pec_proxy_upstream_errors_total";
 pub const RELAY_BYTES_TOTAL: &str = "pec_proxy_relay_bytes_total";
 pub const SESSION_DURATION_SECONDS: &str = "pec_proxy_session_duration_seconds";
 pub const CLIENT_ERRORS_TOTAL: &str = "pec_proxy_client_errors_total";
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "pec_proxy_connections_refused_total";
+pub const LOGIN_PENALTY_DELAYS_TOTAL: &str = "pec_proxy_login_penalty_delays_total";
+pub const LOGIN_PENALTY_DELAY_SECONDS: &str = "pec_proxy_login_penalty_delay_seconds";
+pub const LOGIN_PENALTY_REFUSALS_TOTAL: &str = "pec_proxy_login_penalty_refusals_total";
+pub const LOGIN_PENALTY_TRACKED: &str = "pec_proxy_login_penalty_tracked";
 pub const BUILD_INFO: &str = "pec_proxy_build_info";
 
 /// Buckets for the latency histograms, in seconds: from a cached login on
@@ -61,7 +66,7 @@ pub fn describe() {
     );
     describe_counter!(
         LOGINS_TOTAL,
-        "Login attempts, by protocol, result (ok, denied, unavailable), reason, mechanism and collaborator."
+        "Login attempts, by protocol, result (ok, denied, refused, unavailable), reason, mechanism and collaborator."
     );
     describe_histogram!(
         LOGIN_DURATION_SECONDS,
@@ -90,6 +95,27 @@ pub fn describe() {
     describe_counter!(
         CLIENT_ERRORS_TOTAL,
         "Client protocol errors and refusals before login, by protocol and kind."
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED_TOTAL,
+        "Client connections closed at accept by a per-client limit, by protocol and limit (connections_per_ip, prelogin_per_ip)."
+    );
+    describe_counter!(
+        LOGIN_PENALTY_DELAYS_TOTAL,
+        "Logins held back by the brute-force penalty before being checked, by protocol."
+    );
+    describe_histogram!(
+        LOGIN_PENALTY_DELAY_SECONDS,
+        Unit::Seconds,
+        "How long the brute-force penalty held logins back."
+    );
+    describe_counter!(
+        LOGIN_PENALTY_REFUSALS_TOTAL,
+        "Logins refused unchecked by the brute-force penalty, by protocol."
+    );
+    describe_gauge!(
+        LOGIN_PENALTY_TRACKED,
+        "Records the brute-force penalty keeps, by dimension (client, login); bounded by penalty.max_tracked."
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs.");
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);

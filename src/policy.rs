@@ -101,11 +101,14 @@ pub enum DenyReason {
     CollaboratorSuspended,
     NotPermitted,
     StoreUnavailable,
+    /// Refused unchecked by the brute-force penalty (`penalty.rs`): a
+    /// temporary error, whatever the password.
+    TooManyFailures,
 }
 
 impl DenyReason {
     /// Every reason, for metric registration and tests.
-    pub const ALL: [DenyReason; 7] = [
+    pub const ALL: [DenyReason; 8] = [
         Self::UnknownOrBadPassword,
         Self::ProtocolDisabled,
         Self::AppPasswordRequired,
@@ -113,6 +116,7 @@ impl DenyReason {
         Self::CollaboratorSuspended,
         Self::NotPermitted,
         Self::StoreUnavailable,
+        Self::TooManyFailures,
     ];
 
     /// snake_case metric label and access-log reason.
@@ -125,6 +129,7 @@ impl DenyReason {
             Self::CollaboratorSuspended => "collaborator_suspended",
             Self::NotPermitted => "not_permitted",
             Self::StoreUnavailable => "store_unavailable",
+            Self::TooManyFailures => "too_many_failures",
         }
     }
 }

@@ -39,6 +39,7 @@ impl DenyReason {
                 format!("This collaborator account may not use {p} on this mailbox")
             }
             Self::StoreUnavailable => "Temporary failure, try again later".into(),
+            Self::TooManyFailures => "Too many failed logins, try again later".into(),
         }
     }
 
@@ -50,7 +51,7 @@ impl DenyReason {
             Self::AppPasswordExpired => "EXPIRED",
             Self::ProtocolDisabled | Self::NotPermitted => "AUTHORIZATIONFAILED",
             Self::CollaboratorSuspended => "CONTACTADMIN",
-            Self::StoreUnavailable => "UNAVAILABLE",
+            Self::StoreUnavailable | Self::TooManyFailures => "UNAVAILABLE",
         };
         (code, self.text(Protocol::Imap))
     }
@@ -60,7 +61,7 @@ impl DenyReason {
         let code = match self {
             Self::UnknownOrBadPassword | Self::AppPasswordRequired | Self::AppPasswordExpired => "AUTH",
             Self::ProtocolDisabled | Self::NotPermitted | Self::CollaboratorSuspended => "SYS/PERM",
-            Self::StoreUnavailable => "SYS/TEMP",
+            Self::StoreUnavailable | Self::TooManyFailures => "SYS/TEMP",
         };
         format!("-ERR [{code}] {}", self.text(Protocol::Pop3))
     }
@@ -75,6 +76,7 @@ impl DenyReason {
                 format!("550 5.7.1 {}", self.text(Protocol::Smtp))
             }
             Self::StoreUnavailable => "454 4.7.0 Temporary authentication failure".into(),
+            Self::TooManyFailures => format!("454 4.7.0 {}", self.text(Protocol::Smtp)),
         }
     }
 }
@@ -143,6 +145,11 @@ mod tests {
                 "UNAVAILABLE",
                 "Temporary failure, try again later",
             ),
+            (
+                R::TooManyFailures,
+                "UNAVAILABLE",
+                "Too many failed logins, try again later",
+            ),
         ];
         for (reason, code, text) in table {
             assert_eq!(reason.imap_reply(), (code, text.to_string()), "{reason:?}");
@@ -176,6 +183,10 @@ mod tests {
             (
                 R::StoreUnavailable,
                 "-ERR [SYS/TEMP] Temporary failure, try again later",
+            ),
+            (
+                R::TooManyFailures,
+                "-ERR [SYS/TEMP] Too many failed logins, try again later",
             ),
         ];
         for (reason, line) in table {
@@ -211,6 +222,10 @@ mod tests {
                 "550 5.7.1 This collaborator account may not use SMTP on this mailbox",
             ),
             (R::StoreUnavailable, "454 4.7.0 Temporary authentication failure"),
+            (
+                R::TooManyFailures,
+                "454 4.7.0 Too many failed logins, try again later",
+            ),
         ];
         for (reason, line) in table {
             assert_eq!(reason.smtp_reply(), line, "{reason:?}");

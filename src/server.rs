@@ -15,10 +15,12 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info};
 
 use crate::auth::Authenticator;
+use crate::client_limits::{ClientLimits, Refusal, refusal_line};
 use crate::config::{Config, Limits, ListenerConfig, TlsMode};
-use crate::login::Gate;
+use crate::login::{Authority, Gate};
 use crate::metrics as m;
 use crate::net::Stream;
+use crate::penalty::Penalties;
 use crate::protocol::Protocol;
 use crate::store::{CachedStore, SqliteStore, StoreError};
 use crate::tls::{self, TlsError};
@@ -126,10 +128,15 @@ pub async fn upgrade_tls(stream: Stream, ctx: &ListenerContext) -> Option<Stream
     }
 }
 
+/// How often expired penalty records are dropped (the cap holds without it).
+const PENALTY_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Bound listeners, ready to run.
 pub struct Server {
     listeners: Vec<(TcpListener, Arc<ListenerContext>)>,
     connections: Arc<Semaphore>,
+    client_limits: Arc<ClientLimits>,
+    penalties: Arc<Penalties>,
 }
 
 impl Server {
@@ -153,13 +160,18 @@ impl Server {
                 ));
             }
         }
-        let gate = match &config.store_path {
+        let authority = match &config.store_path {
             Some(path) => {
                 let store = SqliteStore::open(path).await?;
-                Gate::Store(Authenticator::new(Arc::new(CachedStore::new(Arc::new(store)))))
+                Authority::Store(Authenticator::new(Arc::new(CachedStore::new(Arc::new(store)))))
             }
-            None => Gate::PassThrough,
+            None => Authority::PassThrough,
         };
+        let penalties = Arc::new(Penalties::new(
+            config.penalty.clone(),
+            config.limits.trusted_networks.clone(),
+        ));
+        let gate = Gate::new(authority, penalties.clone());
         let mut listeners = Vec::new();
         for l in &config.listeners {
             let Some((_, upstream)) = upstreams.iter().find(|(p, _)| *p == l.protocol) else {
@@ -191,6 +203,12 @@ impl Server {
         Ok(Server {
             listeners,
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            client_limits: ClientLimits::new(
+                config.limits.max_connections_per_ip,
+                config.limits.max_prelogin_per_ip,
+                config.limits.trusted_networks.clone(),
+            ),
+            penalties,
         })
     }
 
@@ -207,14 +225,26 @@ impl Server {
         let mut accept_loops = JoinSet::new();
         for (socket, ctx) in self.listeners {
             info!(listener = %ctx.listener.name, protocol = %ctx.listener.protocol, address = ?socket.local_addr().ok(), tls = ?ctx.listener.tls, "listening");
-            accept_loops.spawn(accept_loop(socket, ctx, self.connections.clone()));
+            accept_loops.spawn(accept_loop(
+                socket,
+                ctx,
+                self.connections.clone(),
+                self.client_limits.clone(),
+            ));
         }
+        let sweeper = self.penalties.spawn_sweeper(PENALTY_SWEEP_INTERVAL);
         shutdown.await;
+        sweeper.abort();
         accept_loops.shutdown().await;
     }
 }
 
-async fn accept_loop(socket: TcpListener, ctx: Arc<ListenerContext>, connections: Arc<Semaphore>) {
+async fn accept_loop(
+    socket: TcpListener,
+    ctx: Arc<ListenerContext>,
+    connections: Arc<Semaphore>,
+    client_limits: Arc<ClientLimits>,
+) {
     let mut backoff = Duration::from_millis(5);
     loop {
         // The permit is taken before accept: at the limit, new connections
@@ -235,16 +265,37 @@ async fn accept_loop(socket: TcpListener, ctx: Arc<ListenerContext>, connections
                 continue;
             }
         };
-        metrics::counter!(m::CONNECTIONS_TOTAL, "protocol" => ctx.listener.protocol.as_str(), "listener" => ctx.listener.name.clone())
+        let protocol = ctx.listener.protocol;
+        metrics::counter!(m::CONNECTIONS_TOTAL, "protocol" => protocol.as_str(), "listener" => ctx.listener.name.clone())
             .increment(1);
+        let admission = match client_limits.admit(peer.ip()) {
+            Ok(admission) => admission,
+            Err(refusal) => {
+                refuse(&tcp, &ctx, refusal);
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            match ctx.listener.protocol {
-                Protocol::Imap => crate::imap::session::serve(tcp, peer, ctx).await,
-                Protocol::Pop3 | Protocol::Smtp => {}
+            match protocol {
+                Protocol::Imap => crate::imap::session::serve(tcp, peer, ctx, admission).await,
+                Protocol::Pop3 | Protocol::Smtp => drop(admission),
             }
             drop(permit);
         });
+    }
+}
+
+/// Closes a connection a per-client limit refused, with the protocol's
+/// temporary error where the client can read one. Never waits: the line goes
+/// out with one non-blocking write or not at all.
+fn refuse(tcp: &TcpStream, ctx: &ListenerContext, refusal: Refusal) {
+    let protocol = ctx.listener.protocol;
+    metrics::counter!(m::CONNECTIONS_REFUSED_TOTAL, "protocol" => protocol.as_str(), "limit" => refusal.label())
+        .increment(1);
+    debug!(listener = %ctx.listener.name, limit = refusal.label(), "connection refused by a per-client limit");
+    if ctx.listener.tls != TlsMode::Implicit {
+        let _ = tcp.try_write(refusal_line(protocol));
     }
 }

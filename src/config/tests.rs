@@ -36,6 +36,7 @@ fn the_documented_example_is_valid() {
     assert_eq!(config.certificates.iter().filter(|c| c.default).count(), 1);
     assert_eq!(config.imap_upstream.as_ref().unwrap().server_name, "localhost");
     assert_eq!(config.limits, Limits::default());
+    assert_eq!(config.penalty, PenaltyConfig::default());
 }
 
 #[test]
@@ -114,4 +115,35 @@ fn listeners_need_an_upstream_and_tls_needs_a_certificate() {
         errors(&text),
         vec!["listener[0].tls: TLS needs at least one [[certificate]]"]
     );
+}
+
+#[test]
+fn limits_and_penalty_are_validated_by_key() {
+    let text = format!(
+        "{MINIMAL}\n[limits]\nmax_connections_per_ip = 5\nmax_prelogin_per_ip = 6\ntrusted_networks = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n\n[penalty]\ninitial_delay_ms = 500\nmax_delay_ms = 100\nmax_tracked = 3\n"
+    );
+    let e = errors(&text);
+    assert!(
+        e.contains(&"limits.max_prelogin_per_ip: must not exceed limits.max_connections_per_ip".to_owned()),
+        "{e:?}"
+    );
+    assert!(
+        e.contains(&"penalty.max_delay_ms: must be at least penalty.initial_delay_ms".to_owned()),
+        "{e:?}"
+    );
+    assert!(e.iter().any(|m| m.starts_with("penalty.max_tracked:")), "{e:?}");
+
+    let e = errors(&format!(
+        "{MINIMAL}\n[limits]\ntrusted_networks = [\"10.0.0.0/40\"]\n"
+    ));
+    assert!(e[0].starts_with("limits.trusted_networks[0]: "), "{e:?}");
+    let e = errors(&format!("{MINIMAL}\n[penalty]\ndelay = 3\n"));
+    assert!(e[0].starts_with("penalty.delay: unknown field"), "{e:?}");
+
+    let config = parse(&format!(
+        "{MINIMAL}\n[limits]\ntrusted_networks = [\"192.0.2.0/24\"]\n[penalty]\nip_refuse_after = 0\n"
+    ))
+    .unwrap();
+    assert!(config.limits.trusted_networks[0].contains("192.0.2.77".parse().unwrap()));
+    assert_eq!(config.penalty.ip_refuse_after, 0);
 }

@@ -12,6 +12,7 @@ use tracing::info;
 
 use super::frontend::{Event, FrontendOptions, ImapFrontend, LoginAttempt};
 use super::upstream::{self as imap_upstream, ClientAddrs, Identity, LoggedIn};
+use crate::client_limits::Admission;
 use crate::login::{LoginOutcome, LoginRequest, Verdict, record_upstream_error, upstream_for};
 use crate::metrics as m;
 use crate::net::Stream;
@@ -41,8 +42,9 @@ enum Prelogin {
     Closed,
 }
 
-/// Serves one client connection until it ends.
-pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) {
+/// Serves one client connection until it ends. `admission` holds the
+/// client's per-IP places; its pre-login one is given back at login.
+pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, mut admission: Admission) {
     let started = Instant::now();
     let local = tcp.local_addr().unwrap_or(peer);
     let mut gauge = SessionGauge::prelogin(Protocol::Imap);
@@ -113,6 +115,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
     }
 
     gauge.to_relay();
+    admission.logged_in();
     let counter = m::RelayCounter::new(Protocol::Imap);
     let opts = RelayOptions {
         buffer_bytes: ctx.limits.relay_buffer_bytes,
@@ -249,7 +252,7 @@ async fn login(
         client_name,
         separator: ctx.login_name_separator,
     };
-    let (outcome, result) = match ctx.gate.check(request).await {
+    let (outcome, result) = match ctx.gate.check(&request).await {
         Err(denial) => {
             let outcome = LoginOutcome::Denied(denial.reason);
             let failure = if denial.reason == DenyReason::StoreUnavailable {
@@ -308,12 +311,7 @@ async fn login(
             }
         }
     };
-    crate::login::record(
-        Protocol::Imap,
-        attempt.mechanism.as_str(),
-        &outcome,
-        addrs.peer,
-        started,
-    );
+    ctx.gate
+        .record(&request, attempt.mechanism.as_str(), &outcome, started);
     result
 }

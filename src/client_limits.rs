@@ -1,0 +1,244 @@
+//! Per-client limits at accept: concurrent connections, and concurrent
+//! connections that have not logged in yet, per client (IPv4 address, IPv6
+//! /64). Each counter is checked and incremented in one step under its map
+//! entry's lock, never read and then added to, so two connections cannot
+//! both take the last place.
+//!
+//! The maps hold only clients with a connection open, so they are bounded by
+//! `limits.max_connections`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::client_ip::{ClientGroup, Network, is_trusted};
+use crate::protocol::Protocol;
+
+/// Which per-client limit refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    ConnectionsPerIp,
+    PreloginPerIp,
+}
+
+impl Refusal {
+    /// Label of `pec_proxy_connections_refused_total{limit}`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::ConnectionsPerIp => "connections_per_ip",
+            Refusal::PreloginPerIp => "prelogin_per_ip",
+        }
+    }
+}
+
+/// The line a refused client gets on a listener without implicit TLS (on an
+/// implicit-TLS port it is closed without a word: it expects a handshake, and
+/// doing one would spend what the limit is there to save).
+pub fn refusal_line(protocol: Protocol) -> &'static [u8] {
+    match protocol {
+        // RFC 3501 §7.1.5 BYE as a greeting; RFC 5530 UNAVAILABLE.
+        Protocol::Imap => b"* BYE [UNAVAILABLE] Too many connections from your address\r\n",
+        // RFC 2449 §8.3 greeting -ERR; RFC 3206 SYS/TEMP.
+        Protocol::Pop3 => b"-ERR [SYS/TEMP] Too many connections from your address\r\n",
+        // RFC 5321 §3.1 / §4.2.2: 421 instead of the greeting; RFC 3463 4.7.0.
+        Protocol::Smtp => b"421 4.7.0 Too many connections from your address\r\n",
+    }
+}
+
+/// Open counts per client.
+#[derive(Debug)]
+pub struct ClientLimits {
+    max_connections: usize,
+    max_prelogin: usize,
+    trusted: Vec<Network>,
+    connections: DashMap<ClientGroup, usize>,
+    prelogin: DashMap<ClientGroup, usize>,
+}
+
+impl ClientLimits {
+    pub fn new(max_connections: usize, max_prelogin: usize, trusted: Vec<Network>) -> Arc<Self> {
+        Arc::new(Self {
+            max_connections,
+            max_prelogin,
+            trusted,
+            connections: DashMap::new(),
+            prelogin: DashMap::new(),
+        })
+    }
+
+    /// Takes a connection place and a pre-login place for `ip`, or says
+    /// which limit is reached. Trusted networks are not counted.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, Refusal> {
+        if is_trusted(&self.trusted, ip) {
+            return Ok(Admission::unlimited());
+        }
+        let group = ClientGroup::of(ip);
+        let connection = Slot::take(self, Kind::Connection, group).ok_or(Refusal::ConnectionsPerIp)?;
+        let prelogin = Slot::take(self, Kind::Prelogin, group).ok_or(Refusal::PreloginPerIp)?;
+        Ok(Admission {
+            _connection: Some(connection),
+            prelogin: Some(prelogin),
+        })
+    }
+
+    /// Open (connections, pre-login sessions) of `ip`'s client.
+    pub fn open(&self, ip: IpAddr) -> (usize, usize) {
+        let g = ClientGroup::of(ip);
+        (
+            self.connections.get(&g).map_or(0, |v| *v),
+            self.prelogin.get(&g).map_or(0, |v| *v),
+        )
+    }
+
+    /// Clients with something open (bounded by the global connection limit).
+    pub fn clients(&self) -> usize {
+        self.connections.len()
+    }
+
+    fn map(&self, kind: Kind) -> (&DashMap<ClientGroup, usize>, usize) {
+        match kind {
+            Kind::Connection => (&self.connections, self.max_connections),
+            Kind::Prelogin => (&self.prelogin, self.max_prelogin),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Connection,
+    Prelogin,
+}
+
+/// One place taken in a per-client counter; given back on drop.
+#[derive(Debug)]
+struct Slot {
+    limits: Arc<ClientLimits>,
+    kind: Kind,
+    group: ClientGroup,
+}
+
+impl Slot {
+    fn take(limits: &Arc<ClientLimits>, kind: Kind, group: ClientGroup) -> Option<Slot> {
+        let (map, max) = limits.map(kind);
+        let mut count = map.entry(group).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            limits: limits.clone(),
+            kind,
+            group,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let (map, _) = self.limits.map(self.kind);
+        let empty = map.get_mut(&self.group).is_some_and(|mut count| {
+            *count = count.saturating_sub(1);
+            *count == 0
+        });
+        if empty {
+            map.remove_if(&self.group, |_, count| *count == 0);
+        }
+    }
+}
+
+/// A connection's places in the per-client counters. Hold it for the whole
+/// session; call [`Admission::logged_in`] when the client has logged in.
+#[derive(Debug)]
+pub struct Admission {
+    /// Held for its `Drop`, which gives the place back.
+    _connection: Option<Slot>,
+    prelogin: Option<Slot>,
+}
+
+impl Admission {
+    /// Not counted (trusted networks, tests).
+    pub fn unlimited() -> Self {
+        Self {
+            _connection: None,
+            prelogin: None,
+        }
+    }
+
+    /// The client logged in: its pre-login place is free for another.
+    pub fn logged_in(&mut self) {
+        self.prelogin = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn connections_and_prelogin_places_per_client() {
+        let limits = ClientLimits::new(3, 2, vec![]);
+        let a = ip("203.0.113.1");
+        let mut first = limits.admit(a).unwrap();
+        let _second = limits.admit(a).unwrap();
+        // Two not logged in: the pre-login limit refuses a third.
+        assert_eq!(limits.admit(a).unwrap_err(), Refusal::PreloginPerIp);
+        assert_eq!(limits.open(a), (2, 2));
+        first.logged_in();
+        let _third = limits.admit(a).unwrap();
+        assert_eq!(limits.admit(a).unwrap_err(), Refusal::ConnectionsPerIp);
+        // Another client is not affected; an IPv6 /64 is one client.
+        let _other = limits.admit(ip("203.0.113.2")).unwrap();
+        let _v6a = limits.admit(ip("2001:db8::1")).unwrap();
+        let _v6b = limits.admit(ip("2001:db8::2")).unwrap();
+        assert_eq!(
+            limits.admit(ip("2001:db8::3")).unwrap_err(),
+            Refusal::PreloginPerIp
+        );
+        drop(first);
+        assert_eq!(limits.open(a), (2, 2));
+    }
+
+    #[test]
+    fn places_are_given_back_and_empty_clients_forgotten() {
+        let limits = ClientLimits::new(2, 2, vec![]);
+        let a = ip("203.0.113.1");
+        let x = limits.admit(a).unwrap();
+        let y = limits.admit(a).unwrap();
+        assert_eq!(limits.clients(), 1);
+        drop((x, y));
+        assert_eq!(limits.open(a), (0, 0));
+        assert_eq!(limits.clients(), 0);
+    }
+
+    #[test]
+    fn trusted_networks_are_not_counted() {
+        let limits = ClientLimits::new(1, 1, vec!["10.0.0.0/8".parse().unwrap()]);
+        let held: Vec<_> = (0..5).map(|_| limits.admit(ip("10.1.2.3")).unwrap()).collect();
+        assert_eq!(held.len(), 5);
+        assert_eq!(limits.clients(), 0);
+    }
+
+    #[test]
+    fn concurrent_admissions_never_exceed_the_limit() {
+        let limits = ClientLimits::new(8, 8, vec![]);
+        let a = ip("203.0.113.1");
+        let barrier = Arc::new(std::sync::Barrier::new(4));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (limits, barrier) = (limits.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    (0..100).filter_map(|_| limits.admit(a).ok()).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let held: Vec<Admission> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        assert_eq!(held.len(), 8);
+        assert_eq!(limits.open(a), (8, 8));
+    }
+}

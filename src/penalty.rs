@@ -1,0 +1,448 @@
+//! The brute-force penalty: failed logins make the next ones slow, then
+//! refused for a while, per client (IPv4 address or IPv6 /64) and per login
+//! name. Protocol-neutral: it answers [`Penalty`], and each front-end says it
+//! in its own words (IMAP `NO [UNAVAILABLE]`, POP3 `-ERR [SYS/TEMP]`, SMTP
+//! `454 4.7.0`).
+//!
+//! # How it counts
+//! - Each failed login (a wrong password, as judged by the account store or,
+//!   in pass-through, by the upstream) adds one to the client's record and
+//!   one to the login name's record.
+//! - The same wrong password again, for the same login from the same client,
+//!   adds nothing: a phone polling with an old password is one mistake, not
+//!   an attack. Each record keeps a keyed hash (SipHash-1-3 with a random
+//!   per-process key, via std's `RandomState`) of its last few failed
+//!   (login, password) or (client, password) pairs, never a password.
+//! - The next login from a client or for a login name with `n` failures is
+//!   held `initial_delay * 2^(n-1)`, at most `max_delay`, before it is even
+//!   checked (Dovecot's auth penalty: 2, 4, 8, 15 s). The delay is applied
+//!   before the check, whatever the outcome, so a guess gains nothing by
+//!   racing its reply.
+//! - At `ip_refuse_after` (client) or `mailbox_refuse_after` (login name)
+//!   failures, logins are refused unchecked for `refuse_secs`.
+//! - A success forgives only what the same person did: on the client's
+//!   record, the failures for that login name; on the login name's record,
+//!   the failures from that client. An attacker who owns one mailbox cannot
+//!   wash its own record clean by logging in to it between guesses at others,
+//!   and a distributed attack on one mailbox stays counted when its owner
+//!   logs in.
+//! - Records are forgotten `forget_after_secs` after their last failure.
+//!
+//! # Memory
+//! Each dimension is a `DashMap` of at most `max_tracked` records (about
+//! 120 bytes each); logins for unknown names are keyed by a 64-bit keyed hash,
+//! so a 8 KiB user name costs what a short one does. A new record beyond the
+//! cap first drops the expired ones, then the least recently failed eighth.
+//! New records are inserted under one mutex so concurrent inserts cannot
+//! overshoot the cap; updates of existing records do not take it.
+
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::client_ip::{ClientGroup, Network, is_trusted};
+use crate::metrics as m;
+use crate::protocol::Protocol;
+
+/// The `[penalty]` table. Each default says where it comes from.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PenaltyConfig {
+    /// Switch the whole mechanism off (not recommended on the internet).
+    pub enabled: bool,
+    /// Delay after the first failure: 2000 ms, Dovecot's `AUTH_PENALTY_INIT_SECS`.
+    pub initial_delay_ms: u64,
+    /// Longest delay: 15000 ms, Dovecot's `AUTH_PENALTY_MAX_SECS`.
+    pub max_delay_ms: u64,
+    /// Failures from one client (IPv4 address, IPv6 /64) before its logins
+    /// are refused; 0 never refuses. 10: fail2ban's default `maxretry` is 5
+    /// per service; a client here may be an office behind one NAT address.
+    pub ip_refuse_after: u32,
+    /// Failures for one login name before its logins are refused from
+    /// anywhere; 0 only delays. 20, higher than per client: refusing a name
+    /// also locks its owner out, which an attacker could want.
+    pub mailbox_refuse_after: u32,
+    /// How long a refusal lasts: 600 s, fail2ban's default `bantime`.
+    pub refuse_secs: u64,
+    /// A record is forgotten this long after its last failure: 3600 s,
+    /// Dovecot anvil's `PENALTY_DEFAULT_EXPIRE_SECS`.
+    pub forget_after_secs: u64,
+    /// Records kept per dimension (clients, login names). 100000 records of
+    /// about 120 bytes: 12 MB each at most.
+    pub max_tracked: usize,
+}
+
+impl Default for PenaltyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            initial_delay_ms: 2000,
+            max_delay_ms: 15_000,
+            ip_refuse_after: 10,
+            mailbox_refuse_after: 20,
+            refuse_secs: 600,
+            forget_after_secs: 3600,
+            max_tracked: 100_000,
+        }
+    }
+}
+
+impl PenaltyConfig {
+    fn initial_delay(&self) -> Duration {
+        Duration::from_millis(self.initial_delay_ms)
+    }
+    fn max_delay(&self) -> Duration {
+        Duration::from_millis(self.max_delay_ms)
+    }
+    fn refuse_for(&self) -> Duration {
+        Duration::from_secs(self.refuse_secs)
+    }
+    fn forget_after(&self) -> Duration {
+        Duration::from_secs(self.forget_after_secs)
+    }
+
+    /// The delay before a login with `failures` prior failures: none for 0,
+    /// then `initial * 2^(failures-1)` up to `max`.
+    pub fn delay_for(&self, failures: u32) -> Duration {
+        if failures == 0 {
+            return Duration::ZERO;
+        }
+        let doublings = (failures - 1).min(31);
+        self.initial_delay()
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_delay())
+    }
+}
+
+/// What to do with a login before checking it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Penalty {
+    /// Check it now.
+    None,
+    /// Wait this long, then check it.
+    Delay(Duration),
+    /// Do not check it; tell the client to come back later.
+    Refuse { retry_after: Duration },
+}
+
+/// Hash of what a failure was about: (the other dimension, the password).
+type Fingerprint = (u64, u64);
+
+/// How many failed (other, password) pairs a record remembers.
+const RECENT: usize = 4;
+
+#[derive(Debug, Clone)]
+struct Record {
+    failures: u32,
+    last_failure: Instant,
+    refused_until: Option<Instant>,
+    recent: [Fingerprint; RECENT],
+    recent_len: u8,
+}
+
+impl Record {
+    fn new(now: Instant) -> Self {
+        Self {
+            failures: 0,
+            last_failure: now,
+            refused_until: None,
+            recent: [(0, 0); RECENT],
+            recent_len: 0,
+        }
+    }
+
+    fn expired(&self, now: Instant, cfg: &PenaltyConfig) -> bool {
+        now >= self.last_failure + cfg.forget_after() && self.refused_until.is_none_or(|u| now >= u)
+    }
+
+    fn recent(&self) -> &[Fingerprint] {
+        &self.recent[..usize::from(self.recent_len)]
+    }
+
+    fn penalty(&self, now: Instant, cfg: &PenaltyConfig) -> Penalty {
+        if self.expired(now, cfg) {
+            return Penalty::None;
+        }
+        if let Some(until) = self.refused_until.filter(|u| now < *u) {
+            return Penalty::Refuse {
+                retry_after: until - now,
+            };
+        }
+        match cfg.delay_for(self.failures) {
+            d if d.is_zero() => Penalty::None,
+            d => Penalty::Delay(d),
+        }
+    }
+
+    fn fail(&mut self, fp: Fingerprint, now: Instant, refuse_after: u32, cfg: &PenaltyConfig) {
+        if self.expired(now, cfg) {
+            *self = Record::new(now);
+        }
+        self.last_failure = now;
+        if self.recent().contains(&fp) {
+            return;
+        }
+        if usize::from(self.recent_len) < RECENT {
+            self.recent_len += 1;
+        }
+        self.recent.copy_within(0..RECENT - 1, 1);
+        self.recent[0] = fp;
+        self.failures = self.failures.saturating_add(1);
+        if refuse_after > 0 && self.failures >= refuse_after {
+            self.refused_until = Some(now + cfg.refuse_for());
+        }
+    }
+
+    /// Forgets the remembered failures about `other`; true when nothing is left.
+    fn forgive(&mut self, other: u64, refuse_after: u32) -> bool {
+        let kept: Vec<Fingerprint> = self.recent().iter().copied().filter(|f| f.0 != other).collect();
+        let forgiven = usize::from(self.recent_len) - kept.len();
+        self.recent[..kept.len()].copy_from_slice(&kept);
+        self.recent_len = kept.len() as u8;
+        self.failures = self.failures.saturating_sub(forgiven as u32);
+        if refuse_after == 0 || self.failures < refuse_after {
+            self.refused_until = None;
+        }
+        self.failures == 0
+    }
+}
+
+/// One dimension's records, bounded.
+#[derive(Debug)]
+struct Tracker<K: std::hash::Hash + Eq> {
+    records: DashMap<K, Record>,
+    /// Serialises the insertion of new records so the cap holds exactly.
+    inserting: Mutex<()>,
+    refuse_after: u32,
+}
+
+impl<K: std::hash::Hash + Eq + Copy> Tracker<K> {
+    fn new(refuse_after: u32) -> Self {
+        Self {
+            records: DashMap::new(),
+            inserting: Mutex::new(()),
+            refuse_after,
+        }
+    }
+
+    fn penalty(&self, key: &K, now: Instant, cfg: &PenaltyConfig) -> Penalty {
+        self.records
+            .get(key)
+            .map_or(Penalty::None, |r| r.penalty(now, cfg))
+    }
+
+    fn fail(&self, key: K, fp: Fingerprint, now: Instant, cfg: &PenaltyConfig) {
+        if let Some(mut r) = self.records.get_mut(&key) {
+            r.fail(fp, now, self.refuse_after, cfg);
+            return;
+        }
+        let _inserting = self.inserting.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.records.contains_key(&key) && self.records.len() >= cfg.max_tracked {
+            self.evict(now, cfg);
+        }
+        self.records
+            .entry(key)
+            .or_insert_with(|| Record::new(now))
+            .fail(fp, now, self.refuse_after, cfg);
+    }
+
+    fn forgive(&self, key: &K, other: u64) {
+        let empty = self
+            .records
+            .get_mut(key)
+            .is_some_and(|mut r| r.forgive(other, self.refuse_after));
+        if empty {
+            self.records.remove_if(key, |_, r| r.failures == 0);
+        }
+    }
+
+    /// Drops expired records, then the least recently failed until the map
+    /// is at 7/8 of the cap, so eviction runs once per cap/8 new records.
+    fn evict(&self, now: Instant, cfg: &PenaltyConfig) {
+        self.records.retain(|_, r| !r.expired(now, cfg));
+        let target = cfg.max_tracked - cfg.max_tracked / 8;
+        let len = self.records.len();
+        if len < target.max(1) {
+            return;
+        }
+        let mut ages: Vec<(Instant, K)> = self.records.iter().map(|e| (e.last_failure, *e.key())).collect();
+        let excess = (len - target).max(1).min(ages.len());
+        ages.select_nth_unstable_by_key(excess - 1, |(t, _)| *t);
+        for (_, key) in &ages[..excess] {
+            self.records.remove(key);
+        }
+    }
+
+    fn sweep(&self, now: Instant, cfg: &PenaltyConfig) {
+        self.records.retain(|_, r| !r.expired(now, cfg));
+    }
+}
+
+/// The penalty state for the whole process, shared by every listener.
+#[derive(Debug)]
+pub struct Penalties {
+    cfg: PenaltyConfig,
+    trusted: Vec<Network>,
+    clients: Tracker<ClientGroup>,
+    logins: Tracker<u64>,
+    key: RandomState,
+}
+
+impl Penalties {
+    pub fn new(cfg: PenaltyConfig, trusted: Vec<Network>) -> Self {
+        Self {
+            clients: Tracker::new(cfg.ip_refuse_after),
+            logins: Tracker::new(cfg.mailbox_refuse_after),
+            cfg,
+            trusted,
+            key: RandomState::new(),
+        }
+    }
+
+    /// No penalty at all (for tests and tools that log nobody in).
+    pub fn disabled() -> Self {
+        Self::new(
+            PenaltyConfig {
+                enabled: false,
+                ..PenaltyConfig::default()
+            },
+            Vec::new(),
+        )
+    }
+
+    fn hash(&self, domain: u8, bytes: &[u8]) -> u64 {
+        let mut h = self.key.build_hasher();
+        h.write_u8(domain);
+        h.write(bytes);
+        h.finish()
+    }
+
+    /// The login name as typed, lower-cased, hashed.
+    fn login_key(&self, login: &[u8]) -> u64 {
+        self.hash(b'l', &login.to_ascii_lowercase())
+    }
+
+    fn client_key(&self, group: ClientGroup) -> u64 {
+        let mut h = self.key.build_hasher();
+        h.write_u8(b'c');
+        std::hash::Hash::hash(&group, &mut h);
+        h.finish()
+    }
+
+    fn exempt(&self, ip: IpAddr) -> bool {
+        !self.cfg.enabled || is_trusted(&self.trusted, ip)
+    }
+
+    /// What to do with a login by `ip` as `login` at `now`.
+    pub fn check(&self, ip: IpAddr, login: &[u8], now: Instant) -> Penalty {
+        if self.exempt(ip) {
+            return Penalty::None;
+        }
+        let a = self.clients.penalty(&ClientGroup::of(ip), now, &self.cfg);
+        let b = self.logins.penalty(&self.login_key(login), now, &self.cfg);
+        match (a, b) {
+            (Penalty::Refuse { retry_after: x }, Penalty::Refuse { retry_after: y }) => Penalty::Refuse {
+                retry_after: x.max(y),
+            },
+            (r @ Penalty::Refuse { .. }, _) | (_, r @ Penalty::Refuse { .. }) => r,
+            (Penalty::Delay(x), Penalty::Delay(y)) => Penalty::Delay(x.max(y)),
+            (d @ Penalty::Delay(_), Penalty::None) | (Penalty::None, d @ Penalty::Delay(_)) => d,
+            (Penalty::None, Penalty::None) => Penalty::None,
+        }
+    }
+
+    /// A wrong password by `ip` for `login`.
+    pub fn failed(&self, ip: IpAddr, login: &[u8], password: &[u8], now: Instant) {
+        if self.exempt(ip) {
+            return;
+        }
+        let group = ClientGroup::of(ip);
+        let login_key = self.login_key(login);
+        let password = self.hash(b'p', password);
+        self.clients.fail(group, (login_key, password), now, &self.cfg);
+        self.logins
+            .fail(login_key, (self.client_key(group), password), now, &self.cfg);
+    }
+
+    /// A successful login by `ip` as `login`: forgives that person's own mistakes.
+    pub fn succeeded(&self, ip: IpAddr, login: &[u8]) {
+        if self.exempt(ip) {
+            return;
+        }
+        let group = ClientGroup::of(ip);
+        let login_key = self.login_key(login);
+        self.clients.forgive(&group, login_key);
+        self.logins.forgive(&login_key, self.client_key(group));
+    }
+
+    /// Drops expired records (a periodic chore; the cap holds without it).
+    pub fn sweep(&self, now: Instant) {
+        self.clients.sweep(now, &self.cfg);
+        self.logins.sweep(now, &self.cfg);
+        self.report_size();
+    }
+
+    /// Records kept now: (clients, login names).
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.clients.records.len(), self.logins.records.len())
+    }
+
+    fn report_size(&self) {
+        let (clients, logins) = self.tracked();
+        metrics::gauge!(m::LOGIN_PENALTY_TRACKED, "dimension" => "client").set(clients as f64);
+        metrics::gauge!(m::LOGIN_PENALTY_TRACKED, "dimension" => "login").set(logins as f64);
+    }
+
+    /// The async edge: waits out a delay, or says the login is refused.
+    /// Counted in `pec_proxy_login_penalty_{delays,refusals}_total`.
+    pub async fn admit(&self, protocol: Protocol, ip: IpAddr, login: &[u8]) -> Result<(), Refused> {
+        match self.check(ip, login, Instant::now()) {
+            Penalty::None => Ok(()),
+            Penalty::Delay(d) => {
+                metrics::counter!(m::LOGIN_PENALTY_DELAYS_TOTAL, "protocol" => protocol.as_str())
+                    .increment(1);
+                metrics::histogram!(m::LOGIN_PENALTY_DELAY_SECONDS, "protocol" => protocol.as_str())
+                    .record(d.as_secs_f64());
+                tokio::time::sleep(d).await;
+                Ok(())
+            }
+            Penalty::Refuse { retry_after } => {
+                metrics::counter!(m::LOGIN_PENALTY_REFUSALS_TOTAL, "protocol" => protocol.as_str())
+                    .increment(1);
+                tracing::info!(protocol = protocol.as_str(), client = %ClientGroup::of(ip),
+                    retry_after_secs = retry_after.as_secs(), "login refused: too many failed logins");
+                Err(Refused { retry_after })
+            }
+        }
+    }
+
+    /// Sweeps expired records every `every`, until the returned task is dropped or aborted.
+    pub fn spawn_sweeper(self: &std::sync::Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(p) = weak.upgrade() else { return };
+                p.sweep(Instant::now());
+            }
+        })
+    }
+}
+
+/// A login refused by the penalty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub retry_after: Duration,
+}
+
+#[cfg(test)]
+#[path = "penalty_tests.rs"]
+mod tests;
