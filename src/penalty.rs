@@ -367,6 +367,7 @@ impl Penalties {
         self.clients.fail(group, (login_key, password), now, &self.cfg);
         self.logins
             .fail(login_key, (self.client_key(group), password), now, &self.cfg);
+        self.report_size();
     }
 
     /// A successful login by `ip` as `login`: forgives that person's own mistakes.
@@ -378,6 +379,7 @@ impl Penalties {
         let login_key = self.login_key(login);
         self.clients.forgive(&group, login_key);
         self.logins.forgive(&login_key, self.client_key(group));
+        self.report_size();
     }
 
     /// Drops expired records (a periodic chore; the cap holds without it).

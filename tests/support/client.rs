@@ -37,6 +37,33 @@ impl Client {
         }
     }
 
+    /// A plain connection from a chosen local address (any of 127/8 on
+    /// Linux), so one in-process proxy sees several client IPs.
+    pub async fn plain_from(local: std::net::IpAddr, addr: SocketAddr) -> Client {
+        Client {
+            stream: Some(Stream::Plain(connect_from(local, addr).await.expect("connect"))),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Like [`Client::tls`], from a chosen local address.
+    pub async fn tls_from(local: std::net::IpAddr, addr: SocketAddr) -> Client {
+        let tcp = connect_from(local, addr).await.expect("connect");
+        let tls = handshake(tcp, tls_config(), "localhost")
+            .await
+            .expect("TLS handshake");
+        Client {
+            stream: Some(tls),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Raw bytes on the wire, without the line buffer (for hostile input).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.s().write_all(bytes).await?;
+        self.s().flush().await
+    }
+
     pub async fn tls(addr: SocketAddr) -> Client {
         Self::tls_with(addr, tls_config(), "localhost")
             .await
@@ -148,6 +175,17 @@ impl Client {
         }
         lines
     }
+}
+
+/// TCP connect from `local` (port chosen by the kernel) to `addr`.
+pub async fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = if local.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(local, 0))?;
+    socket.connect(addr).await
 }
 
 async fn handshake(tcp: TcpStream, config: Arc<rustls::ClientConfig>, sni: &str) -> std::io::Result<Stream> {

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod fake_imap;
+pub mod metrics;
 pub mod operator;
 pub mod proxy;
 pub mod upstreams;
