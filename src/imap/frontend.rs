@@ -203,6 +203,13 @@ impl ImapFrontend {
         self.tls
     }
 
+    /// Bytes received and not consumed yet. After [`Self::next_event`] has
+    /// returned `None` this is within the current command's allowance: the
+    /// line limit, plus an acknowledged literal and the line after it.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The client's `ID`, if it sent one.
     pub fn client_id(&self) -> &ClientId {
         &self.client_id

@@ -1,0 +1,406 @@
+//! The hostile-input matrix for IMAP: each row sends what a broken or
+//! malicious client would, and checks the documented reply (or close) and
+//! that the proxy keeps serving others. The upstream is the in-process fake,
+//! which records every command it receives, so "never becomes a second
+//! command upstream" is checked on the upstream's side of the wire.
+
+mod support;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use support::client::{Client, connect_from};
+use support::fake_imap::{Behaviour, FakeImap, upstream_config};
+use support::metrics;
+use support::proxy::{Proxy, imap_listeners};
+
+/// A 3 s pre-login timeout, for the slowloris and backpressure rows.
+const SHORT: &str = "prelogin_timeout_secs = 3\n";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A proxy in front of a fake upstream with `limits` as its `[limits]`
+/// table ([`SHORT`] unless a row needs more).
+async fn proxy(fake: &FakeImap, limits: &str) -> Proxy {
+    let config = format!(
+        "{}{}\n[limits]\n{limits}\n[penalty]\nenabled = false\n",
+        imap_listeners(),
+        upstream_config(fake.addr)
+    );
+    Proxy::start(&config).await
+}
+
+async fn imaps(proxy: &Proxy) -> Client {
+    let mut c = Client::tls(proxy.addr("imaps")).await;
+    assert!(c.line().await.starts_with("* OK [CAPABILITY IMAP4rev1 "));
+    c
+}
+
+/// Proves the proxy still serves: a fresh client logs in through it.
+async fn still_serving(proxy: &Proxy) {
+    let mut c = imaps(proxy).await;
+    let reply = c
+        .command("ok", &format!("LOGIN someone@pec.example {}", FakeImap::PASSWORD))
+        .await;
+    assert!(
+        reply.starts_with("ok OK [CAPABILITY IMAP4rev1 IDLE] Logged in"),
+        "{reply}"
+    );
+}
+
+/// Sends raw bytes and returns the next line.
+async fn exchange(c: &mut Client, bytes: &[u8]) -> String {
+    c.send(bytes).await;
+    c.line().await
+}
+
+#[tokio::test]
+async fn nul_bare_lf_and_bare_cr_are_bad_commands_and_the_session_goes_on() {
+    let fake = FakeImap::start(Behaviour::Serve).await;
+    let proxy = proxy(&fake, SHORT).await;
+    let mut c = imaps(&proxy).await;
+
+    let rows: [(&[u8], &str); 5] = [
+        (b"a LOGIN al\0ice secret\r\n", "a BAD Invalid command"),
+        (b"b NOOP\0\r\n", "b BAD Invalid command"),
+        // A bare LF ends the line for error recovery, but is not a command end.
+        (b"c NOOP\n", "c BAD Invalid command"),
+        (b"d NOOP\re NOOP\r\n", "d BAD Invalid command"),
+        (b"\0\0\0\r\n", "* BAD Invalid command"),
+    ];
+    for (input, expected) in rows {
+        let line = exchange(&mut c, input).await;
+        assert!(line.starts_with(expected), "{input:?}: {line}");
+    }
+    assert_eq!(c.command("z", "NOOP").await, "z OK NOOP completed.");
+    assert!(fake.seen().commands.is_empty(), "nothing reached the upstream");
+    still_serving(&proxy).await;
+}
+
+#[tokio::test]
+async fn over_long_lines_and_huge_literal_announcements() {
+    let fake = FakeImap::start(Behaviour::Serve).await;
+    let proxy = proxy(&fake, SHORT).await;
+
+    // A 4 GiB synchronising literal: refused, no `+`, the session goes on.
+    let mut c = imaps(&proxy).await;
+    let line = exchange(&mut c, b"a LOGIN {4294967296}\r\n").await;
+    assert_eq!(line, "a BAD [TOOBIG] Literal too large.");
+    assert_eq!(c.command("b", "NOOP").await, "b OK NOOP completed.");
+    // Larger than any integer type.
+    let line = exchange(&mut c, b"c LOGIN {99999999999999999999999}\r\n").await;
+    assert!(line.starts_with("c BAD"), "{line}");
+    assert_eq!(c.command("d", "NOOP").await, "d OK NOOP completed.");
+
+    // Non-synchronising: the data is on its way and cannot be skipped: close.
+    let mut c = imaps(&proxy).await;
+    c.send(b"a LOGIN {4294967296+}\r\nAAAA").await;
+    let lines = c.expect_closed().await;
+    assert_eq!(
+        lines,
+        ["a BAD [TOOBIG] Literal too large.", "* BYE Literal too large"]
+    );
+
+    // A line longer than 8 KiB, with and without its end, sent in pieces
+    // (nothing after the limit, so the proxy reads all and closes cleanly).
+    for end in [&b"\r\n"[..], b""] {
+        let mut c = imaps(&proxy).await;
+        c.send(b"a LOGIN ").await;
+        for _ in 0..8 {
+            c.send(&[b'x'; 1024]).await;
+        }
+        c.send([&b"yy"[..], end].concat()).await;
+        let lines = c.expect_closed().await;
+        assert_eq!(lines, ["* BYE Command line too long"]);
+    }
+    assert!(fake.seen().commands.is_empty());
+    still_serving(&proxy).await;
+}
+
+#[tokio::test]
+async fn invalid_base64_and_empty_names_in_sasl() {
+    let fake = FakeImap::start(Behaviour::Serve).await;
+    let proxy = proxy(&fake, SHORT).await;
+    let mut c = imaps(&proxy).await;
+
+    assert_eq!(exchange(&mut c, b"a AUTHENTICATE PLAIN\r\n").await, "+ ");
+    let line = exchange(&mut c, b"!!!not base64!!!\r\n").await;
+    assert!(line.starts_with("a BAD"), "{line}");
+    let line = exchange(&mut c, b"b AUTHENTICATE PLAIN ****\r\n").await;
+    assert!(line.starts_with("b BAD"), "{line}");
+    let line = exchange(&mut c, b"c AUTHENTICATE PLAIN AGFsaWNl\r\n").await; // "\0alice": no password
+    assert!(line.starts_with("c BAD"), "{line}");
+    // authzid, empty authcid, password: "empty user name".
+    let line = exchange(&mut c, b"d AUTHENTICATE PLAIN eAAAeA==\r\n").await;
+    assert!(line.starts_with("d BAD"), "{line}");
+    assert_eq!(
+        exchange(&mut c, b"e AUTHENTICATE LOGIN\r\n").await,
+        "+ VXNlcm5hbWU6"
+    );
+    let line = exchange(&mut c, b"=\r\n").await; // empty user name
+    assert!(line.starts_with("e BAD"), "{line}");
+    assert_eq!(c.command("f", "NOOP").await, "f OK NOOP completed.");
+    assert!(
+        fake.seen().commands.is_empty(),
+        "no SASL garbage reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn empty_non_utf8_crlf_and_quotes_in_user_names_never_become_commands_upstream() {
+    let fake = FakeImap::start(Behaviour::Serve).await;
+    let proxy = proxy(&fake, "max_login_failures = 10\n").await;
+    let mut c = imaps(&proxy).await;
+
+    let injected = b"alice\r\nX1 LOGOUT\r\nX2 SELECT INBOX";
+    let names: Vec<(Vec<u8>, &[u8])> = vec![
+        (b"\"\"".to_vec(), b""),
+        (b"\"al\\\"ice\\\\\"".to_vec(), b"al\"ice\\"),
+        (
+            [format!("{{{}}}\r\n", injected.len()).as_bytes(), injected].concat(),
+            injected,
+        ),
+        (b"{4}\r\n\xff\xfe\xc3(".to_vec(), b"\xff\xfe\xc3("),
+        (b"{11}\r\nal\"ice\" \"\r\n".to_vec(), b"al\"ice\" \"\r\n"),
+    ];
+    for (i, (wire, decoded)) in names.iter().enumerate() {
+        let tag = format!("t{i}");
+        let mut cmd = format!("{tag} LOGIN ").into_bytes();
+        // Literals: send up to the announcement, wait for `+`, then the rest.
+        match wire.iter().position(|&b| b == b'\n') {
+            Some(nl) if wire[0] == b'{' => {
+                cmd.extend_from_slice(&wire[..=nl]);
+                assert!(exchange(&mut c, &cmd).await.starts_with("+ "));
+                cmd = wire[nl + 1..].to_vec();
+            }
+            _ => cmd.extend_from_slice(wire),
+        }
+        cmd.extend_from_slice(b" wrong-password\r\n");
+        let reply = exchange(&mut c, &cmd).await;
+        assert_eq!(
+            reply,
+            format!("{tag} NO [AUTHENTICATIONFAILED] Authentication failed"),
+            "{:?}",
+            String::from_utf8_lossy(decoded)
+        );
+        let seen = fake.seen();
+        assert_eq!(
+            seen.logins.last().unwrap().0,
+            *decoded,
+            "the upstream got the exact name"
+        );
+    }
+    // NUL is not a CHAR8 (RFC 3501 §9): refused before anything goes upstream.
+    assert!(exchange(&mut c, b"n LOGIN {6}\r\n").await.starts_with("+ "));
+    assert_eq!(
+        exchange(&mut c, b"al\0ice x\r\n").await,
+        "n BAD Invalid command: NUL in literal."
+    );
+    let seen = fake.seen();
+    assert_eq!(seen.logins.len(), names.len());
+    for cmd in &seen.commands {
+        assert!(
+            cmd == "ID" || cmd == "LOGIN",
+            "the upstream saw {cmd}: {:?}",
+            seen.commands
+        );
+    }
+}
+
+#[tokio::test]
+async fn bytes_pipelined_after_starttls_are_never_executed() {
+    let fake = FakeImap::start(Behaviour::Serve).await;
+    let proxy = proxy(&fake, SHORT).await;
+    let mut c = Client::plain(proxy.addr("imap")).await;
+    c.line().await;
+    c.send(format!(
+        "a STARTTLS\r\nb LOGIN someone@pec.example {}\r\nc LOGOUT\r\n",
+        FakeImap::PASSWORD
+    ))
+    .await;
+    assert_eq!(c.line().await, "a OK Begin TLS negotiation now.");
+    c.upgrade().await;
+    assert_eq!(c.command("d", "NOOP").await, "d OK NOOP completed.");
+    assert!(fake.seen().logins.is_empty(), "the pipelined LOGIN was discarded");
+}
+
+#[tokio::test]
+async fn tls_client_hello_garbage_is_closed_and_counted() {
+    metrics::install();
+    let fake = FakeImap::start(Behaviour::Serve).await;
+    let proxy = proxy(&fake, SHORT).await;
+    let before = metrics::value("pec_proxy_tls_handshakes_total", &[("result", "error")]);
+    let garbage: [&[u8]; 4] = [
+        b"\x16\x03\x01\x00\x05hello",
+        b"a LOGIN alice secret\r\n",
+        b"\x16\x03\x03\xff\xff",
+        &[0u8; 600],
+    ];
+    for bytes in garbage {
+        let mut tcp = TcpStream::connect(proxy.addr("imaps")).await.unwrap();
+        let _ = tcp.write_all(bytes).await;
+        let mut reply = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(15), tcp.read_to_end(&mut reply)).await;
+        assert!(
+            read.is_ok(),
+            "the proxy closes a connection that sends {bytes:02x?}"
+        );
+        assert!(
+            reply.is_empty() || reply[0] == 0x15,
+            "only a TLS alert, if anything: {reply:02x?}"
+        );
+    }
+    assert!(metrics::value("pec_proxy_tls_handshakes_total", &[("result", "error")]) >= before + 3.0);
+    still_serving(&proxy).await;
+}
+
+#[tokio::test]
+async fn slowloris_is_cut_at_the_prelogin_timeout() {
+    let fake = FakeImap::start(Behaviour::Serve).await;
+    let proxy = proxy(&fake, SHORT).await;
+    let mut c = Client::plain(proxy.addr("imap")).await;
+    c.line().await;
+    let started = Instant::now();
+    let mut bytes = b"a LOGIN someone@pec.example secret-secret-secret\r\n".iter();
+    // One byte every 400 ms, listening in between, until the proxy speaks.
+    let line = loop {
+        match tokio::time::timeout(Duration::from_millis(400), c.try_line()).await {
+            Ok(line) => break line,
+            Err(_) => {
+                let b = bytes.next().expect("the proxy waited for the whole command");
+                c.send_raw(&[*b]).await.expect("still open");
+            }
+        }
+    };
+    let took = started.elapsed();
+    assert_eq!(line.as_deref(), Some("* BYE Disconnected: login timeout"));
+    assert!(c.try_line().await.is_none(), "closed after the BYE");
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(15),
+        "cut after {took:?}"
+    );
+    still_serving(&proxy).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_cannot_make_us_buffer_without_bound() {
+    let fake = FakeImap::start(Behaviour::Serve).await;
+    let proxy = proxy(&fake, SHORT).await;
+    let mut tcp = TcpStream::connect(proxy.addr("imap")).await.unwrap();
+    // Requests whose answers are larger than they are, never reading one.
+    let chunk = b"a CAPABILITY\r\n".repeat(4096);
+    let mut written = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(500), tcp.write(&chunk)).await {
+            Ok(Ok(n)) => written += n,
+            Ok(Err(_)) => break, // closed by the proxy
+            Err(_) => break,     // blocked: the proxy stopped reading
+        }
+    }
+    // Loopback socket buffers hold a few MB at most; without backpressure
+    // the proxy would have taken everything we could write in 2 s.
+    assert!(written < 32 << 20, "the proxy took {written} bytes");
+    still_serving(&proxy).await;
+    // The pre-login timeout ends the stuck session; its BYE write is bounded.
+    let mut sink = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match tcp.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stuck session was closed");
+}
+
+#[tokio::test]
+async fn a_thousand_silent_connections_from_one_address_do_not_stop_others() {
+    metrics::install();
+    let fake = FakeImap::start(Behaviour::Serve).await;
+    let proxy = proxy(
+        &fake,
+        "prelogin_timeout_secs = 120\nmax_connections = 500\nmax_connections_per_ip = 20\nmax_prelogin_per_ip = 10\n",
+    )
+    .await;
+    let refused = || {
+        metrics::value(
+            "pec_proxy_connections_refused_total",
+            &[("limit", "prelogin_per_ip")],
+        )
+    };
+    let before = refused();
+    let mut silent = Vec::new();
+    let mut byes = 0;
+    for _ in 0..1000 {
+        let mut tcp = connect_from(ip("127.0.0.2"), proxy.addr("imap")).await.unwrap();
+        let mut first = [0u8; 128];
+        // Admitted ones get the greeting, refused ones a BYE and a close.
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut first))
+            .await
+            .expect("an answer to every connection")
+            .unwrap_or(0);
+        if first[..n].starts_with(b"* BYE [UNAVAILABLE] Too many connections") {
+            byes += 1;
+        } else {
+            assert!(
+                first[..n].starts_with(b"* OK"),
+                "{:?}",
+                String::from_utf8_lossy(&first[..n])
+            );
+            silent.push(tcp);
+        }
+    }
+    assert_eq!(silent.len(), 10, "max_prelogin_per_ip admitted");
+    assert_eq!(byes, 990);
+    assert!(refused() >= before + 990.0);
+    // Another address is served at once.
+    let mut c = Client::tls_from(ip("127.0.0.3"), proxy.addr("imaps")).await;
+    assert!(c.line().await.starts_with("* OK"));
+    let reply = c
+        .command("a", &format!("LOGIN someone@pec.example {}", FakeImap::PASSWORD))
+        .await;
+    assert!(reply.starts_with("a OK"), "{reply}");
+}
+
+#[tokio::test]
+async fn logged_in_sessions_free_their_prelogin_place_but_count_as_connections() {
+    let fake = FakeImap::start(Behaviour::Serve).await;
+    let proxy = proxy(&fake, "max_connections_per_ip = 3\nmax_prelogin_per_ip = 2\n").await;
+    let from = ip("127.0.0.6");
+    let mut sessions = Vec::new();
+    for i in 0..3 {
+        let mut c = Client::tls_from(from, proxy.addr("imaps")).await;
+        c.line().await;
+        let reply = c
+            .command("a", &format!("LOGIN user{i}@pec.example {}", FakeImap::PASSWORD))
+            .await;
+        assert!(reply.starts_with("a OK"), "{reply}");
+        sessions.push(c);
+    }
+    // Three logged in: the fourth connection is over max_connections_per_ip.
+    let mut c = Client::plain_from(from, proxy.addr("imap")).await;
+    assert_eq!(
+        c.expect_closed().await,
+        ["* BYE [UNAVAILABLE] Too many connections from your address"]
+    );
+    drop(sessions.pop());
+    // The place comes back when a session ends (asynchronously: retry briefly).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = Client::plain_from(from, proxy.addr("imap")).await;
+        if c.line().await.starts_with("* OK") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the place was not given back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
