@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for SECONDS (default 60) each with its dictionary,
+# starting from the committed seeds plus what earlier runs found
+# (fuzz/corpus, not committed). Needs cargo-fuzz; on a stable toolchain
+# RUSTC_BOOTSTRAP=1 lets it pass the sanitizer flags.
+#
+#     fuzz/run.sh            # 60 s per target
+#     fuzz/run.sh 10 sasl    # 10 s, one target
+#
+# A crash is saved under fuzz/artifacts/TARGET/; copy it to
+# fuzz/regressions/TARGET/ so `cargo test --test fuzz_smoke` replays it.
+set -euo pipefail
+cd "$(dirname "$0")"
+seconds=${1:-60}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(imap_parse imap_frontend sasl login_name)
+declare -A dict=([imap_parse]=imap [imap_frontend]=imap [sasl]=sasl [login_name]=login_name)
+export RUSTC_BOOTSTRAP=1
+target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+for t in "${targets[@]}"; do
+    mkdir -p "corpus/$t"
+    cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
+    echo "== $t: ${seconds}s"
+    cargo fuzz run --target-dir "$target_dir" "$t" "corpus/$t" -- \
+        -dict="dict/${dict[$t]}.dict" -max_total_time="$seconds" -max_len=4096 \
+        -print_final_stats=1 2>&1 | grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|.*panicked|Done)" || true
+done
