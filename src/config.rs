@@ -144,10 +144,18 @@ struct RawUpstreams {
     smtp: Option<RawUpstream>,
 }
 
+/// One `host:port`, or a list tried in order.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawAddresses {
+    One(String),
+    Many(Vec<String>),
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawUpstream {
-    address: String,
+    address: RawAddresses,
     tls: TlsMode,
     ca: Option<PathBuf>,
     server_name: Option<String>,
@@ -320,6 +328,9 @@ pub struct CertificateConfig {
 pub struct UpstreamConfig {
     /// `host:port`, resolved at connect time.
     pub address: String,
+    /// Tried in order when `address` fails (refuses, resets, sends garbage,
+    /// says it is unavailable); see [`crate::upstream::with_failover`].
+    pub fallback_addresses: Vec<String>,
     pub tls: TlsMode,
     /// CA bundle to verify the upstream; the system's roots when `None`.
     pub ca: Option<PathBuf>,
@@ -675,18 +686,30 @@ impl Validator<'_> {
     }
 
     fn upstream(&mut self, key: &str, u: RawUpstream, have_store: bool) -> UpstreamConfig {
-        let host = match u.address.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
-                host.trim_start_matches('[').trim_end_matches(']').to_owned()
-            }
-            _ => {
-                self.error(
-                    format!("{key}.address"),
-                    format!("{:?} is not host:port", u.address),
-                );
-                String::new()
-            }
+        let addresses = match &u.address {
+            RawAddresses::One(a) => vec![a.clone()],
+            RawAddresses::Many(list) => list.clone(),
         };
+        if addresses.is_empty() || addresses.len() > 8 {
+            self.error(format!("{key}.address"), "list 1 to 8 host:port addresses");
+        }
+        let mut host = String::new();
+        for (i, address) in addresses.iter().enumerate() {
+            match address.rsplit_once(':') {
+                Some((h, port)) if !h.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+                    if i == 0 {
+                        host = h.trim_start_matches('[').trim_end_matches(']').to_owned();
+                    }
+                }
+                _ => {
+                    let at = match u.address {
+                        RawAddresses::One(_) => format!("{key}.address"),
+                        RawAddresses::Many(_) => format!("{key}.address[{i}]"),
+                    };
+                    self.error(at, format!("{address:?} is not host:port"));
+                }
+            }
+        }
         let ca = u.ca.as_ref().map(|ca| self.readable(format!("{key}.ca"), ca));
         if u.tls == TlsMode::None && (u.ca.is_some() || u.server_name.is_some()) {
             self.error(
@@ -772,8 +795,10 @@ impl Validator<'_> {
                 "must be non-empty without spaces",
             );
         }
+        let mut addresses = addresses.into_iter();
         UpstreamConfig {
-            address: u.address,
+            address: addresses.next().unwrap_or_default(),
+            fallback_addresses: addresses.collect(),
             tls: u.tls,
             ca,
             server_name: u.server_name.unwrap_or(host),

@@ -132,6 +132,7 @@ pub fn upstream_for(base: &Upstream, verdict: &Verdict) -> Upstream {
         }) => {
             let mut routed = base.clone();
             routed.config.address = route.clone();
+            routed.config.fallback_addresses.clear();
             routed
         }
         _ => base.clone(),

@@ -47,6 +47,13 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// Whether another address of the same upstream may do better: the
+    /// server (or the path to it) failed. Not for a refused login (the other
+    /// server has the same accounts) nor a timeout (the deadline is spent).
+    pub fn is_server_fault(&self) -> bool {
+        !matches!(self, UpstreamError::AuthFailed | UpstreamError::Timeout)
+    }
+
     /// Bounded label for `pec_proxy_upstream_errors_total{kind}`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -90,7 +97,20 @@ impl Upstream {
         }
     }
 
-    /// TCP connect (and the TLS handshake for implicit TLS).
+    /// This upstream at each of its addresses, in the order to try them.
+    pub fn candidates(&self) -> Vec<Upstream> {
+        std::iter::once(&self.config.address)
+            .chain(&self.config.fallback_addresses)
+            .map(|address| {
+                let mut one = self.clone();
+                one.config.address = address.clone();
+                one.config.fallback_addresses.clear();
+                one
+            })
+            .collect()
+    }
+
+    /// TCP connect (and the TLS handshake for implicit TLS) to `config.address`.
     pub async fn connect(&self) -> Result<Connection, UpstreamError> {
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.config.address))
             .await
@@ -192,5 +212,42 @@ impl Connection {
         self.stream.write_all(bytes).await?;
         self.stream.flush().await?;
         Ok(())
+    }
+}
+
+/// Runs `attempt` (connect and log in) against each address of `upstream`
+/// in turn, until one succeeds or fails in a way another address would not
+/// fix ([`UpstreamError::is_server_fault`]), all before `deadline`.
+/// `on_fault(address, error)` hears about every server fault, the last one
+/// included, with the address that failed; other errors (a refused login, the
+/// deadline) are only returned.
+pub async fn with_failover<T, F, Fut>(
+    upstream: &Upstream,
+    deadline: tokio::time::Instant,
+    mut on_fault: impl FnMut(&str, &UpstreamError),
+    mut attempt: F,
+) -> Result<T, UpstreamError>
+where
+    F: FnMut(Upstream) -> Fut,
+    Fut: std::future::Future<Output = Result<T, UpstreamError>>,
+{
+    let mut candidates = upstream.candidates().into_iter().peekable();
+    loop {
+        let Some(candidate) = candidates.next() else {
+            return Err(UpstreamError::Protocol("no upstream address".into()));
+        };
+        let address = candidate.config.address.clone();
+        let result = tokio::time::timeout_at(deadline, attempt(candidate))
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout));
+        match result {
+            Err(e) if e.is_server_fault() => {
+                on_fault(&address, &e);
+                if candidates.peek().is_none() {
+                    return Err(e);
+                }
+            }
+            other => return other,
+        }
     }
 }

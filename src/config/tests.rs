@@ -147,3 +147,22 @@ fn limits_and_penalty_are_validated_by_key() {
     assert!(config.limits.trusted_networks[0].contains("192.0.2.77".parse().unwrap()));
     assert_eq!(config.penalty.ip_refuse_after, 0);
 }
+
+#[test]
+fn upstream_address_may_be_a_list() {
+    let config = parse(&MINIMAL.replace(
+        "address = \"127.0.0.1:143\"",
+        "address = [\"127.0.0.1:143\", \"imap2.example:1143\"]",
+    ))
+    .unwrap();
+    let u = config.imap_upstream.unwrap();
+    assert_eq!(u.address, "127.0.0.1:143");
+    assert_eq!(u.fallback_addresses, ["imap2.example:1143"]);
+    let e = errors(&MINIMAL.replace(
+        "address = \"127.0.0.1:143\"",
+        "address = [\"127.0.0.1:143\", \"nope\"]",
+    ));
+    assert_eq!(e, ["upstream.imap.address[1]: \"nope\" is not host:port"]);
+    let e = errors(&MINIMAL.replace("address = \"127.0.0.1:143\"", "address = []"));
+    assert_eq!(e, ["upstream.imap.address: list 1 to 8 host:port addresses"]);
+}

@@ -20,7 +20,7 @@ use crate::policy::DenyReason;
 use crate::protocol::Protocol;
 use crate::relay::{self, RelayOptions};
 use crate::server::{ListenerContext, SessionGauge, accept_tls, upgrade_tls};
-use crate::upstream::UpstreamError;
+use crate::upstream::{UpstreamError, with_failover};
 
 /// Why a login did not lead to a session.
 enum LoginFailure {
@@ -273,12 +273,14 @@ async fn login(
                 Verdict::Mailbox(permit) => Identity::Mailbox(&permit.mailbox),
             };
             let connect_started = Instant::now();
-            let result = tokio::time::timeout(
-                ctx.limits.upstream_login_timeout(),
-                imap_upstream::login(&upstream, identity, addrs),
+            // A second address, when configured, is tried if the first fails.
+            let result = with_failover(
+                &upstream,
+                Instant::now() + ctx.limits.upstream_login_timeout(),
+                |address, e| record_upstream_error(Protocol::Imap, address, e),
+                |one| async move { imap_upstream::login(&one, identity, addrs).await },
             )
-            .await
-            .unwrap_or(Err(UpstreamError::Timeout));
+            .await;
             metrics::histogram!(m::UPSTREAM_CONNECT_DURATION_SECONDS, "protocol" => "imap", "upstream" => ctx.upstream_label.clone())
                 .record(connect_started.elapsed().as_secs_f64());
             match (result, &verdict) {
@@ -302,7 +304,10 @@ async fn login(
                 // With master credentials a refusal is our configuration's
                 // fault, not the client's: it is told to retry later.
                 (Err(e), _) => {
-                    record_upstream_error(Protocol::Imap, &ctx.upstream_label, &e);
+                    if !e.is_server_fault() {
+                        // Server faults were recorded per address by with_failover.
+                        record_upstream_error(Protocol::Imap, &ctx.upstream_label, &e);
+                    }
                     (
                         LoginOutcome::Unavailable("upstream_unavailable"),
                         Err(LoginFailure::Unavailable),

@@ -14,7 +14,7 @@ use crate::secret::Secret;
 use crate::upstream::{Connection, Upstream, UpstreamError};
 
 /// Who to log in as upstream.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub enum Identity<'a> {
     /// The client's own credentials, checked by the upstream (pass-through).
     Client { user: &'a [u8], password: &'a Secret },
