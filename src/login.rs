@@ -3,6 +3,19 @@
 //! upstream. With an account store, the proxy verifies the client itself and
 //! opens the upstream session as the mailbox; without one, the upstream
 //! checks the client's own credentials (pass-through).
+//!
+//! # What a protocol session calls (IMAP's `session.rs` is the model)
+//! 1. `serve(tcp, peer, ctx, admission)`: the accept loop hands over the
+//!    client's per-IP places ([`crate::client_limits::Admission`]); call
+//!    `admission.logged_in()` next to `gauge.to_relay()`.
+//! 2. `ctx.gate.check(&request)`: the brute-force penalty (a delay, or
+//!    `Err(Denial)` with [`DenyReason::TooManyFailures`]: answer it with
+//!    `denial.pop3_reply()` / `smtp_reply()`, a temporary error, and count it
+//!    as a failed attempt of the session), then the authority.
+//! 3. Log in upstream through [`crate::upstream::with_failover`], so a second
+//!    address is tried when the first fails.
+//! 4. `ctx.gate.record(&request, mechanism, &outcome, started)` once the
+//!    outcome is known: metrics, the log line, and the penalty's counters.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -250,3 +250,14 @@ fn concurrent_inserts_never_overshoot_the_cap() {
         assert!(th.join().unwrap() <= 64);
     }
 }
+
+#[test]
+fn a_record_is_small() {
+    // The memory bound in the docs (about 120 bytes a record) rests on this.
+    assert!(
+        std::mem::size_of::<Record>() <= 112,
+        "{}",
+        std::mem::size_of::<Record>()
+    );
+    assert!(std::mem::size_of::<(ClientGroup, Record)>() <= 128);
+}

@@ -306,6 +306,7 @@ async fn a_client_that_stops_reading_cannot_make_us_buffer_without_bound() {
     }
     // Loopback socket buffers hold a few MB at most; without backpressure
     // the proxy would have taken everything we could write in 2 s.
+    eprintln!("backpressure: the proxy took {written} bytes, then stopped reading");
     assert!(written < 32 << 20, "the proxy took {written} bytes");
     still_serving(&proxy).await;
     // The pre-login timeout ends the stuck session; its BYE write is bounded.
