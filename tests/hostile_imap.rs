@@ -289,6 +289,28 @@ async fn slowloris_is_cut_at_the_prelogin_timeout() {
 }
 
 #[tokio::test]
+async fn a_client_that_never_starts_tls_is_cut_at_the_handshake_timeout() {
+    let fake = FakeImap::start(Behaviour::Serve).await;
+    let proxy = proxy(
+        &fake,
+        "tls_handshake_timeout_secs = 1\nprelogin_timeout_secs = 30\n",
+    )
+    .await;
+    let started = Instant::now();
+    let mut tcp = TcpStream::connect(proxy.addr("imaps")).await.unwrap();
+    tcp.write_all(b"\x16\x03").await.unwrap(); // half a record header, then silence
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), tcp.read_to_end(&mut reply)).await;
+    assert!(read.is_ok(), "closed");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    still_serving(&proxy).await;
+}
+
+#[tokio::test]
 async fn a_client_that_stops_reading_cannot_make_us_buffer_without_bound() {
     let fake = FakeImap::start(Behaviour::Serve).await;
     let proxy = proxy(&fake, SHORT).await;
