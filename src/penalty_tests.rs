@@ -261,3 +261,28 @@ fn a_record_is_small() {
     );
     assert!(std::mem::size_of::<(ClientGroup, Record)>() <= 128);
 }
+
+#[test]
+#[ignore = "a measurement: cargo test --lib -- --ignored --nocapture penalty_cost"]
+fn penalty_cost() {
+    let p = Penalties::new(cfg(), vec![]);
+    let t = Instant::now();
+    let n = 300_000u32;
+    let started = Instant::now();
+    for i in 0..n {
+        let v6 = std::net::Ipv6Addr::from((0x2001_0db8_u128 << 96) | (u128::from(i) << 64));
+        p.failed(
+            IpAddr::V6(v6),
+            format!("user{i}@x").as_bytes(),
+            b"guess",
+            t + Duration::from_millis(i.into()),
+        );
+    }
+    let took = started.elapsed();
+    eprintln!(
+        "{n} failures from distinct clients and names, cap 100000: {:?} ({:?} each), tracked {:?}",
+        took,
+        took / n,
+        p.tracked()
+    );
+}

@@ -72,6 +72,7 @@ async fn a_login_storm_from_one_address_is_slowed_then_refused_others_are_not() 
             "attempt {i} took {t:?}, expected at least {floor} ms: {took:?}"
         );
     }
+    eprintln!("login storm: time to each reply {took:?}");
     assert_eq!(fake.seen().logins.len(), 6);
 
     // The sixth failure crossed the threshold: refused unchecked, even with
