@@ -258,6 +258,7 @@ impl Server {
             ));
         }
         let (gate, _) = watch::channel(self.gate);
+        accept_loops.spawn(prune_access_log(gate.subscribe()));
         RunningServer {
             accept_loops,
             contexts,
@@ -428,5 +429,23 @@ async fn accept_loop(
             }
             drop(permit);
         });
+    }
+}
+
+/// Keeps the access log within its retention (PEC providers show six months):
+/// prunes at start and then daily, in the store of the current configuration.
+async fn prune_access_log(gate: watch::Receiver<Gate>) {
+    const DAY: i64 = 24 * 3600;
+    loop {
+        let current = gate.borrow().clone();
+        if let Gate::Store(auth) = current {
+            let cutoff = crate::store::unix_now() - crate::store::DEFAULT_RETENTION_DAYS * DAY;
+            match auth.store().prune_access_log(cutoff).await {
+                Ok(n) if n > 0 => info!(rows = n, "pruned the access log"),
+                Ok(_) => {}
+                Err(e) => error!(error = %e, "cannot prune the access log"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(DAY as u64)).await;
     }
 }
