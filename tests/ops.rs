@@ -13,6 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use support::client::{Client, cert_der, peer_certificate, tls_config};
+use support::operator::Operator;
 use support::upstreams::Upstreams;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixDatagram};
@@ -57,6 +58,8 @@ struct Setup {
     grace_secs: u64,
     /// Text appended verbatim (e.g. a broken key).
     extra: &'static str,
+    /// How `[upstream.imap]` logs in, and the `[store]` if any.
+    login: String,
 }
 
 impl Setup {
@@ -69,7 +72,21 @@ impl Setup {
             cert: "server",
             grace_secs,
             extra: "",
+            login: "login = \"pass-through\"\n".into(),
         }
+    }
+
+    /// Logs in as the mailbox with Dovecot's master user, after checking the
+    /// client against the account store `op` manages.
+    fn with_store(mut self, op: &Operator) -> Setup {
+        let up = upstreams();
+        let master = op.secret_file("master-password", &up.master_password);
+        self.login = format!(
+            "login = \"master-user\"\nmaster_user = \"{}\"\nmaster_password_file = {master:?}\n\n[store]\npath = {:?}\n",
+            up.master_user,
+            op.store_path()
+        );
+        self
     }
 
     fn config(&self) -> String {
@@ -99,8 +116,7 @@ address = "127.0.0.1:{upstream}"
 tls = "starttls"
 ca = "{r}/certs/ca.pem"
 server_name = "localhost"
-login = "pass-through"
-
+{login}
 [limits]
 shutdown_grace_secs = {grace}
 
@@ -114,6 +130,7 @@ listen = "127.0.0.1:{metrics}"
             grace = self.grace_secs,
             metrics = self.metrics,
             extra = self.extra,
+            login = self.login,
         )
     }
 }
@@ -511,6 +528,45 @@ async fn reload_swaps_the_certificate_under_an_idle_session_and_rejects_a_broken
     for c in [idle, fresh, after] {
         logout(c).await;
     }
+}
+
+#[tokio::test]
+async fn readyz_asks_the_account_store_and_a_reload_reopens_it() {
+    // A mailbox in each of two stores; Dovecot knows both.
+    let (first, _) = user("ops-store-one");
+    let (second, _) = user("ops-store-two");
+    let (op1, op2) = (Operator::new(), Operator::new());
+    op1.add_mailbox(&first, "first-Store-pw");
+    op2.add_mailbox(&second, "second-Store-pw");
+
+    let setup = Setup::new(30).with_store(&op1);
+    let mut p = ProxyProcess::start(setup.clone()).await;
+    assert_eq!(
+        p.get("/readyz").await,
+        (200, "ready\n".to_owned()),
+        "the store answers"
+    );
+    let c = logged_in(&p, &first, "first-Store-pw").await;
+    logout(c).await;
+
+    // SIGHUP with the other store: its mailboxes log in, the first's no longer.
+    p.rewrite_config(&setup.with_store(&op2));
+    p.signal("HUP");
+    p.wait_until("reloaded", async |p| {
+        p.metrics()
+            .await
+            .sum("pec_proxy_config_reloads_total", &[("result", "ok")])
+            == 1.0
+    })
+    .await;
+    logout(logged_in(&p, &second, "second-Store-pw").await).await;
+    let mut c = imaps(&p).await;
+    let no = c
+        .command("a", &format!("LOGIN \"{first}\" \"first-Store-pw\""))
+        .await;
+    assert!(no.starts_with("a NO "), "{no}");
+    logout(c).await;
+    assert_eq!(p.get("/readyz").await.0, 200);
 }
 
 #[tokio::test]
