@@ -217,6 +217,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Relay buffer per direction. 16 KiB: one TLS record.
     pub relay_buffer_bytes: usize,
+    /// On SIGTERM, how long relaying sessions may go on before they are
+    /// closed. 30 s: a message download or submission in flight finishes;
+    /// below systemd's default `TimeoutStopSec` of 90 s.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Limits {
@@ -232,6 +236,7 @@ impl Default for Limits {
             upstream_login_timeout_secs: 30,
             max_connections: 10_000,
             relay_buffer_bytes: 16 * 1024,
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -256,6 +261,9 @@ impl Limits {
     }
     pub fn upstream_login_timeout(&self) -> Duration {
         Duration::from_secs(self.upstream_login_timeout_secs)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
     }
 }
 
@@ -494,6 +502,9 @@ impl Validator<'_> {
         }
         if !(1024..=1 << 20).contains(&limits.relay_buffer_bytes) {
             self.error("limits.relay_buffer_bytes", "must be between 1024 and 1048576");
+        }
+        if limits.shutdown_grace_secs > 24 * 3600 {
+            self.error("limits.shutdown_grace_secs", "must be at most 86400");
         }
 
         let metrics_listen = raw.metrics.listen.as_deref().and_then(|a| match a.parse() {

@@ -20,6 +20,8 @@ pub mod reply;
 pub mod sasl;
 pub mod secret;
 pub mod server;
+pub mod shutdown;
+pub mod status;
 pub mod store;
 pub mod tls;
 pub mod upstream;

@@ -19,6 +19,7 @@ use crate::policy::DenyReason;
 use crate::protocol::Protocol;
 use crate::relay::{self, RelayOptions};
 use crate::server::{ListenerContext, SessionGauge, accept_tls, upgrade_tls};
+use crate::shutdown::goodbye;
 use crate::upstream::UpstreamError;
 
 /// Why a login did not lead to a session.
@@ -63,7 +64,17 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
     let deadline = started + ctx.limits.prelogin_timeout();
     let addrs = ClientAddrs { peer, local };
 
-    let outcome = tokio::time::timeout_at(deadline, prelogin(&mut stream, frontend, &ctx, addrs)).await;
+    let outcome = ctx
+        .shutdown
+        .or_draining(tokio::time::timeout_at(
+            deadline,
+            prelogin(&mut stream, frontend, &ctx, addrs),
+        ))
+        .await;
+    let Some(outcome) = outcome else {
+        goodbye(stream, b"* BYE Server shutting down\r\n").await;
+        return;
+    };
     let (attempt, upstream, frontend) = match outcome {
         Ok(Ok(Prelogin::LoggedIn {
             attempt,
@@ -74,14 +85,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         Err(_) => {
             metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "imap", "kind" => "prelogin_timeout")
                 .increment(1);
-            if let Some(mut s) = stream {
-                // Best effort: a client that stopped reading must not hold us.
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
-                    s.write_all(b"* BYE Disconnected: login timeout\r\n").await?;
-                    s.shutdown().await
-                })
-                .await;
-            }
+            goodbye(stream, b"* BYE Disconnected: login timeout\r\n").await;
             return;
         }
     };
@@ -118,7 +122,8 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         buffer_bytes: ctx.limits.relay_buffer_bytes,
         idle_timeout: ctx.limits.idle_timeout(Protocol::Imap),
     };
-    let (stats, end) = relay::relay(client, upstream_stream, opts, &counter).await;
+    let (stats, end) =
+        relay::relay_until(client, upstream_stream, opts, &counter, ctx.shutdown.closing()).await;
     let duration = started.elapsed();
     metrics::histogram!(m::SESSION_DURATION_SECONDS, "protocol" => "imap").record(duration.as_secs_f64());
     info!(
