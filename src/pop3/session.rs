@@ -315,6 +315,7 @@ async fn login(
         attempt.mechanism.as_str(),
         &outcome,
         peer,
+        &creds.authcid,
         started,
     );
     result
