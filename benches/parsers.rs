@@ -13,16 +13,30 @@ fn imap(c: &mut Criterion) {
     let mut group = c.benchmark_group("imap");
     let cases: &[(&str, &[u8])] = &[
         ("login_atom", b"a1 LOGIN alice@pec.example s3cret-pass\r\n"),
-        ("login_quoted", b"a1 LOGIN \"alice@pec.example\" \"s3 \\\"cret\\\\ pass\"\r\n"),
-        ("login_literals", b"a1 LOGIN {17+}\r\nalice@pec.example {11+}\r\ns3cret-pass\r\n"),
-        ("authenticate_plain_ir", b"a1 AUTHENTICATE PLAIN AGFsaWNlQHBlYy5leGFtcGxlAHMzY3JldC1wYXNz\r\n"),
-        ("id", b"a1 ID (\"name\" \"Thunderbird\" \"version\" \"128.3.0\" \"os\" \"Linux\")\r\n"),
+        (
+            "login_quoted",
+            b"a1 LOGIN \"alice@pec.example\" \"s3 \\\"cret\\\\ pass\"\r\n",
+        ),
+        (
+            "login_literals",
+            b"a1 LOGIN {17+}\r\nalice@pec.example {11+}\r\ns3cret-pass\r\n",
+        ),
+        (
+            "authenticate_plain_ir",
+            b"a1 AUTHENTICATE PLAIN AGFsaWNlQHBlYy5leGFtcGxlAHMzY3JldC1wYXNz\r\n",
+        ),
+        (
+            "id",
+            b"a1 ID (\"name\" \"Thunderbird\" \"version\" \"128.3.0\" \"os\" \"Linux\")\r\n",
+        ),
     ];
     for (name, input) in cases {
         group.throughput(Throughput::Bytes(input.len() as u64));
         group.bench_function(*name, |b| b.iter(|| decode_command(black_box(input))));
     }
-    group.bench_function("auth_line", |b| b.iter(|| decode_auth_line(black_box(b"AGFsaWNlAHMzY3JldA==\r\n"))));
+    group.bench_function("auth_line", |b| {
+        b.iter(|| decode_auth_line(black_box(b"AGFsaWNlAHMzY3JldA==\r\n")))
+    });
     // The whole pre-login front-end for a typical client: CAPABILITY, ID, LOGIN.
     group.bench_function("frontend_session", |b| {
         b.iter(|| {
@@ -42,7 +56,12 @@ fn imap(c: &mut Criterion) {
 
 fn sasl_and_names(c: &mut Criterion) {
     c.bench_function("sasl_plain_decode", |b| {
-        b.iter(|| Exchange::start(Mechanism::Plain, Some(black_box(b"AGFsaWNlQHBlYy5leGFtcGxlAHMzY3JldC1wYXNz"))))
+        b.iter(|| {
+            Exchange::start(
+                Mechanism::Plain,
+                Some(black_box(b"AGFsaWNlQHBlYy5leGFtcGxlAHMzY3JldC1wYXNz")),
+            )
+        })
     });
     c.bench_function("login_name_collaborator", |b| {
         b.iter(|| parse_login_name(black_box(b"Anna/Ufficio.Legale@PEC.example.it"), '/'))

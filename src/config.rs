@@ -204,6 +204,9 @@ pub struct Limits {
     /// Largest literal accepted before login, where literals only carry a
     /// user name or password. 8 KiB.
     pub imap_max_literal_bytes: u64,
+    /// Longest POP3 command line, CRLF included, before and after login.
+    /// 255 octets: RFC 2449 §4 ("MUST NOT exceed 255 octets").
+    pub pop3_max_line_bytes: usize,
     /// Failed logins per connection before it is closed; nginx's `max_errors`
     /// idea. 3: enough for a mistyped password and a retry.
     pub max_login_failures: u32,
@@ -231,6 +234,7 @@ impl Default for Limits {
             imap_idle_timeout_secs: 31 * 60,
             imap_max_line_bytes: 8192,
             imap_max_literal_bytes: 8192,
+            pop3_max_line_bytes: 255,
             max_login_failures: 3,
             upstream_connect_timeout_secs: 10,
             upstream_login_timeout_secs: 30,
@@ -500,6 +504,11 @@ impl Validator<'_> {
         if !(256..=1 << 20).contains(&limits.imap_max_literal_bytes) {
             self.error("limits.imap_max_literal_bytes", "must be between 256 and 1048576");
         }
+        if !(255..=8192).contains(&limits.pop3_max_line_bytes) {
+            // Below 255 would refuse lines RFC 2449 allows; well above, the
+            // line is no longer a command anyone sends.
+            self.error("limits.pop3_max_line_bytes", "must be between 255 and 8192");
+        }
         if !(1024..=1 << 20).contains(&limits.relay_buffer_bytes) {
             self.error("limits.relay_buffer_bytes", "must be between 1024 and 1048576");
         }
@@ -576,7 +585,7 @@ impl Validator<'_> {
                     continue;
                 }
             };
-            if l.protocol != Protocol::Imap {
+            if l.protocol == Protocol::Smtp {
                 // Removed as each protocol's front-end lands.
                 self.error(
                     format!("listener[{i}].protocol"),

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod net;
 pub mod password;
 pub mod policy;
+pub mod pop3;
 pub mod protocol;
 pub mod relay;
 pub mod reply;

@@ -425,7 +425,8 @@ async fn accept_loop(
         sessions.spawn(async move {
             match ctx.listener.protocol {
                 Protocol::Imap => crate::imap::session::serve(tcp, peer, ctx).await,
-                Protocol::Pop3 | Protocol::Smtp => {}
+                Protocol::Pop3 => crate::pop3::session::serve(tcp, peer, ctx).await,
+                Protocol::Smtp => {}
             }
             drop(permit);
         });

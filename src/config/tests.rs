@@ -115,3 +115,30 @@ fn listeners_need_an_upstream_and_tls_needs_a_certificate() {
         vec!["listener[0].tls: TLS needs at least one [[certificate]]"]
     );
 }
+
+#[test]
+fn pop3_listeners_are_accepted_smtp_not_yet() {
+    let pop3 = MINIMAL
+        .replace("protocol = \"imap\"", "protocol = \"pop3\"")
+        .replace("[upstream.imap]", "[upstream.pop3]");
+    let config = parse(&pop3).unwrap();
+    assert_eq!(config.listeners[0].protocol, Protocol::Pop3);
+    assert_eq!(config.listeners[0].name, "pop3-tls-9993");
+    assert_eq!(config.limits.pop3_max_line_bytes, 255);
+
+    let smtp = MINIMAL
+        .replace("protocol = \"imap\"", "protocol = \"smtp\"")
+        .replace("[upstream.imap]", "[upstream.smtp]");
+    assert_eq!(
+        errors(&smtp),
+        vec!["listener[0].protocol: smtp is not supported by this build yet"]
+    );
+
+    for bad in ["254", "8193"] {
+        let text = format!("{pop3}\n[limits]\npop3_max_line_bytes = {bad}\n");
+        assert_eq!(
+            errors(&text),
+            vec!["limits.pop3_max_line_bytes: must be between 255 and 8192"]
+        );
+    }
+}
