@@ -20,6 +20,7 @@ pub mod reply;
 pub mod sasl;
 pub mod secret;
 pub mod server;
+pub mod smtp;
 pub mod store;
 pub mod tls;
 pub mod upstream;

@@ -20,6 +20,7 @@ pub const UPSTREAM_ERRORS_TOTAL: &str = "pec_proxy_upstream_errors_total";
 pub const RELAY_BYTES_TOTAL: &str = "pec_proxy_relay_bytes_total";
 pub const SESSION_DURATION_SECONDS: &str = "pec_proxy_session_duration_seconds";
 pub const CLIENT_ERRORS_TOTAL: &str = "pec_proxy_client_errors_total";
+pub const PEC_CHECKS_TOTAL: &str = "pec_proxy_pec_checks_total";
 pub const BUILD_INFO: &str = "pec_proxy_build_info";
 
 /// Buckets for the latency histograms, in seconds: from a cached login on
@@ -90,6 +91,10 @@ pub fn describe() {
     describe_counter!(
         CLIENT_ERRORS_TOTAL,
         "Client protocol errors and refusals before login, by protocol and kind."
+    );
+    describe_counter!(
+        PEC_CHECKS_TOTAL,
+        "PEC submission checks on SMTP (RFC 6109 3.1.1), by check (sender, from_header, bcc, size, rate) and result (pass, fail)."
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs.");
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);

@@ -53,6 +53,8 @@ pub struct ListenerContext {
     pub greeting: String,
     pub gate: Gate,
     pub login_name_separator: char,
+    /// SMTP greeting name, PEC checks and the shared rate limiter.
+    pub smtp: Arc<crate::smtp::SmtpSettings>,
 }
 
 /// Keeps `pec_proxy_sessions_active{protocol,stage}` right whatever way a session ends.
@@ -160,6 +162,10 @@ impl Server {
             }
             None => Gate::PassThrough,
         };
+        let smtp = Arc::new(crate::smtp::SmtpSettings::new(
+            config.smtp_hostname.clone(),
+            config.pec_checks.clone(),
+        ));
         let mut listeners = Vec::new();
         for l in &config.listeners {
             let Some((_, upstream)) = upstreams.iter().find(|(p, _)| *p == l.protocol) else {
@@ -185,6 +191,7 @@ impl Server {
                 greeting: config.greeting.clone(),
                 gate: gate.clone(),
                 login_name_separator: config.login_name_separator,
+                smtp: smtp.clone(),
             };
             listeners.push((socket, Arc::new(ctx)));
         }
@@ -242,7 +249,8 @@ async fn accept_loop(socket: TcpListener, ctx: Arc<ListenerContext>, connections
         tokio::spawn(async move {
             match ctx.listener.protocol {
                 Protocol::Imap => crate::imap::session::serve(tcp, peer, ctx).await,
-                Protocol::Pop3 | Protocol::Smtp => {}
+                Protocol::Smtp => crate::smtp::session::serve(tcp, peer, ctx).await,
+                Protocol::Pop3 => {}
             }
             drop(permit);
         });
