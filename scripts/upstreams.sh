@@ -90,9 +90,18 @@ abs_dir() {
 
 # ---------------------------------------------------------------- processes
 
-# Prints the pids of the direct children of PID.
+# Prints the pids of the direct children of PID (from /proc: no procps needed).
 children_of() {
-    ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' || true
+    local f line rest ppid
+    for f in /proc/[0-9]*/stat; do
+        { read -r line <"$f"; } 2>/dev/null || continue
+        rest=${line##*) }
+        read -r _ ppid _ <<<"$rest"
+        if [[ "$ppid" == "$1" ]]; then
+            f=${f#/proc/}
+            echo "${f%/stat}"
+        fi
+    done
 }
 
 # alive PID: the process exists and is not a zombie.
@@ -501,15 +510,22 @@ add_user_line() {
     addr=$(tr '[:upper:]' '[:lower:]' <<<"$2")
     [[ "$addr" =~ ^[^@:[:space:]*]+@[^@:[:space:]*]+$ ]] || die "bad address '$2' (want local@domain, no ':' or '*')"
     [[ "$pass" != *:* && "$pass" != *$'\n'* ]] || die "password must not contain ':' or a newline"
-    local users=$dir/dovecot/users tmp
+    local users=$dir/dovecot/users tmp old_mtime=0 new_mtime
     tmp=$(mktemp "$users.XXXXXX")
     if [[ -f "$users" ]]; then
         awk -F: -v a="$addr" '$1 != a' "$users" >"$tmp"
+        old_mtime=$(stat -c %Y "$users")
     fi
     printf '%s:{PLAIN}%s::::::\n' "$addr" "$pass" >>"$tmp"
     chmod 640 "$tmp"
     chgrp dovecot "$tmp"
-    # Atomic replace: Dovecot re-reads the file when its mtime changes.
+    # Dovecot re-reads the passwd-file when its mtime (in seconds) or size
+    # differs from the copy it has: make every version's mtime strictly
+    # larger, so that even a same-size rewrite within one second is seen.
+    new_mtime=$(date +%s)
+    ((new_mtime > old_mtime)) || new_mtime=$((old_mtime + 1))
+    touch -d "@$new_mtime" "$tmp"
+    # Atomic replace: a lookup never sees a half-written file.
     mv -f "$tmp" "$users"
 }
 
@@ -710,17 +726,43 @@ cmd_add_user() {
     local dir addr=$2 pass=$3 domain etc
     dir=$(abs_dir "$1")
     [[ -f "$dir/dovecot/users" ]] || die "$dir has no upstreams (run start first)"
-    add_user_line "$dir" "$addr" "$pass"
+    # Tests add users from parallel threads: serialise the read-modify-write
+    # (but not the wait below).
+    (
+        flock 9
+        add_user_line "$dir" "$addr" "$pass"
+    ) 9>"$dir/.add-user.lock" || exit 1
+    # Dovecot stats the passwd-file at most once per second (per auth
+    # process), so a lookup in the same second as the previous one may still
+    # see the old copy: wait (bounded) until this very password logs in and
+    # the userdb (LMTP) knows the user.
+    if [[ -e "$dir/.running" ]]; then
+        local i ok=0 conf=$dir/dovecot/dovecot.conf
+        for i in $(seq 1 60); do
+            # `user` first: a failed `auth test` costs Dovecot's 0.5 s delay.
+            if doveadm -c "$conf" user "$addr" >/dev/null 2>&1 &&
+                doveadm -c "$conf" auth test "$addr" "$pass" >/dev/null 2>&1; then
+                ok=1
+                break
+            fi
+            sleep 0.05
+        done
+        [[ $ok -eq 1 ]] || say "WARNING: Dovecot does not accept $addr yet (after $i tries)"
+    fi
     domain=$(tr '[:upper:]' '[:lower:]' <<<"${addr#*@}")
     etc=$dir/postfix/etc
-    if ! grep -qxF "$domain" "$etc/virtual_domains"; then
-        echo "$domain" >>"$etc/virtual_domains"
-        backdate "$etc/virtual_domains"
-        if [[ -e "$dir/.running" ]]; then
-            say "new domain $domain: reloading postfix"
-            postfix -c "$etc" reload </dev/null >>"$dir/postfix.out" 2>&1 || say "WARNING: postfix reload failed"
+    (
+        flock 9
+        if ! grep -qxF "$domain" "$etc/virtual_domains"; then
+            echo "$domain" >>"$etc/virtual_domains"
+            backdate "$etc/virtual_domains"
+            if [[ -e "$dir/.running" ]]; then
+                say "new domain $domain: reloading postfix"
+                postfix -c "$etc" reload </dev/null >>"$dir/postfix.out" 2>&1 ||
+                    say "WARNING: postfix reload failed"
+            fi
         fi
-    fi
+    ) 9>"$dir/.add-user.lock" || exit 1
     say "added $addr"
 }
 

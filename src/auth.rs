@@ -93,7 +93,8 @@ impl Authenticator {
             Ok(_) => (LoginResult::Success, None),
             Err(denial) => (LoginResult::Failure, Some(denial.label())),
         };
-        tracing::info!(
+        // The session logs the decision at info; this adds the store's view.
+        tracing::debug!(
             protocol = %req.protocol,
             mailbox = %login.mailbox,
             collaborator = login.collaborator.as_deref().unwrap_or(""),

@@ -115,12 +115,14 @@ impl LoginOutcome {
     }
 }
 
-/// Counts a login attempt and its duration; logs the decision.
+/// Counts a login attempt and its duration; logs the decision (one line per
+/// attempt; the login name is cut and escaped, the password never logged).
 pub fn record(
     protocol: Protocol,
     mechanism: &'static str,
     outcome: &LoginOutcome,
     peer: SocketAddr,
+    user: &[u8],
     started: Instant,
 ) {
     let (result, reason) = outcome.labels();
@@ -136,7 +138,16 @@ pub fn record(
     .increment(1);
     metrics::histogram!(m::LOGIN_DURATION_SECONDS, "protocol" => protocol.as_str())
         .record(started.elapsed().as_secs_f64());
-    tracing::info!(protocol = protocol.as_str(), %peer, mechanism, result, reason, "login decision");
+    let user: String = String::from_utf8_lossy(user).chars().take(100).collect();
+    tracing::info!(
+        protocol = protocol.as_str(),
+        %peer,
+        user = %user.escape_debug(),
+        mechanism,
+        result,
+        reason,
+        "login decision"
+    );
 }
 
 /// Counts an upstream failure by kind, and logs it.

@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use metrics_exporter_prometheus::PrometheusBuilder;
+use pec_proxy::admin::AdminCommand;
 use pec_proxy::config::Config;
 use pec_proxy::server::Server;
+use pec_proxy::store::SqliteStore;
 use tracing::{error, info};
 
 /// Exit code for a bad configuration (sysexits.h EX_USAGE).
@@ -24,6 +26,8 @@ struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -42,12 +46,35 @@ enum Command {
     },
     /// Validate a configuration file: exit 0 if valid, else print every error and exit 64.
     CheckConfig { file: PathBuf },
+    /// Account administration (mailbox, app-password, collaborator, access-log).
+    #[command(flatten)]
+    Admin(Box<AdminCommand>),
+}
+
+/// Where the admin commands find the account store.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// Account store database; default: the `[store] path` of --config.
+    #[arg(long, global = true, value_name = "PATH")]
+    store: Option<PathBuf>,
+    /// Configuration file naming the store, when --store is not given.
+    #[arg(
+        long = "config-file",
+        global = true,
+        value_name = "FILE",
+        default_value = "/etc/pec-proxy/pec-proxy.toml"
+    )]
+    config_file: PathBuf,
+    /// JSON output, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
+        Command::Admin(cmd) => admin(*cmd, &cli.store),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(config) => match pec_proxy::tls::server_config(&config.certificates) {
                 Ok(_) | Err(pec_proxy::tls::TlsError::NoCertificate) => {
@@ -87,6 +114,48 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Runs one admin command against the store; exit codes from `AdminError`.
+fn admin(cmd: AdminCommand, args: &StoreArgs) -> ExitCode {
+    let path = match &args.store {
+        Some(p) => p.clone(),
+        None => match Config::load(&args.config_file) {
+            Ok(Config {
+                store_path: Some(p), ..
+            }) => p,
+            Ok(_) => {
+                eprintln!(
+                    "{}: no [store] configured; pass --store PATH",
+                    args.config_file.display()
+                );
+                return ExitCode::from(EX_CONFIG);
+            }
+            Err(errors) => {
+                for e in errors.0 {
+                    eprintln!("{}: {e}", args.config_file.display());
+                }
+                return ExitCode::from(EX_CONFIG);
+            }
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        let store = SqliteStore::open(&path).await?;
+        let result = pec_proxy::admin::run(cmd, &store, args.json).await;
+        store.close().await;
+        result
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pec-proxy: {e}");
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
         }
     }
 }

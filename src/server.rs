@@ -132,6 +132,7 @@ pub async fn upgrade_tls(stream: Stream, ctx: &ListenerContext) -> Option<Stream
 pub struct Server {
     listeners: Vec<(TcpListener, Arc<ListenerContext>)>,
     connections: Arc<Semaphore>,
+    gate: Gate,
 }
 
 impl Server {
@@ -198,6 +199,7 @@ impl Server {
         Ok(Server {
             listeners,
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            gate,
         })
     }
 
@@ -215,6 +217,9 @@ impl Server {
         for (socket, ctx) in self.listeners {
             info!(listener = %ctx.listener.name, protocol = %ctx.listener.protocol, address = ?socket.local_addr().ok(), tls = ?ctx.listener.tls, "listening");
             accept_loops.spawn(accept_loop(socket, ctx, self.connections.clone()));
+        }
+        if let Gate::Store(auth) = &self.gate {
+            accept_loops.spawn(prune_access_log(auth.clone()));
         }
         shutdown.await;
         accept_loops.shutdown().await;
@@ -254,5 +259,20 @@ async fn accept_loop(socket: TcpListener, ctx: Arc<ListenerContext>, connections
             }
             drop(permit);
         });
+    }
+}
+
+/// Keeps the access log within its retention (PEC providers show six months):
+/// prunes at start and then daily.
+async fn prune_access_log(auth: Authenticator) {
+    const DAY: i64 = 24 * 3600;
+    loop {
+        let cutoff = crate::store::unix_now() - crate::store::DEFAULT_RETENTION_DAYS * DAY;
+        match auth.store().prune_access_log(cutoff).await {
+            Ok(n) if n > 0 => info!(rows = n, "pruned the access log"),
+            Ok(_) => {}
+            Err(e) => error!(error = %e, "cannot prune the access log"),
+        }
+        tokio::time::sleep(Duration::from_secs(DAY as u64)).await;
     }
 }

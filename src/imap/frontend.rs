@@ -318,6 +318,10 @@ impl ImapFrontend {
         let Some(event) = event else {
             return self.check_allowance();
         };
+        if consumed > self.command_allowance {
+            // However the bytes were chunked, a line over the limit is refused.
+            return Some(self.too_long());
+        }
         self.buf.advance(consumed);
         self.literal_acked_at = None;
         self.command_allowance = self.opts.max_line_bytes;
@@ -556,6 +560,9 @@ impl ImapFrontend {
         else {
             return self.check_allowance();
         };
+        if end >= self.command_allowance {
+            return Some(self.too_long());
+        }
         let reply = match parse::leading_tag(&self.buf) {
             Some(tag) => tagged(tag, "BAD", None, &format!("Invalid command: {why}.")),
             None => format!("* BAD Invalid command: {why}.\r\n").into_bytes(),

@@ -313,6 +313,7 @@ async fn login(
         attempt.mechanism.as_str(),
         &outcome,
         addrs.peer,
+        &creds.authcid,
         started,
     );
     result

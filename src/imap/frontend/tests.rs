@@ -264,6 +264,28 @@ fn overlong_lines_end_the_session() {
 }
 
 #[test]
+fn overlong_lines_are_refused_however_they_arrive() {
+    let mut line = b"a LOGIN ".to_vec();
+    line.extend(std::iter::repeat_n(b'x', 9000));
+    line.extend(b"\r\n");
+    for chunk in [line.len(), 4096, 1000] {
+        let mut fe = tls();
+        let mut out = String::new();
+        let mut last = None;
+        for piece in line.chunks(chunk) {
+            let (o, ev) = run(&mut fe, piece);
+            out.push_str(&o);
+            if ev.is_some() {
+                last = ev;
+                break;
+            }
+        }
+        assert_eq!(out, "* BYE Command line too long\r\n", "chunks of {chunk}");
+        assert!(matches!(last, Some(Event::Close)));
+    }
+}
+
+#[test]
 fn failed_logins_are_limited() {
     let mut fe = tls();
     for i in 1..=3 {

@@ -1,0 +1,7 @@
+//! The shared test harness. Each test binary uses a part of it.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod operator;
+pub mod proxy;
+pub mod upstreams;

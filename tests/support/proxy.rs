@@ -1,0 +1,83 @@
+//! Runs pec-proxy in-process on 127.0.0.1:0 listeners, as a test fixture.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use pec_proxy::config::Config;
+use pec_proxy::server::Server;
+use tokio::sync::oneshot;
+
+pub struct Proxy {
+    addrs: HashMap<String, SocketAddr>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Proxy {
+    /// Starts a proxy from configuration text (relative paths are relative to the repo).
+    pub async fn start(config: &str) -> Proxy {
+        let config = Config::parse(config, &repo()).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let server = Server::bind(&config).await.expect("bind");
+        let addrs = server.local_addrs().into_iter().collect();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Proxy {
+            addrs,
+            stop: Some(stop),
+        }
+    }
+
+    /// The bound address of a listener.
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        *self
+            .addrs
+            .get(listener)
+            .unwrap_or_else(|| panic!("no listener {listener}"))
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Certificates and the two IMAP listeners every IMAP test uses:
+/// `imaps` (implicit TLS) and `imap` (STARTTLS).
+pub fn imap_listeners() -> String {
+    r#"
+[[certificate]]
+cert = "certs/server.pem"
+key = "certs/server-key.pem"
+server_names = ["localhost", "mail.pec.example"]
+default = true
+
+[[certificate]]
+cert = "certs/alt.pem"
+key = "certs/alt-key.pem"
+server_names = ["mail.other.example"]
+
+[[listener]]
+name = "imaps"
+protocol = "imap"
+address = "127.0.0.1:0"
+tls = "implicit"
+
+[[listener]]
+name = "imap"
+protocol = "imap"
+address = "127.0.0.1:0"
+tls = "starttls"
+
+[metrics]
+"#
+    .to_owned()
+}
