@@ -395,6 +395,7 @@ async fn login(
         attempt.mechanism.as_str(),
         &outcome,
         peer,
+        &creds.authcid,
         started,
     );
     result
