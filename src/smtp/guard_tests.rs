@@ -299,7 +299,8 @@ fn upstream_refusing_data_is_the_clients_verdict() {
 #[test]
 fn end_scan_known_answers() {
     // (input, emitted, outcome as (kind, offset))
-    let cases: &[(&[u8], &[u8], (&str, usize))] = &[
+    type Case<'a> = (&'a [u8], &'a [u8], (&'a str, usize));
+    let cases: &[Case] = &[
         (b".\r\n", b"", ("end", 3)),
         (b"a\r\n.\r\nrest", b"a\r\n", ("end", 6)),
         (b"..x\r\n", b"..x\r\n", ("more", 0)),

@@ -96,15 +96,18 @@ pub struct Param<'a> {
     pub value: Option<&'a [u8]>,
 }
 
+/// A `SIZE=` parameter that is not `size-value = 1*20DIGIT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidSize;
+
 /// The size a client declared with `SIZE=` (RFC 1870 §6), if any.
-/// `Err` when the value is not `1*20DIGIT`.
-pub fn declared_size(params: &[Param<'_>]) -> Result<Option<u64>, ()> {
+pub fn declared_size(params: &[Param<'_>]) -> Result<Option<u64>, InvalidSize> {
     let Some(p) = params.iter().find(|p| p.keyword.eq_ignore_ascii_case(b"SIZE")) else {
         return Ok(None);
     };
-    let v = p.value.ok_or(())?;
+    let v = p.value.ok_or(InvalidSize)?;
     if v.is_empty() || v.len() > 20 || !v.iter().all(u8::is_ascii_digit) {
-        return Err(());
+        return Err(InvalidSize);
     }
     // 20 digits may exceed u64: such a size is over any limit anyway.
     Ok(Some(
@@ -223,7 +226,7 @@ pub fn decode_command(input: &[u8]) -> Decode<Command<'_>> {
     };
     let consumed = line.len();
     match command(line) {
-        Ok((rest, value)) if rest.is_empty() => Decode::Done { consumed, value },
+        Ok((b"", value)) => Decode::Done { consumed, value },
         Err(nom::Err::Error(Error::Arguments(verb)) | nom::Err::Failure(Error::Arguments(verb))) => {
             Decode::Failed {
                 consumed,

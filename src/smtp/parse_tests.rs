@@ -222,14 +222,14 @@ fn sizes() {
     assert_eq!(declared_size(&[]), Ok(None));
     assert_eq!(declared_size(&p(b"12345")), Ok(Some(12345)));
     assert_eq!(declared_size(&p(b"99999999999999999999")), Ok(Some(u64::MAX)));
-    assert_eq!(declared_size(&p(b"999999999999999999999")), Err(()));
-    assert_eq!(declared_size(&p(b"12k")), Err(()));
+    assert_eq!(declared_size(&p(b"999999999999999999999")), Err(InvalidSize));
+    assert_eq!(declared_size(&p(b"12k")), Err(InvalidSize));
     assert_eq!(
         declared_size(&[Param {
             keyword: b"SIZE",
             value: None
         }]),
-        Err(())
+        Err(InvalidSize)
     );
 }
 

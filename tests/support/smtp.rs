@@ -13,6 +13,18 @@ use super::upstreams::Upstreams;
 /// store of `op`, Postfix behind with XCLIENT over STARTTLS; `extra` is
 /// appended (e.g. a `[pec_checks]` table).
 pub async fn proxy(op: &Operator, extra: &str) -> Proxy {
+    let store = format!("[store]\npath = {:?}\n", op.store_path());
+    start(&store, "xclient", extra).await
+}
+
+/// Like [`proxy`] without an account store: every login is passed through
+/// (`AUTH PLAIN` with the client's own credentials, checked by Postfix
+/// through Dovecot SASL), so no password hashing runs in the proxy.
+pub async fn pass_through_proxy(extra: &str) -> Proxy {
+    start("", "pass-through", extra).await
+}
+
+async fn start(store: &str, login: &str, extra: &str) -> Proxy {
     let up = Upstreams::shared();
     let config = format!(
         r#"
@@ -38,18 +50,16 @@ tls = "starttls"
 [smtp]
 hostname = "proxy.pec.example"
 
-[store]
-path = {:?}
+{store}
 
 [upstream.smtp]
 address = "127.0.0.1:{}"
 tls = "starttls"
 ca = "certs/ca.pem"
 server_name = "localhost"
-login = "xclient"
+login = "{login}"
 {extra}
 "#,
-        op.store_path(),
         up.submission_port,
     );
     Proxy::start(&config).await
