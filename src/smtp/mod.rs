@@ -2,6 +2,7 @@
 //! post-login guard with the PEC submission checks, and the session driver.
 
 pub mod checks;
+mod end_scan;
 pub mod frontend;
 pub mod guard;
 pub mod parse;
