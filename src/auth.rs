@@ -93,8 +93,9 @@ impl Authenticator {
             Ok(_) => (LoginResult::Success, None),
             Err(denial) => (LoginResult::Failure, Some(denial.label())),
         };
-        // The session logs the decision at info; this adds the store's view.
-        tracing::debug!(
+        // The account store's decision, as the access log records it; the
+        // session logs the final outcome (upstream included) as well.
+        tracing::info!(
             protocol = %req.protocol,
             mailbox = %login.mailbox,
             collaborator = login.collaborator.as_deref().unwrap_or(""),

@@ -22,6 +22,7 @@ pub mod sasl;
 pub mod secret;
 pub mod server;
 pub mod shutdown;
+pub mod smtp;
 pub mod status;
 pub mod store;
 pub mod tls;

@@ -68,6 +68,8 @@ pub struct ListenerContext {
     /// Drain and close signals: pre-login loops run under
     /// [`Shutdown::or_draining`], relays under [`Shutdown::closing`].
     pub shutdown: Shutdown,
+    /// SMTP greeting name, PEC checks and the shared rate limiter.
+    pub smtp: Arc<crate::smtp::SmtpSettings>,
 }
 
 /// Keeps `pec_proxy_sessions_active{protocol,stage}` right whatever way a session ends.
@@ -176,6 +178,10 @@ async fn build(config: &Config, shutdown: &Shutdown) -> Result<Generation, Serve
         }
         None => Gate::PassThrough,
     };
+    let smtp = Arc::new(crate::smtp::SmtpSettings::new(
+        config.smtp_hostname.clone(),
+        config.pec_checks.clone(),
+    ));
     let mut contexts = Vec::new();
     for l in &config.listeners {
         let Some((_, upstream)) = upstreams.iter().find(|(p, _)| *p == l.protocol) else {
@@ -195,6 +201,7 @@ async fn build(config: &Config, shutdown: &Shutdown) -> Result<Generation, Serve
             gate: gate.clone(),
             login_name_separator: config.login_name_separator,
             shutdown: shutdown.clone(),
+            smtp: smtp.clone(),
         });
     }
     Ok(Generation { contexts, gate })
@@ -426,7 +433,7 @@ async fn accept_loop(
             match ctx.listener.protocol {
                 Protocol::Imap => crate::imap::session::serve(tcp, peer, ctx).await,
                 Protocol::Pop3 => crate::pop3::session::serve(tcp, peer, ctx).await,
-                Protocol::Smtp => {}
+                Protocol::Smtp => crate::smtp::session::serve(tcp, peer, ctx).await,
             }
             drop(permit);
         });

@@ -130,7 +130,7 @@ pub async fn login(
                     password,
                 )
             }
-            (UpstreamLogin::PassThrough, Identity::Mailbox(_)) => {
+            (UpstreamLogin::PassThrough | UpstreamLogin::Xclient, Identity::Mailbox(_)) => {
                 return Err(UpstreamError::Protocol(
                     "pass-through upstream cannot log in as a mailbox".into(),
                 )

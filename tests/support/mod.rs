@@ -4,4 +4,5 @@
 pub mod client;
 pub mod operator;
 pub mod proxy;
+pub mod smtp;
 pub mod upstreams;
