@@ -52,6 +52,8 @@ fn free_ports<const N: usize>() -> [u16; N] {
 struct Setup {
     imaps: u16,
     imap: u16,
+    pop3s: u16,
+    smtps: u16,
     metrics: u16,
     /// Certificate file stem under certs/ served by default.
     cert: &'static str,
@@ -64,10 +66,12 @@ struct Setup {
 
 impl Setup {
     fn new(grace_secs: u64) -> Setup {
-        let [imaps, imap, metrics] = free_ports::<3>();
+        let [imaps, imap, pop3s, smtps, metrics] = free_ports::<5>();
         Setup {
             imaps,
             imap,
+            pop3s,
+            smtps,
             metrics,
             cert: "server",
             grace_secs,
@@ -111,6 +115,31 @@ protocol = "imap"
 address = "127.0.0.1:{imap}"
 tls = "starttls"
 
+[[listener]]
+name = "pop3s"
+protocol = "pop3"
+address = "127.0.0.1:{pop3s}"
+tls = "implicit"
+
+[[listener]]
+name = "smtps"
+protocol = "smtp"
+address = "127.0.0.1:{smtps}"
+tls = "implicit"
+
+[upstream.pop3]
+address = "127.0.0.1:{pop3_upstream}"
+tls = "starttls"
+ca = "{r}/certs/ca.pem"
+server_name = "localhost"
+{pop3_login}
+[upstream.smtp]
+address = "127.0.0.1:{smtp_upstream}"
+tls = "starttls"
+ca = "{r}/certs/ca.pem"
+server_name = "localhost"
+{smtp_login}
+
 [upstream.imap]
 address = "127.0.0.1:{upstream}"
 tls = "starttls"
@@ -126,6 +155,17 @@ listen = "127.0.0.1:{metrics}"
             cert = self.cert,
             imaps = self.imaps,
             imap = self.imap,
+            pop3s = self.pop3s,
+            smtps = self.smtps,
+            pop3_upstream = upstreams().pop3_port,
+            smtp_upstream = upstreams().submission_port,
+            // The store section rides on `login`; POP3 logs in the same way.
+            pop3_login = self.login.split("\n\n[store]").next().unwrap_or(""),
+            smtp_login = if self.login.contains("[store]") {
+                "login = \"xclient\""
+            } else {
+                "login = \"pass-through\""
+            },
             upstream = upstreams().imap_port,
             grace = self.grace_secs,
             metrics = self.metrics,
@@ -176,6 +216,14 @@ impl ProxyProcess {
 
     fn imap(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.setup.imap))
+    }
+
+    fn pop3s(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.setup.pop3s))
+    }
+
+    fn smtps(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.setup.smtps))
     }
 
     fn log(&self) -> String {
@@ -576,12 +624,22 @@ async fn sigterm_says_bye_before_login_and_lets_relays_finish_within_the_grace_p
 
     let mut prelogin = Client::plain(p.imap()).await;
     assert!(prelogin.line().await.starts_with("* OK "));
+    let mut pop3 = Client::tls(p.pop3s()).await;
+    assert!(pop3.line().await.starts_with("+OK "));
+    let mut smtp = Client::tls(p.smtps()).await;
+    assert!(smtp.line().await.starts_with("220 "));
     let mut relaying = logged_in(&p, &address, &password).await;
     assert!(relaying.command("s", "SELECT INBOX").await.starts_with("s OK"));
 
     p.signal("TERM");
     let lines = prelogin.expect_closed().await;
     assert_eq!(lines, ["* BYE Server shutting down"], "pre-login goodbye");
+    // Each protocol says goodbye in its own words (RFC 3206, RFC 3463).
+    assert_eq!(
+        pop3.expect_closed().await,
+        ["-ERR [SYS/TEMP] Server shutting down"]
+    );
+    assert_eq!(smtp.expect_closed().await, ["421 4.3.2 Service shutting down"]);
     p.wait_until("not ready while draining", async |p| {
         let (status, body) = p.get("/readyz").await;
         status == 503 && body.contains("draining")
