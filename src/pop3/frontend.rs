@@ -77,20 +77,10 @@ pub struct LoginAttempt {
     pub mechanism: LoginMechanism,
 }
 
-/// What the session does next.
-#[derive(Debug)]
-pub enum Event {
-    /// Send these bytes to the client.
-    Reply(Vec<u8>),
-    /// Send this `+OK`, then perform the TLS handshake. Every byte the
-    /// client sent after `STLS` has been discarded (CVE-2011-0411 class).
-    StartTls(Vec<u8>),
-    /// Check these credentials and log in upstream; then call
-    /// [`Pop3Frontend::login_refused`] or take [`Pop3Frontend::into_pipelined`].
-    Login(LoginAttempt),
-    /// Close the connection (after sending the replies already returned).
-    Close,
-}
+/// What the session does next (see [`crate::frontend::Event`]).
+pub type Event = crate::frontend::Event<LoginAttempt>;
+
+crate::frontend::impl_frontend!(Pop3Frontend, LoginAttempt);
 
 #[derive(Debug)]
 enum State {

@@ -53,21 +53,10 @@ pub struct LoginAttempt {
     pub mechanism: Mechanism,
 }
 
-/// What the session does next.
-#[derive(Debug)]
-pub enum Event {
-    /// Send these bytes to the client.
-    Reply(Vec<u8>),
-    /// Send this `220`, then perform the TLS handshake. Every byte the client
-    /// sent after `STARTTLS` has been discarded (CVE-2011-0411 class).
-    StartTls(Vec<u8>),
-    /// Check these credentials and log in upstream; then call
-    /// [`SmtpFrontend::login_failed`] / [`SmtpFrontend::login_unavailable`]
-    /// or take [`SmtpFrontend::into_logged_in`].
-    Login(LoginAttempt),
-    /// Close the connection (after sending the replies already returned).
-    Close,
-}
+/// What the session does next (see [`crate::frontend::Event`]).
+pub type Event = crate::frontend::Event<LoginAttempt>;
+
+crate::frontend::impl_frontend!(SmtpFrontend, LoginAttempt);
 
 #[derive(Debug)]
 enum State {
