@@ -6,22 +6,22 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::info;
 
-use super::frontend::{Event, FrontendOptions, LoginAttempt, Pop3Frontend};
+use super::frontend::{FrontendOptions, LoginAttempt, Pop3Frontend};
 use super::guard::DeleGuard;
 use super::upstream::{self as pop3_upstream, Identity, LoginError};
 use crate::account::Pop3Delete;
 use crate::login::{LoginOutcome, LoginRequest, Verdict, record_upstream_error, upstream_for};
 use crate::metrics as m;
-use crate::net::Stream;
 use crate::policy::DenyReason;
 use crate::protocol::Protocol;
 use crate::relay::{self, RelayOptions};
-use crate::server::{ListenerContext, SessionGauge, accept_tls, upgrade_tls};
+use crate::server::{ListenerContext, SessionGauge, accept_tls};
+use crate::session::{self, LoginResult, LoginStep};
 use crate::shutdown::goodbye;
 use crate::upstream::{Connection, UpstreamError};
 
@@ -41,14 +41,6 @@ struct LoggedIn {
     pop3_delete: Pop3Delete,
 }
 
-enum Prelogin {
-    LoggedIn {
-        upstream: LoggedIn,
-        frontend: Pop3Frontend,
-    },
-    Closed,
-}
-
 /// Serves one client connection until it ends.
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) {
     let started = Instant::now();
@@ -64,7 +56,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         max_login_failures: ctx.limits.max_login_failures,
         greeting: ctx.greeting.clone(),
     };
-    let frontend = Pop3Frontend::new(opts, stream.is_tls());
+    let mut frontend = Pop3Frontend::new(opts, stream.is_tls());
     let mut stream = Some(stream);
     let deadline = started + ctx.limits.prelogin_timeout();
 
@@ -72,7 +64,13 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         .shutdown
         .or_draining(tokio::time::timeout_at(
             deadline,
-            prelogin(&mut stream, frontend, &ctx, peer),
+            session::prelogin(
+                &mut stream,
+                &mut frontend,
+                &ctx,
+                count_refusals,
+                Pop3Login { ctx: &ctx, peer },
+            ),
         ))
         .await;
     let Some(outcome) = outcome else {
@@ -80,9 +78,9 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         goodbye(stream, b"-ERR [SYS/TEMP] Server shutting down\r\n").await;
         return;
     };
-    let (upstream, frontend) = match outcome {
-        Ok(Ok(Prelogin::LoggedIn { upstream, frontend })) => (upstream, frontend),
-        Ok(Ok(Prelogin::Closed)) | Ok(Err(_)) => return,
+    let upstream = match outcome {
+        Ok(Ok(Some(upstream))) => upstream,
+        Ok(Ok(None)) | Ok(Err(_)) => return,
         Err(_) => {
             metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "pop3", "kind" => "prelogin_timeout")
                 .increment(1);
@@ -128,83 +126,31 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
     } else {
         relay::relay_until(client, upstream_stream, opts, &counter, ctx.shutdown.closing()).await
     };
-    let duration = started.elapsed();
-    metrics::histogram!(m::SESSION_DURATION_SECONDS, "protocol" => "pop3").record(duration.as_secs_f64());
-    info!(
-        protocol = "pop3",
-        listener = %ctx.listener.name,
-        peer = %peer,
-        duration_ms = duration.as_millis() as u64,
-        bytes_in = stats.client_to_upstream,
-        bytes_out = stats.upstream_to_client,
-        pop3_delete = pop3_delete.as_str(),
-        result = end.label(),
-        "session ended"
-    );
+    session::ended(Protocol::Pop3, &ctx, peer, started, stats, end.label());
 }
 
-/// Runs the front-end until a login succeeds or the client goes away.
-async fn prelogin(
-    stream: &mut Option<Stream>,
-    mut frontend: Pop3Frontend,
-    ctx: &ListenerContext,
+/// The POP3 login step for [`session::prelogin`].
+struct Pop3Login<'a> {
+    ctx: &'a ListenerContext,
     peer: SocketAddr,
-) -> std::io::Result<Prelogin> {
-    let s = stream.as_mut().expect("stream present until handed off");
-    s.write_all(&frontend.greeting()).await?;
-    s.flush().await?;
-    let mut buf = [0u8; 4096];
-    loop {
-        while let Some(event) = frontend.next_event() {
-            let s = stream.as_mut().expect("stream present until handed off");
-            match event {
-                Event::Reply(bytes) => {
-                    count_refusals(&bytes);
-                    s.write_all(&bytes).await?;
-                }
-                Event::StartTls(ok) => {
-                    s.write_all(&ok).await?;
-                    s.flush().await?;
-                    let plain = stream.take().expect("stream present");
-                    match upgrade_tls(plain, ctx).await {
-                        Some(tls) => {
-                            *stream = Some(tls);
-                            frontend.tls_established();
-                        }
-                        None => return Ok(Prelogin::Closed),
-                    }
-                }
-                Event::Close => {
-                    s.flush().await?;
-                    let _ = s.shutdown().await;
-                    return Ok(Prelogin::Closed);
-                }
-                Event::Login(attempt) => {
-                    s.flush().await?;
-                    let tls = s.is_tls();
-                    match login(ctx, &attempt, peer, tls).await {
-                        Ok(upstream) => return Ok(Prelogin::LoggedIn { upstream, frontend }),
-                        Err(failure) => {
-                            let (reply, close) = frontend.login_refused(&failure.line, failure.counts);
-                            let s = stream.as_mut().expect("stream present");
-                            s.write_all(&reply).await?;
-                            if close {
-                                s.flush().await?;
-                                let _ = s.shutdown().await;
-                                return Ok(Prelogin::Closed);
-                            }
-                        }
-                    }
-                }
+}
+
+impl LoginStep<Pop3Frontend> for Pop3Login<'_> {
+    type Session = LoggedIn;
+
+    async fn login(
+        &mut self,
+        fe: &mut Pop3Frontend,
+        attempt: LoginAttempt,
+        tls: bool,
+    ) -> LoginResult<LoggedIn> {
+        match login(self.ctx, &attempt, self.peer, tls).await {
+            Ok(upstream) => LoginResult::LoggedIn(upstream),
+            Err(failure) => {
+                let (reply, close) = fe.login_refused(&failure.line, failure.counts);
+                LoginResult::Refused { reply, close }
             }
         }
-        let s = stream.as_mut().expect("stream present until handed off");
-        s.flush().await?;
-        let n = s.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(Prelogin::Closed);
-        }
-        frontend.receive(&buf[..n]);
     }
 }
 

@@ -10,20 +10,19 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tracing::info;
 
 use super::checks::HeaderRules;
-use super::frontend::{Event, FrontendOptions, Greeting, LoginAttempt, SmtpFrontend};
+use super::frontend::{FrontendOptions, Greeting, LoginAttempt, SmtpFrontend};
 use super::guard::{Guard, GuardOptions};
 use super::reply;
 use super::upstream::{self as smtp_upstream, Identity, LoggedIn};
 use crate::login::{LoginOutcome, LoginRequest, Verdict, record_upstream_error, upstream_for};
 use crate::metrics as m;
-use crate::net::Stream;
 use crate::policy::DenyReason;
 use crate::protocol::Protocol;
-use crate::relay::{ByteCounter, RelayOptions};
-use crate::server::{ListenerContext, SessionGauge, accept_tls, upgrade_tls};
+use crate::relay::{ByteCounter, RelayOptions, RelayStats};
+use crate::server::{ListenerContext, SessionGauge, accept_tls};
+use crate::session::{self, LoginResult, LoginStep};
 use crate::shutdown::goodbye;
 use crate::upstream::UpstreamError;
 
@@ -37,12 +36,6 @@ enum LoginFailure {
     Denied(String),
     /// Could not be carried out now; the client may retry.
     Unavailable(&'static str),
-}
-
-struct Session {
-    upstream: LoggedIn,
-    frontend: SmtpFrontend,
-    mailbox: String,
 }
 
 /// Serves one client connection until it ends.
@@ -61,7 +54,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         max_auth_line_bytes: ctx.limits.smtp_max_auth_line_bytes,
         max_login_failures: ctx.limits.max_login_failures,
     };
-    let frontend = SmtpFrontend::new(opts, stream.is_tls());
+    let mut frontend = SmtpFrontend::new(opts, stream.is_tls());
     let mut stream = Some(stream);
     let deadline = started + ctx.limits.prelogin_timeout();
 
@@ -69,7 +62,13 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         .shutdown
         .or_draining(tokio::time::timeout_at(
             deadline,
-            prelogin(&mut stream, frontend, &ctx, peer),
+            session::prelogin(
+                &mut stream,
+                &mut frontend,
+                &ctx,
+                count_refusals,
+                SmtpLogin { ctx: &ctx, peer },
+            ),
         ))
         .await;
     let Some(outcome) = outcome else {
@@ -77,8 +76,8 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         goodbye(stream, b"421 4.3.2 Service shutting down\r\n").await;
         return;
     };
-    let session = match outcome {
-        Ok(Ok(Some(session))) => session,
+    let (upstream, mailbox) = match outcome {
+        Ok(Ok(Some(logged_in))) => logged_in,
         Ok(Ok(None)) | Ok(Err(_)) => return,
         Err(_) => {
             metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "smtp", "kind" => "prelogin_timeout")
@@ -88,11 +87,6 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         }
     };
     let Some(mut client) = stream else { return };
-    let Session {
-        upstream,
-        frontend,
-        mailbox,
-    } = session;
     let tls = client.is_tls();
     let (_, pipelined) = frontend.into_logged_in();
     if client.write_all(&reply::line(reply::AUTH_OK)).await.is_err() {
@@ -136,18 +130,11 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
     .await;
     let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), up.shutdown()).await;
-    let duration = started.elapsed();
-    metrics::histogram!(m::SESSION_DURATION_SECONDS, "protocol" => "smtp").record(duration.as_secs_f64());
-    info!(
-        protocol = "smtp",
-        listener = %ctx.listener.name,
-        peer = %peer,
-        duration_ms = duration.as_millis() as u64,
-        bytes_in = c2u,
-        bytes_out = u2c,
-        result = end,
-        "session ended"
-    );
+    let stats = RelayStats {
+        client_to_upstream: c2u,
+        upstream_to_client: u2c,
+    };
+    session::ended(Protocol::Smtp, &ctx, peer, started, stats, end);
 }
 
 /// Runs the guard between client and upstream until either side ends.
@@ -224,81 +211,37 @@ where
     }
 }
 
-/// Runs the front-end until a login succeeds or the client goes away.
-async fn prelogin(
-    stream: &mut Option<Stream>,
-    mut frontend: SmtpFrontend,
-    ctx: &ListenerContext,
+/// The SMTP login step for [`session::prelogin`]: on success, the upstream
+/// session and the mailbox every sender must be.
+struct SmtpLogin<'a> {
+    ctx: &'a ListenerContext,
     peer: SocketAddr,
-) -> std::io::Result<Option<Session>> {
-    let s = stream.as_mut().expect("stream present until handed off");
-    s.write_all(&frontend.greeting()).await?;
-    s.flush().await?;
-    let mut buf = [0u8; 4096];
-    loop {
-        while let Some(event) = frontend.next_event() {
-            let s = stream.as_mut().expect("stream present until handed off");
-            match event {
-                Event::Reply(bytes) => {
-                    count_refusals(&bytes);
-                    s.write_all(&bytes).await?;
-                }
-                Event::StartTls(ok) => {
-                    s.write_all(&ok).await?;
-                    s.flush().await?;
-                    let plain = stream.take().expect("stream present");
-                    match upgrade_tls(plain, ctx).await {
-                        Some(tls) => {
-                            *stream = Some(tls);
-                            frontend.tls_established();
-                        }
-                        None => return Ok(None),
-                    }
-                }
-                Event::Close => {
-                    s.flush().await?;
-                    let _ = s.shutdown().await;
-                    return Ok(None);
-                }
-                Event::Login(attempt) => {
-                    s.flush().await?;
-                    let tls = s.is_tls();
-                    let greeting = frontend.client_greeting().cloned().unwrap_or(Greeting {
-                        name: "unknown".into(),
-                        esmtp: true,
-                    });
-                    let reply = match login(ctx, &attempt, peer, tls, &greeting.name).await {
-                        Ok((upstream, mailbox)) => {
-                            return Ok(Some(Session {
-                                upstream,
-                                frontend,
-                                mailbox,
-                            }));
-                        }
-                        Err(LoginFailure::Denied(line)) => {
-                            let (reply, close) = frontend.login_failed(&line);
-                            if close {
-                                let s = stream.as_mut().expect("stream present");
-                                s.write_all(&reply).await?;
-                                s.flush().await?;
-                                let _ = s.shutdown().await;
-                                return Ok(None);
-                            }
-                            reply
-                        }
-                        Err(LoginFailure::Unavailable(line)) => frontend.login_unavailable(line),
-                    };
-                    stream.as_mut().expect("stream present").write_all(&reply).await?;
-                }
+}
+
+impl LoginStep<SmtpFrontend> for SmtpLogin<'_> {
+    type Session = (LoggedIn, String);
+
+    async fn login(
+        &mut self,
+        fe: &mut SmtpFrontend,
+        attempt: LoginAttempt,
+        tls: bool,
+    ) -> LoginResult<Self::Session> {
+        let greeting = fe.client_greeting().cloned().unwrap_or(Greeting {
+            name: "unknown".into(),
+            esmtp: true,
+        });
+        match login(self.ctx, &attempt, self.peer, tls, &greeting.name).await {
+            Ok(logged_in) => LoginResult::LoggedIn(logged_in),
+            Err(LoginFailure::Denied(line)) => {
+                let (reply, close) = fe.login_failed(&line);
+                LoginResult::Refused { reply, close }
             }
+            Err(LoginFailure::Unavailable(line)) => LoginResult::Refused {
+                reply: fe.login_unavailable(line),
+                close: false,
+            },
         }
-        let s = stream.as_mut().expect("stream present until handed off");
-        s.flush().await?;
-        let n = s.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        frontend.receive(&buf[..n]);
     }
 }
 
