@@ -15,6 +15,7 @@ use crate::net::Stream;
 use crate::protocol::Protocol;
 use crate::relay::RelayStats;
 use crate::server::{ListenerContext, upgrade_tls};
+use crate::shutdown::goodbye;
 
 /// A protocol's login step: credentials in, a session or a reply out.
 pub trait LoginStep<F: Frontend> {
@@ -109,6 +110,55 @@ where
             return Ok(None);
         }
         frontend.receive(&buf[..n]);
+    }
+}
+
+/// What a protocol says when the pre-login phase is cut short.
+pub struct Goodbyes<'a> {
+    /// On drain (SIGTERM): e.g. `* BYE Server shutting down`.
+    pub shutdown: &'a [u8],
+    /// When the login deadline passes.
+    pub timeout: &'a [u8],
+}
+
+/// The whole pre-login phase: [`prelogin`] under the login deadline
+/// (`started` + `limits.prelogin_timeout`) and the drain signal, with the
+/// protocol's goodbye on either. Returns the client stream and the session
+/// when a login succeeded.
+pub async fn prelogin_phase<F, L>(
+    stream: Stream,
+    frontend: &mut F,
+    ctx: &ListenerContext,
+    started: Instant,
+    count_refusals: fn(&[u8]),
+    step: L,
+    goodbyes: Goodbyes<'_>,
+) -> Option<(Stream, L::Session)>
+where
+    F: Frontend,
+    L: LoginStep<F>,
+{
+    let mut stream = Some(stream);
+    let deadline = started + ctx.limits.prelogin_timeout();
+    let run = prelogin(&mut stream, frontend, ctx, count_refusals, step);
+    let Some(outcome) = ctx
+        .shutdown
+        .or_draining(tokio::time::timeout_at(deadline, run))
+        .await
+    else {
+        goodbye(stream, goodbyes.shutdown).await;
+        return None;
+    };
+    match outcome {
+        Ok(Ok(Some(session))) => Some((stream?, session)),
+        Ok(Ok(None)) | Ok(Err(_)) => None,
+        Err(_) => {
+            let protocol = ctx.listener.protocol.as_str();
+            metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => protocol, "kind" => "prelogin_timeout")
+                .increment(1);
+            goodbye(stream, goodbyes.timeout).await;
+            None
+        }
     }
 }
 

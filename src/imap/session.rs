@@ -18,8 +18,7 @@ use crate::policy::DenyReason;
 use crate::protocol::Protocol;
 use crate::relay::{self, RelayOptions};
 use crate::server::{ListenerContext, SessionGauge, accept_tls};
-use crate::session::{self, LoginResult, LoginStep};
-use crate::shutdown::goodbye;
+use crate::session::{self, Goodbyes, LoginResult, LoginStep};
 use crate::upstream::UpstreamError;
 
 /// Why a login did not lead to a session.
@@ -48,31 +47,24 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         greeting: ctx.greeting.clone(),
     };
     let mut frontend = ImapFrontend::new(opts, stream.is_tls());
-    let mut stream = Some(stream);
-    let deadline = started + ctx.limits.prelogin_timeout();
     let addrs = ClientAddrs { peer, local };
-
+    let goodbyes = Goodbyes {
+        shutdown: b"* BYE Server shutting down\r\n",
+        timeout: b"* BYE Disconnected: login timeout\r\n",
+    };
     let step = ImapLogin { ctx: &ctx, addrs };
-    let run = session::prelogin(&mut stream, &mut frontend, &ctx, count_refusals, step);
-    let Some(outcome) = ctx
-        .shutdown
-        .or_draining(tokio::time::timeout_at(deadline, run))
-        .await
-    else {
-        goodbye(stream, b"* BYE Server shutting down\r\n").await;
+    let phase = session::prelogin_phase(
+        stream,
+        &mut frontend,
+        &ctx,
+        started,
+        count_refusals,
+        step,
+        goodbyes,
+    );
+    let Some((mut client, (attempt, upstream))) = phase.await else {
         return;
     };
-    let (attempt, upstream) = match outcome {
-        Ok(Ok(Some(logged_in))) => logged_in,
-        Ok(Ok(None)) | Ok(Err(_)) => return,
-        Err(_) => {
-            metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "imap", "kind" => "prelogin_timeout")
-                .increment(1);
-            goodbye(stream, b"* BYE Disconnected: login timeout\r\n").await;
-            return;
-        }
-    };
-    let Some(mut client) = stream else { return };
 
     // Anything the client pipelined behind its login goes upstream first,
     // anything the upstream sent behind its OK goes to the client.

@@ -21,8 +21,7 @@ use crate::policy::DenyReason;
 use crate::protocol::Protocol;
 use crate::relay::{self, RelayOptions};
 use crate::server::{ListenerContext, SessionGauge, accept_tls};
-use crate::session::{self, LoginResult, LoginStep};
-use crate::shutdown::goodbye;
+use crate::session::{self, Goodbyes, LoginResult, LoginStep};
 use crate::upstream::{Connection, UpstreamError};
 
 /// What the client is told when the upstream cannot log it in now (RFC 3206 §4).
@@ -57,38 +56,24 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         greeting: ctx.greeting.clone(),
     };
     let mut frontend = Pop3Frontend::new(opts, stream.is_tls());
-    let mut stream = Some(stream);
-    let deadline = started + ctx.limits.prelogin_timeout();
-
-    let outcome = ctx
-        .shutdown
-        .or_draining(tokio::time::timeout_at(
-            deadline,
-            session::prelogin(
-                &mut stream,
-                &mut frontend,
-                &ctx,
-                count_refusals,
-                Pop3Login { ctx: &ctx, peer },
-            ),
-        ))
-        .await;
-    let Some(outcome) = outcome else {
+    let goodbyes = Goodbyes {
         // RFC 3206 §4: SYS/TEMP, the client may come back later.
-        goodbye(stream, b"-ERR [SYS/TEMP] Server shutting down\r\n").await;
+        shutdown: b"-ERR [SYS/TEMP] Server shutting down\r\n",
+        timeout: b"-ERR Disconnected: login timeout\r\n",
+    };
+    let step = Pop3Login { ctx: &ctx, peer };
+    let phase = session::prelogin_phase(
+        stream,
+        &mut frontend,
+        &ctx,
+        started,
+        count_refusals,
+        step,
+        goodbyes,
+    );
+    let Some((mut client, upstream)) = phase.await else {
         return;
     };
-    let upstream = match outcome {
-        Ok(Ok(Some(upstream))) => upstream,
-        Ok(Ok(None)) | Ok(Err(_)) => return,
-        Err(_) => {
-            metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "pop3", "kind" => "prelogin_timeout")
-                .increment(1);
-            goodbye(stream, b"-ERR Disconnected: login timeout\r\n").await;
-            return;
-        }
-    };
-    let Some(mut client) = stream else { return };
 
     // Anything the upstream sent behind its +OK goes to the client; what the
     // client pipelined behind its login goes upstream (through the guard

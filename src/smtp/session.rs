@@ -22,8 +22,7 @@ use crate::policy::DenyReason;
 use crate::protocol::Protocol;
 use crate::relay::{ByteCounter, RelayOptions, RelayStats};
 use crate::server::{ListenerContext, SessionGauge, accept_tls};
-use crate::session::{self, LoginResult, LoginStep};
-use crate::shutdown::goodbye;
+use crate::session::{self, Goodbyes, LoginResult, LoginStep};
 use crate::upstream::UpstreamError;
 
 /// RFC 5321 §4.5.3.2.6: a client waits 10 minutes for the reply to the
@@ -55,38 +54,25 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         max_login_failures: ctx.limits.max_login_failures,
     };
     let mut frontend = SmtpFrontend::new(opts, stream.is_tls());
-    let mut stream = Some(stream);
-    let deadline = started + ctx.limits.prelogin_timeout();
-
-    let outcome = ctx
-        .shutdown
-        .or_draining(tokio::time::timeout_at(
-            deadline,
-            session::prelogin(
-                &mut stream,
-                &mut frontend,
-                &ctx,
-                count_refusals,
-                SmtpLogin { ctx: &ctx, peer },
-            ),
-        ))
-        .await;
-    let Some(outcome) = outcome else {
+    let timeout_line = reply::line(reply::LOGIN_TIMEOUT);
+    let goodbyes = Goodbyes {
         // RFC 5321 §3.8 and RFC 3463 X.3.2: shutting down, try again later.
-        goodbye(stream, b"421 4.3.2 Service shutting down\r\n").await;
+        shutdown: b"421 4.3.2 Service shutting down\r\n",
+        timeout: &timeout_line,
+    };
+    let step = SmtpLogin { ctx: &ctx, peer };
+    let phase = session::prelogin_phase(
+        stream,
+        &mut frontend,
+        &ctx,
+        started,
+        count_refusals,
+        step,
+        goodbyes,
+    );
+    let Some((mut client, (upstream, mailbox))) = phase.await else {
         return;
     };
-    let (upstream, mailbox) = match outcome {
-        Ok(Ok(Some(logged_in))) => logged_in,
-        Ok(Ok(None)) | Ok(Err(_)) => return,
-        Err(_) => {
-            metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "smtp", "kind" => "prelogin_timeout")
-                .increment(1);
-            goodbye(stream, &reply::line(reply::LOGIN_TIMEOUT)).await;
-            return;
-        }
-    };
-    let Some(mut client) = stream else { return };
     let tls = client.is_tls();
     let (_, pipelined) = frontend.into_logged_in();
     if client.write_all(&reply::line(reply::AUTH_OK)).await.is_err() {
