@@ -18,6 +18,7 @@ set -euo pipefail
 PACKAGES=(
     dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond
     postfix swaks libnet-ssleay-perl curl openssl python3 ca-certificates
+    prometheus systemd
 )
 
 check_only=0
@@ -44,7 +45,8 @@ for pkg in "${PACKAGES[@]}"; do
     fi
 done
 # The binaries the scripts call, in case a package is installed but broken.
-for bin in /usr/sbin/dovecot /usr/sbin/postfix /usr/bin/doveadm /usr/bin/swaks /usr/bin/python3 /usr/bin/openssl; do
+for bin in /usr/sbin/dovecot /usr/sbin/postfix /usr/bin/doveadm /usr/bin/swaks /usr/bin/python3 /usr/bin/openssl \
+    /usr/bin/promtool /usr/bin/systemd-analyze; do
     if [[ ! -x "$bin" ]]; then
         say "missing binary $bin"
         [[ ${#missing[@]} -gt 0 ]] || missing+=("${PACKAGES[@]}")

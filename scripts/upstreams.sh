@@ -90,9 +90,18 @@ abs_dir() {
 
 # ---------------------------------------------------------------- processes
 
-# Prints the pids of the direct children of PID.
+# Prints the pids of the direct children of PID (from /proc: no procps needed).
 children_of() {
-    ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' || true
+    local f line rest ppid
+    for f in /proc/[0-9]*/stat; do
+        { read -r line <"$f"; } 2>/dev/null || continue
+        rest=${line##*) }
+        read -r _ ppid _ <<<"$rest"
+        if [[ "$ppid" == "$1" ]]; then
+            f=${f#/proc/}
+            echo "${f%/stat}"
+        fi
+    done
 }
 
 # alive PID: the process exists and is not a zombie.

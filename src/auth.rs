@@ -93,6 +93,8 @@ impl Authenticator {
             Ok(_) => (LoginResult::Success, None),
             Err(denial) => (LoginResult::Failure, Some(denial.label())),
         };
+        // The account store's decision, as the access log records it; the
+        // session logs the final outcome (upstream included) as well.
         tracing::info!(
             protocol = %req.protocol,
             mailbox = %login.mailbox,

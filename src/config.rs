@@ -38,6 +38,9 @@ pub enum LoginMode {
     MasterUser,
     /// SASL PLAIN with authzid = mailbox and authcid = the master user.
     SaslAuthzid,
+    /// SMTP only: Postfix `XCLIENT ADDR=<client> LOGIN=<mailbox>`; the
+    /// upstream must list the proxy in `smtpd_authorized_xclient_hosts`.
+    Xclient,
 }
 
 /// A configuration error, naming the key it is about.
@@ -94,6 +97,58 @@ struct RawConfig {
     penalty: PenaltyConfig,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    smtp: RawSmtp,
+    #[serde(default)]
+    pec_checks: PecChecks,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSmtp {
+    hostname: String,
+}
+
+impl Default for RawSmtp {
+    fn default() -> Self {
+        Self {
+            hostname: "localhost".into(),
+        }
+    }
+}
+
+/// The PEC submission checks done on SMTP after login (RFC 6109 §3.1.1;
+/// ../shared/PEC.md). Each can be switched off.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PecChecks {
+    /// `MAIL FROM` must be the authenticated mailbox → `553 5.7.1`.
+    pub sender: bool,
+    /// The `From:` header must equal the envelope sender → `550 5.7.1`.
+    pub from_header: bool,
+    /// No `Bcc:` header → `550 5.7.1`.
+    pub no_bcc: bool,
+    /// Message size × recipients within `max_message_bytes` → `552 5.3.4`.
+    pub size: bool,
+    /// Advertised as `SIZE` and the bound of size × recipients. 30 MiB: the
+    /// PEC rules' 30 MB limit (providers' guides).
+    pub max_message_bytes: u64,
+    /// Messages a mailbox may submit per minute, over all its sessions; 0 is
+    /// off (the default). InfoCert caps at 6. → `450 4.7.1`.
+    pub messages_per_minute: u32,
+}
+
+impl Default for PecChecks {
+    fn default() -> Self {
+        Self {
+            sender: true,
+            from_header: true,
+            no_bcc: true,
+            size: true,
+            max_message_bytes: 30 * 1024 * 1024,
+            messages_per_minute: 0,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,6 +271,9 @@ pub struct Limits {
     /// Largest literal accepted before login, where literals only carry a
     /// user name or password. 8 KiB.
     pub imap_max_literal_bytes: u64,
+    /// Longest POP3 command line, CRLF included, before and after login.
+    /// 255 octets: RFC 2449 §4 ("MUST NOT exceed 255 octets").
+    pub pop3_max_line_bytes: usize,
     /// Failed logins per connection before it is closed; nginx's `max_errors`
     /// idea. 3: enough for a mistyped password and a retry.
     pub max_login_failures: u32,
@@ -242,6 +300,25 @@ pub struct Limits {
     pub trusted_networks: Vec<Network>,
     /// Relay buffer per direction. 16 KiB: one TLS record.
     pub relay_buffer_bytes: usize,
+    /// On SIGTERM, how long relaying sessions may go on before they are
+    /// closed. 30 s: a message download or submission in flight finishes;
+    /// below systemd's default `TimeoutStopSec` of 90 s.
+    pub shutdown_grace_secs: u64,
+    /// Longest SMTP command line, CRLF included. 512: RFC 5321 §4.5.3.1.4.
+    /// `MAIL` may be 500 octets longer for its `AUTH=` parameter (RFC 4954 §5).
+    pub smtp_max_command_line_bytes: usize,
+    /// Longest SMTP text line (message content), CRLF included. 1000: RFC
+    /// 5321 §4.5.3.1.6 (RFC 5322 §2.1.1's 998 plus CRLF). Enforced on the
+    /// header lines the PEC checks read.
+    pub smtp_max_text_line_bytes: usize,
+    /// Longest line of an SMTP AUTH exchange. 8 KiB: RFC 4954 §4 lets it
+    /// exceed the command limit; our SASL fields are at most 3 × 1 KiB
+    /// (4100 base64 characters).
+    pub smtp_max_auth_line_bytes: usize,
+    /// Largest header block held back for the PEC header checks before the
+    /// message goes upstream. 64 KiB, Dovecot's default header limit order;
+    /// the body is never held.
+    pub smtp_max_header_bytes: usize,
 }
 
 impl Default for Limits {
@@ -252,6 +329,7 @@ impl Default for Limits {
             imap_idle_timeout_secs: 31 * 60,
             imap_max_line_bytes: 8192,
             imap_max_literal_bytes: 8192,
+            pop3_max_line_bytes: 255,
             max_login_failures: 3,
             upstream_connect_timeout_secs: 10,
             upstream_login_timeout_secs: 30,
@@ -260,6 +338,11 @@ impl Default for Limits {
             max_prelogin_per_ip: 10,
             trusted_networks: Vec::new(),
             relay_buffer_bytes: 16 * 1024,
+            shutdown_grace_secs: 30,
+            smtp_max_command_line_bytes: 512,
+            smtp_max_text_line_bytes: 1000,
+            smtp_max_auth_line_bytes: 8192,
+            smtp_max_header_bytes: 64 * 1024,
         }
     }
 }
@@ -285,6 +368,9 @@ impl Limits {
     pub fn upstream_login_timeout(&self) -> Duration {
         Duration::from_secs(self.upstream_login_timeout_secs)
     }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -304,6 +390,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub login_name_separator: char,
     pub greeting: String,
+    /// The name the proxy gives itself in SMTP greetings and EHLO (`[smtp] hostname`).
+    pub smtp_hostname: String,
+    pub pec_checks: PecChecks,
 }
 
 #[derive(Debug, Clone)]
@@ -353,6 +442,8 @@ pub enum UpstreamLogin {
         user: String,
         password: Secret,
     },
+    /// SMTP: `XCLIENT LOGIN=<mailbox>`; the upstream trusts the proxy's address.
+    Xclient,
 }
 
 impl UpstreamLogin {
@@ -361,6 +452,7 @@ impl UpstreamLogin {
             UpstreamLogin::PassThrough => LoginMode::PassThrough,
             UpstreamLogin::MasterUser { .. } => LoginMode::MasterUser,
             UpstreamLogin::SaslAuthzid { .. } => LoginMode::SaslAuthzid,
+            UpstreamLogin::Xclient => LoginMode::Xclient,
         }
     }
 }
@@ -531,6 +623,11 @@ impl Validator<'_> {
         if !(256..=1 << 20).contains(&limits.imap_max_literal_bytes) {
             self.error("limits.imap_max_literal_bytes", "must be between 256 and 1048576");
         }
+        if !(255..=8192).contains(&limits.pop3_max_line_bytes) {
+            // Below 255 would refuse lines RFC 2449 allows; well above, the
+            // line is no longer a command anyone sends.
+            self.error("limits.pop3_max_line_bytes", "must be between 255 and 8192");
+        }
         if !(1024..=1 << 20).contains(&limits.relay_buffer_bytes) {
             self.error("limits.relay_buffer_bytes", "must be between 1024 and 1048576");
         }
@@ -560,6 +657,46 @@ impl Validator<'_> {
         if !(16..=10_000_000).contains(&penalty.max_tracked) {
             self.error("penalty.max_tracked", "must be between 16 and 10000000");
         }
+        if limits.shutdown_grace_secs > 24 * 3600 {
+            self.error("limits.shutdown_grace_secs", "must be at most 86400");
+        }
+        if !(512..=1 << 16).contains(&limits.smtp_max_command_line_bytes) {
+            self.error(
+                "limits.smtp_max_command_line_bytes",
+                "must be between 512 (RFC 5321 §4.5.3.1.4) and 65536",
+            );
+        }
+        if !(1000..=1 << 16).contains(&limits.smtp_max_text_line_bytes) {
+            self.error(
+                "limits.smtp_max_text_line_bytes",
+                "must be between 1000 (RFC 5321 §4.5.3.1.6) and 65536",
+            );
+        }
+        if !(1024..=1 << 16).contains(&limits.smtp_max_auth_line_bytes) {
+            self.error(
+                "limits.smtp_max_auth_line_bytes",
+                "must be between 1024 and 65536",
+            );
+        }
+        if !(4096..=1 << 20).contains(&limits.smtp_max_header_bytes) {
+            self.error("limits.smtp_max_header_bytes", "must be between 4096 and 1048576");
+        }
+        let hostname = &raw.smtp.hostname;
+        if hostname.is_empty()
+            || hostname.len() > 255
+            || !hostname
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        {
+            self.error(
+                "smtp.hostname",
+                "must be a domain name (letters, digits, '.', '-')",
+            );
+        }
+        let checks = raw.pec_checks;
+        if checks.max_message_bytes < 1024 {
+            self.error("pec_checks.max_message_bytes", "must be at least 1024");
+        }
 
         let metrics_listen = raw.metrics.listen.as_deref().and_then(|a| match a.parse() {
             Ok(addr) => Some(addr),
@@ -582,6 +719,8 @@ impl Validator<'_> {
                 metrics_listen,
                 login_name_separator,
                 greeting: raw.server.greeting,
+                smtp_hostname: raw.smtp.hostname,
+                pec_checks: checks,
             })
         } else {
             Err(ConfigErrors(self.errors))
@@ -631,13 +770,6 @@ impl Validator<'_> {
                     continue;
                 }
             };
-            if l.protocol != Protocol::Imap {
-                // Removed as each protocol's front-end lands.
-                self.error(
-                    format!("listener[{i}].protocol"),
-                    format!("{} is not supported by this build yet", l.protocol),
-                );
-            }
             if l.tls != TlsMode::None && !have_certificates {
                 self.error(
                     format!("listener[{i}].tls"),
@@ -771,13 +903,19 @@ impl Validator<'_> {
                 user: master(self, "master_user", &u.master_user),
                 password: master_password(self),
             },
+            LoginMode::Xclient => {
+                if key != "upstream.smtp" {
+                    self.error(format!("{key}.login"), "\"xclient\" is only for [upstream.smtp]");
+                }
+                UpstreamLogin::Xclient
+            }
         };
         if login.mode() != LoginMode::PassThrough && !have_store {
             // The proxy may only log in as someone else after it has verified
             // the client's password itself, which needs the account store.
             self.error(
                 format!("{key}.login"),
-                "master-user and sasl-authzid need an account store ([store]) so the proxy verifies \
+                "master-user, sasl-authzid and xclient need an account store ([store]) so the proxy verifies \
                  passwords itself; use \"pass-through\" without one",
             );
         }
@@ -786,7 +924,7 @@ impl Validator<'_> {
             // collaborators do not exist upstream).
             self.error(
                 format!("{key}.login"),
-                "with an account store ([store]) the proxy logs in as the mailbox: use \"master-user\" or \"sasl-authzid\"",
+                "with an account store ([store]) the proxy logs in as the mailbox: use \"master-user\", \"sasl-authzid\" or (smtp) \"xclient\"",
             );
         }
         if u.master_user_separator.is_empty() || u.master_user_separator.chars().any(|c| c.is_whitespace()) {

@@ -74,6 +74,11 @@ impl Gate {
         Self { authority, penalties }
     }
 
+    /// Pass-through without a penalty (for tests and tools).
+    pub fn pass_through() -> Self {
+        Self::new(Authority::PassThrough, Arc::new(Penalties::disabled()))
+    }
+
     /// Decides a login. First the penalty: a client or login name with recent
     /// failures waits (bounded by `penalty.max_delay_ms`, and by the caller's
     /// pre-login deadline), or is refused unchecked with
@@ -132,7 +137,14 @@ impl Gate {
             // unchecked, or not carried out: no guess was judged.
             LoginOutcome::Denied(_) | LoginOutcome::Unavailable(_) => {}
         }
-        record(req.protocol, mechanism, outcome, req.peer, started);
+        record(
+            req.protocol,
+            mechanism,
+            outcome,
+            req.peer,
+            &creds.authcid,
+            started,
+        );
     }
 }
 
@@ -180,12 +192,15 @@ impl LoginOutcome {
     }
 }
 
-/// Counts a login attempt and its duration; logs the decision.
+/// Counts a login attempt and its duration; logs the decision (one line per
+/// attempt; the login name is cut and escaped, the password never logged).
+/// Sessions call [`Gate::record`], which also feeds the penalty.
 fn record(
     protocol: Protocol,
     mechanism: &'static str,
     outcome: &LoginOutcome,
     peer: SocketAddr,
+    user: &[u8],
     started: Instant,
 ) {
     let (result, reason) = outcome.labels();
@@ -201,7 +216,16 @@ fn record(
     .increment(1);
     metrics::histogram!(m::LOGIN_DURATION_SECONDS, "protocol" => protocol.as_str())
         .record(started.elapsed().as_secs_f64());
-    tracing::info!(protocol = protocol.as_str(), %peer, mechanism, result, reason, "login decision");
+    let user: String = String::from_utf8_lossy(user).chars().take(100).collect();
+    tracing::info!(
+        protocol = protocol.as_str(),
+        %peer,
+        user = %user.escape_debug(),
+        mechanism,
+        result,
+        reason,
+        "login decision"
+    );
 }
 
 /// Counts an upstream failure by kind, and logs it.

@@ -1,16 +1,20 @@
 //! The `pec-proxy` command: run the proxy, or check a configuration.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use metrics_exporter_prometheus::PrometheusBuilder;
 use pec_proxy::admin::AdminCommand;
 use pec_proxy::config::Config;
-use pec_proxy::server::Server;
+use pec_proxy::server::{RunningServer, Server};
+use pec_proxy::status::Status;
 use pec_proxy::store::SqliteStore;
-use tracing::{error, info};
+use sd_notify::NotifyState;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal as UnixSignal, SignalKind, signal};
+use tracing::{error, info, warn};
 
 /// Exit code for a bad configuration (sysexits.h EX_USAGE).
 const EX_CONFIG: u8 = 64;
@@ -93,12 +97,12 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_CONFIG)
             }
         },
-        Command::Run { config } => {
-            let config = match Config::load(&config) {
+        Command::Run { config: path } => {
+            let config = match Config::load(&path) {
                 Ok(c) => c,
                 Err(errors) => {
                     for e in errors.0 {
-                        error!("{}: {e}", config.display());
+                        error!("{}: {e}", path.display());
                     }
                     return ExitCode::from(EX_CONFIG);
                 }
@@ -107,7 +111,10 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
-            match runtime.block_on(run(config)) {
+            let result = runtime.block_on(run(path, config));
+            // Sessions have ended or were given up on; don't wait on stragglers.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!("{e:#}");
@@ -160,54 +167,152 @@ fn admin(cmd: AdminCommand, args: &StoreArgs) -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
-    if let Some(addr) = config.metrics_listen {
-        let mut builder = PrometheusBuilder::new().with_http_listener(addr);
-        for name in [
-            pec_proxy::metrics::LOGIN_DURATION_SECONDS,
-            pec_proxy::metrics::TLS_HANDSHAKE_DURATION_SECONDS,
-            pec_proxy::metrics::UPSTREAM_CONNECT_DURATION_SECONDS,
-            pec_proxy::metrics::LOGIN_PENALTY_DELAY_SECONDS,
-        ] {
-            builder = builder.set_buckets_for_metric(
-                metrics_exporter_prometheus::Matcher::Full(name.into()),
-                pec_proxy::metrics::LATENCY_BUCKETS,
-            )?;
+/// Longest a reload may take (reading certificates, opening the store)
+/// before it is abandoned and the running configuration kept.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn run(path: PathBuf, mut config: Config) -> anyhow::Result<()> {
+    // Handlers first: SIGHUP's default action would kill the process.
+    let mut signals = Signals::new().context("signal handlers")?;
+    let status = match config.metrics_listen {
+        Some(addr) => {
+            let handle = pec_proxy::metrics::install().context("metrics recorder")?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot serve metrics on {addr}"))?;
+            info!(%addr, "status listener: /metrics /healthz /readyz");
+            let status = Status::new(handle.clone());
+            tokio::spawn(pec_proxy::metrics::run_upkeep(handle));
+            tokio::spawn(pec_proxy::status::serve(listener, status.clone()));
+            Some(status)
         }
-        builder = builder.set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(pec_proxy::metrics::SESSION_DURATION_SECONDS.into()),
-            pec_proxy::metrics::SESSION_BUCKETS,
-        )?;
-        builder
-            .install()
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
-        pec_proxy::metrics::describe();
-    }
+        None => None,
+    };
     let server = Server::bind(&config).await?;
     for (name, addr) in server.local_addrs() {
         info!(listener = %name, %addr, "bound");
     }
-    server.run(shutdown_signal()).await;
+    let running = server.start();
+    if let Some(status) = &status {
+        status.set_ready(running.readiness());
+    }
+    notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+    loop {
+        match signals.next().await {
+            Signal::Hangup => {
+                reload(&path, &mut config, &running).await;
+            }
+            Signal::Terminate => {
+                info!("SIGTERM: draining");
+                notify(&[NotifyState::Stopping, NotifyState::Status("draining")]);
+                running.drain(config.limits.shutdown_grace()).await;
+                break;
+            }
+            Signal::Interrupt => {
+                info!("SIGINT: shutting down now");
+                notify(&[NotifyState::Stopping]);
+                running.stop().await;
+                break;
+            }
+        }
+    }
     info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: shutting down"),
-        _ = int.recv() => info!("SIGINT: shutting down"),
+/// SIGHUP: re-reads the configuration, certificates and account store. A
+/// configuration that does not load or apply is logged and the running one kept.
+async fn reload(path: &Path, config: &mut Config, running: &RunningServer) {
+    info!(config = %path.display(), "SIGHUP: reloading");
+    let mut states = vec![NotifyState::Reloading];
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => states.push(now),
+        Err(e) => warn!(error = %e, "cannot read the monotonic clock for systemd"),
+    }
+    notify(&states);
+    let ok = match Config::load(path) {
+        Err(errors) => {
+            for e in errors.0 {
+                error!("{}: {e}", path.display());
+            }
+            false
+        }
+        Ok(new) => match tokio::time::timeout(RELOAD_TIMEOUT, running.reload(&new)).await {
+            Ok(Ok(())) => {
+                if new.metrics_listen != config.metrics_listen {
+                    warn!("metrics.listen changes only on restart");
+                }
+                *config = new;
+                true
+            }
+            Ok(Err(e)) => {
+                error!("{}: {e}", path.display());
+                false
+            }
+            Err(_) => {
+                error!("{}: reload took over {RELOAD_TIMEOUT:?}", path.display());
+                false
+            }
+        },
+    };
+    pec_proxy::metrics::config_reload(ok);
+    if ok {
+        info!(
+            sessions = running.sessions(),
+            "reloaded: new connections use the new configuration"
+        );
+    } else {
+        error!("reload rejected: keeping the running configuration");
+    }
+    notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+}
+
+/// Tells systemd (`Type=notify`) about a state change; nothing without `$NOTIFY_SOCKET`.
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+enum Signal {
+    Hangup,
+    Terminate,
+    Interrupt,
+}
+
+struct Signals {
+    hup: UnixSignal,
+    term: UnixSignal,
+    int: UnixSignal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.hup.recv() => Signal::Hangup,
+            _ = self.term.recv() => Signal::Terminate,
+            _ = self.int.recv() => Signal::Interrupt,
+        }
     }
 }
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PEC_PROXY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    // Colours only on a terminal: journald and log files get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),

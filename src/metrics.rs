@@ -5,6 +5,7 @@
 //! user name or an address.
 
 use metrics::{Counter, Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::protocol::Protocol;
 use crate::relay::ByteCounter;
@@ -25,6 +26,9 @@ pub const LOGIN_PENALTY_DELAYS_TOTAL: &str = "pec_proxy_login_penalty_delays_tot
 pub const LOGIN_PENALTY_DELAY_SECONDS: &str = "pec_proxy_login_penalty_delay_seconds";
 pub const LOGIN_PENALTY_REFUSALS_TOTAL: &str = "pec_proxy_login_penalty_refusals_total";
 pub const LOGIN_PENALTY_TRACKED: &str = "pec_proxy_login_penalty_tracked";
+/// Recorded by the SMTP envelope rules and the POP3 `DELE` guard.
+pub const PEC_CHECKS_TOTAL: &str = "pec_proxy_pec_checks_total";
+pub const CONFIG_RELOADS_TOTAL: &str = "pec_proxy_config_reloads_total";
 pub const BUILD_INFO: &str = "pec_proxy_build_info";
 
 /// Buckets for the latency histograms, in seconds: from a cached login on
@@ -44,6 +48,42 @@ pub const SESSION_BUCKETS: &[f64] = &[
     4.0 * 3600.0,
     24.0 * 3600.0,
 ];
+
+/// Installs the Prometheus recorder as the global one, with our histogram
+/// buckets and descriptions; the handle renders the exposition for `/metrics`.
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    let mut builder = PrometheusBuilder::new();
+    for name in [
+        LOGIN_DURATION_SECONDS,
+        TLS_HANDSHAKE_DURATION_SECONDS,
+        UPSTREAM_CONNECT_DURATION_SECONDS,
+        LOGIN_PENALTY_DELAY_SECONDS,
+    ] {
+        builder = builder.set_buckets_for_metric(Matcher::Full(name.into()), LATENCY_BUCKETS)?;
+    }
+    builder =
+        builder.set_buckets_for_metric(Matcher::Full(SESSION_DURATION_SECONDS.into()), SESSION_BUCKETS)?;
+    let recorder = builder.build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder)?;
+    describe();
+    Ok(handle)
+}
+
+/// Without the exporter's own HTTP listener, its upkeep is ours: histogram
+/// samples are folded into buckets here (and at each render).
+pub async fn run_upkeep(handle: PrometheusHandle) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+/// Counts a configuration reload attempt.
+pub fn config_reload(ok: bool) {
+    metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => if ok { "ok" } else { "error" }).increment(1);
+}
 
 /// Registers descriptions with the installed recorder.
 pub fn describe() {
@@ -117,6 +157,18 @@ pub fn describe() {
         LOGIN_PENALTY_TRACKED,
         "Records the brute-force penalty keeps, by dimension (client, login); bounded by penalty.max_tracked."
     );
+    describe_counter!(
+        PEC_CHECKS_TOTAL,
+        "PEC rules applied after login (SMTP envelope, POP3 DELE guard), by check and result."
+    );
+    describe_counter!(
+        CONFIG_RELOADS_TOTAL,
+        "Configuration reloads (SIGHUP), by result (ok, error: the old configuration is kept)."
+    );
+    // Exported at 0 from the start, so `increase()` sees the first reload.
+    for result in ["ok", "error"] {
+        metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => result).absolute(0);
+    }
     describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs.");
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }

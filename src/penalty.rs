@@ -278,6 +278,15 @@ impl<K: std::hash::Hash + Eq + Copy> Tracker<K> {
         }
     }
 
+    /// The exact number of records: with the insert lock held nothing can
+    /// be added, whereas a bare `len()` sums the shards one after another and
+    /// can count a record evicted from one shard and its successor in another.
+    #[cfg(test)]
+    fn len_exact(&self) -> usize {
+        let _inserting = self.inserting.lock().unwrap_or_else(|e| e.into_inner());
+        self.records.len()
+    }
+
     fn sweep(&self, now: Instant, cfg: &PenaltyConfig) {
         self.records.retain(|_, r| !r.expired(now, cfg));
     }
@@ -423,19 +432,21 @@ impl Penalties {
         }
     }
 
-    /// Sweeps expired records every `every`, until the returned task is dropped or aborted.
-    pub fn spawn_sweeper(self: &std::sync::Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let weak = std::sync::Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Sweeps expired records every `every`, for ever (run it in a task that
+    /// is aborted at shutdown).
+    pub async fn sweep_every(self: std::sync::Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
             tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(p) = weak.upgrade() else { return };
-                p.sweep(Instant::now());
-            }
-        })
+            self.sweep(Instant::now());
+        }
+    }
+
+    /// The configuration it was made with.
+    pub fn config(&self) -> &PenaltyConfig {
+        &self.cfg
     }
 }
 

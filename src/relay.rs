@@ -1,6 +1,7 @@
 //! The byte relay after login: copies both ways with bounded buffers,
 //! half-close aware, under an idle timeout, counting bytes per direction.
 
+use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,6 +27,8 @@ pub enum RelayEnd {
     ClientError(io::Error),
     /// The upstream's side failed.
     UpstreamError(io::Error),
+    /// The proxy is shutting down and the grace period is over.
+    Shutdown,
 }
 
 impl RelayEnd {
@@ -36,6 +39,7 @@ impl RelayEnd {
             RelayEnd::IdleTimeout => "idle_timeout",
             RelayEnd::ClientError(_) => "client_error",
             RelayEnd::UpstreamError(_) => "upstream_error",
+            RelayEnd::Shutdown => "shutdown",
         }
     }
 }
@@ -72,6 +76,23 @@ pub async fn relay<C, U>(
     upstream: U,
     opts: RelayOptions,
     counter: &dyn ByteCounter,
+) -> (RelayStats, RelayEnd)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    relay_until(client, upstream, opts, counter, std::future::pending()).await
+}
+
+/// [`relay`], also ending with [`RelayEnd::Shutdown`] when `stop` completes
+/// (a drain's grace period is over). Nothing is injected into the stream:
+/// mid-response, a goodbye line would corrupt what the client is parsing.
+pub async fn relay_until<C, U>(
+    client: C,
+    upstream: U,
+    opts: RelayOptions,
+    counter: &dyn ByteCounter,
+    stop: impl Future<Output = ()>,
 ) -> (RelayStats, RelayEnd)
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -115,7 +136,7 @@ where
             tokio::time::sleep_until(deadline).await;
         }
     };
-    tokio::pin!(c2u, u2c, idle);
+    tokio::pin!(c2u, u2c, idle, stop);
     let (mut c2u_done, mut u2c_done) = (false, false);
     let end = loop {
         tokio::select! {
@@ -130,6 +151,7 @@ where
                 Err(PumpError::Write(e)) => break RelayEnd::ClientError(e),
             },
             _ = &mut idle => break RelayEnd::IdleTimeout,
+            _ = &mut stop => break RelayEnd::Shutdown,
         }
         if c2u_done && u2c_done {
             break RelayEnd::Closed;
@@ -224,6 +246,29 @@ mod tests {
                 upstream_to_client: 13
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_the_relay_with_its_counts() {
+        let (client, mut client_peer) = duplex(64);
+        let (upstream, mut upstream_peer) = duplex(64);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let stop = async {
+                let _ = stop_rx.await;
+            };
+            relay_until(client, upstream, opts(), &NoCounter, stop).await
+        });
+        client_peer.write_all(b"a IDLE\r\n").await.unwrap();
+        let mut got = [0u8; 8];
+        upstream_peer.read_exact(&mut got).await.unwrap();
+        stop_tx.send(()).unwrap();
+        let (stats, end) = task.await.unwrap();
+        assert!(matches!(end, RelayEnd::Shutdown), "{end:?}");
+        assert_eq!(stats.client_to_upstream, 8);
+        let mut rest = Vec::new();
+        client_peer.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "nothing injected, the stream just closes");
     }
 
     #[tokio::test(start_paused = true)]

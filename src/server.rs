@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, error, info};
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
 
 use crate::auth::Authenticator;
 use crate::client_limits::{ClientLimits, Refusal, refusal_line};
@@ -22,6 +23,8 @@ use crate::metrics as m;
 use crate::net::Stream;
 use crate::penalty::Penalties;
 use crate::protocol::Protocol;
+use crate::shutdown::Shutdown;
+use crate::status::Readiness;
 use crate::store::{CachedStore, SqliteStore, StoreError};
 use crate::tls::{self, TlsError};
 use crate::upstream::Upstream;
@@ -42,9 +45,18 @@ pub enum ServerError {
     NoUpstream(String),
     #[error("account store: {0}")]
     Store(#[from] StoreError),
+    #[error("listeners cannot change on reload, restart to apply: {0}")]
+    ListenersChanged(String),
 }
 
-/// Everything a session needs from its listener, built once.
+/// After SIGINT, or after the grace period, how long sessions get to notice
+/// they must close (a goodbye write, a TLS handshake under its own timeout)
+/// before the process exits regardless.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Everything a session needs from its listener, built from one
+/// configuration and swapped whole on reload: a session keeps the context it
+/// was accepted with.
 pub struct ListenerContext {
     pub listener: ListenerConfig,
     pub acceptor: Option<TlsAcceptor>,
@@ -55,6 +67,11 @@ pub struct ListenerContext {
     pub greeting: String,
     pub gate: Gate,
     pub login_name_separator: char,
+    /// Drain and close signals: pre-login loops run under
+    /// [`Shutdown::or_draining`], relays under [`Shutdown::closing`].
+    pub shutdown: Shutdown,
+    /// SMTP greeting name, PEC checks and the shared rate limiter.
+    pub smtp: Arc<crate::smtp::SmtpSettings>,
 }
 
 /// Keeps `pec_proxy_sessions_active{protocol,stage}` right whatever way a session ends.
@@ -128,55 +145,101 @@ pub async fn upgrade_tls(stream: Stream, ctx: &ListenerContext) -> Option<Stream
     }
 }
 
+/// Everything built from one configuration: a context per listener (in
+/// configuration order) and the login gate.
+struct Generation {
+    contexts: Vec<ListenerContext>,
+    gate: Gate,
+}
+
 /// How often expired penalty records are dropped (the cap holds without it).
 const PENALTY_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Builds the TLS configs, the upstreams and the gate (opening the account
+/// store) for `config`. Binds nothing. The penalty's records outlive
+/// reloads: `penalties` is the one made at start.
+async fn build(
+    config: &Config,
+    shutdown: &Shutdown,
+    penalties: &Arc<Penalties>,
+) -> Result<Generation, ServerError> {
+    let acceptor = if config.certificates.is_empty() {
+        None
+    } else {
+        Some(TlsAcceptor::from(tls::server_config(&config.certificates)?))
+    };
+    let mut upstreams = Vec::new();
+    for protocol in [Protocol::Imap, Protocol::Pop3, Protocol::Smtp] {
+        if let Some(u) = config.upstream(protocol) {
+            let client_tls = match u.tls {
+                TlsMode::None => None,
+                _ => Some(tls::client_config(u.ca.as_deref())?),
+            };
+            upstreams.push((
+                protocol,
+                Upstream::new(u.clone(), client_tls, config.limits.upstream_connect_timeout()),
+            ));
+        }
+    }
+    let authority = match &config.store_path {
+        Some(path) => {
+            let store = SqliteStore::open(path).await?;
+            Authority::Store(Authenticator::new(Arc::new(CachedStore::new(Arc::new(store)))))
+        }
+        None => Authority::PassThrough,
+    };
+    let gate = Gate::new(authority, penalties.clone());
+    let smtp = Arc::new(crate::smtp::SmtpSettings::new(
+        config.smtp_hostname.clone(),
+        config.pec_checks.clone(),
+    ));
+    let mut contexts = Vec::new();
+    for l in &config.listeners {
+        let Some((_, upstream)) = upstreams.iter().find(|(p, _)| *p == l.protocol) else {
+            return Err(ServerError::NoUpstream(l.name.clone()));
+        };
+        contexts.push(ListenerContext {
+            listener: l.clone(),
+            acceptor: if l.tls == TlsMode::None {
+                None
+            } else {
+                acceptor.clone()
+            },
+            limits: config.limits.clone(),
+            upstream: upstream.clone(),
+            upstream_label: upstream.config.address.clone(),
+            greeting: config.greeting.clone(),
+            gate: gate.clone(),
+            login_name_separator: config.login_name_separator,
+            shutdown: shutdown.clone(),
+            smtp: smtp.clone(),
+        });
+    }
+    Ok(Generation { contexts, gate })
+}
 
 /// Bound listeners, ready to run.
 pub struct Server {
     listeners: Vec<(TcpListener, Arc<ListenerContext>)>,
+    gate: Gate,
     connections: Arc<Semaphore>,
     client_limits: Arc<ClientLimits>,
     penalties: Arc<Penalties>,
+    shutdown: Shutdown,
 }
 
 impl Server {
     /// Builds the TLS configs and binds every listener.
     pub async fn bind(config: &Config) -> Result<Server, ServerError> {
-        let acceptor = if config.certificates.is_empty() {
-            None
-        } else {
-            Some(TlsAcceptor::from(tls::server_config(&config.certificates)?))
-        };
-        let mut upstreams = Vec::new();
-        for protocol in [Protocol::Imap, Protocol::Pop3, Protocol::Smtp] {
-            if let Some(u) = config.upstream(protocol) {
-                let client_tls = match u.tls {
-                    TlsMode::None => None,
-                    _ => Some(tls::client_config(u.ca.as_deref())?),
-                };
-                upstreams.push((
-                    protocol,
-                    Upstream::new(u.clone(), client_tls, config.limits.upstream_connect_timeout()),
-                ));
-            }
-        }
-        let authority = match &config.store_path {
-            Some(path) => {
-                let store = SqliteStore::open(path).await?;
-                Authority::Store(Authenticator::new(Arc::new(CachedStore::new(Arc::new(store)))))
-            }
-            None => Authority::PassThrough,
-        };
+        let shutdown = Shutdown::new();
         let penalties = Arc::new(Penalties::new(
             config.penalty.clone(),
             config.limits.trusted_networks.clone(),
         ));
-        let gate = Gate::new(authority, penalties.clone());
+        let Generation { contexts, gate } = build(config, &shutdown, &penalties).await?;
         let mut listeners = Vec::new();
-        for l in &config.listeners {
-            let Some((_, upstream)) = upstreams.iter().find(|(p, _)| *p == l.protocol) else {
-                return Err(ServerError::NoUpstream(l.name.clone()));
-            };
+        for ctx in contexts {
+            let l = &ctx.listener;
             let socket = TcpListener::bind(l.address)
                 .await
                 .map_err(|source| ServerError::Bind {
@@ -184,24 +247,11 @@ impl Server {
                     address: l.address,
                     source,
                 })?;
-            let ctx = ListenerContext {
-                listener: l.clone(),
-                acceptor: if l.tls == TlsMode::None {
-                    None
-                } else {
-                    acceptor.clone()
-                },
-                limits: config.limits.clone(),
-                upstream: upstream.clone(),
-                upstream_label: upstream.config.address.clone(),
-                greeting: config.greeting.clone(),
-                gate: gate.clone(),
-                login_name_separator: config.login_name_separator,
-            };
             listeners.push((socket, Arc::new(ctx)));
         }
         Ok(Server {
             listeners,
+            gate,
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             client_limits: ClientLimits::new(
                 config.limits.max_connections_per_ip,
@@ -209,6 +259,7 @@ impl Server {
                 config.limits.trusted_networks.clone(),
             ),
             penalties,
+            shutdown,
         })
     }
 
@@ -220,30 +271,183 @@ impl Server {
             .collect()
     }
 
-    /// Accepts connections until `shutdown` completes.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    /// Starts accepting on every listener.
+    pub fn start(self) -> RunningServer {
         let mut accept_loops = JoinSet::new();
+        let mut contexts = Vec::new();
+        let sessions = TaskTracker::new();
         for (socket, ctx) in self.listeners {
             info!(listener = %ctx.listener.name, protocol = %ctx.listener.protocol, address = ?socket.local_addr().ok(), tls = ?ctx.listener.tls, "listening");
+            let (tx, rx) = watch::channel(ctx);
+            contexts.push(tx);
             accept_loops.spawn(accept_loop(
                 socket,
-                ctx,
+                rx,
                 self.connections.clone(),
                 self.client_limits.clone(),
+                sessions.clone(),
             ));
         }
-        let sweeper = self.penalties.spawn_sweeper(PENALTY_SWEEP_INTERVAL);
+        let (gate, _) = watch::channel(self.gate);
+        accept_loops.spawn(prune_access_log(gate.subscribe()));
+        accept_loops.spawn(self.penalties.clone().sweep_every(PENALTY_SWEEP_INTERVAL));
+        RunningServer {
+            accept_loops,
+            contexts,
+            gate,
+            sessions,
+            penalties: self.penalties,
+            shutdown: self.shutdown,
+        }
+    }
+
+    /// Accepts connections until `shutdown` completes, then drains as on
+    /// SIGTERM with the configured grace period.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let grace = self
+            .listeners
+            .first()
+            .map_or(Duration::ZERO, |(_, ctx)| ctx.limits.shutdown_grace());
+        let running = self.start();
         shutdown.await;
-        sweeper.abort();
-        accept_loops.shutdown().await;
+        running.drain(grace).await;
+    }
+}
+
+/// Listeners accepting, sessions tracked; reloaded and stopped from here.
+pub struct RunningServer {
+    accept_loops: JoinSet<()>,
+    /// Each listener's current context, read once per accepted connection.
+    contexts: Vec<watch::Sender<Arc<ListenerContext>>>,
+    gate: watch::Sender<Gate>,
+    sessions: TaskTracker,
+    penalties: Arc<Penalties>,
+    shutdown: Shutdown,
+}
+
+impl RunningServer {
+    /// What `/readyz` checks: not draining, and the current gate's store answers.
+    pub fn readiness(&self) -> Readiness {
+        Readiness::new(self.shutdown.clone(), self.gate.subscribe())
+    }
+
+    /// Sessions open now.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Applies a new configuration: certificates, upstreams, account store,
+    /// limits and greeting. New connections get it at once; open sessions
+    /// keep what they started with. Listener names and addresses are bound
+    /// sockets and cannot change (nor can `limits.max_connections`, a
+    /// semaphore sized at start, `metrics.listen`, the per-client limits,
+    /// `limits.trusted_networks` and `[penalty]`, whose state lives across
+    /// reloads): a change of listeners rejects the reload, the others are
+    /// logged and ignored.
+    pub async fn reload(&self, config: &Config) -> Result<(), ServerError> {
+        let current: Vec<_> = self
+            .contexts
+            .iter()
+            .map(|c| c.borrow().listener.clone())
+            .collect();
+        let same = current.len() == config.listeners.len()
+            && current
+                .iter()
+                .zip(&config.listeners)
+                .all(|(a, b)| a.name == b.name && a.address == b.address && a.protocol == b.protocol);
+        if !same {
+            let show = |ls: &[crate::config::ListenerConfig]| {
+                ls.iter()
+                    .map(|l| format!("{} {} {}", l.name, l.protocol, l.address))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(ServerError::ListenersChanged(format!(
+                "running [{}], configured [{}]",
+                show(&current),
+                show(&config.listeners)
+            )));
+        }
+        let running_max = self.contexts.first().map(|c| c.borrow().limits.max_connections);
+        if running_max.is_some_and(|max| max != config.limits.max_connections) {
+            warn!(
+                "limits.max_connections changes only on restart; keeping {}",
+                running_max.unwrap_or_default()
+            );
+        }
+        if let Some(running) = self.contexts.first().map(|c| c.borrow().limits.clone()) {
+            let new = &config.limits;
+            if (
+                running.max_connections_per_ip,
+                running.max_prelogin_per_ip,
+                &running.trusted_networks,
+            ) != (
+                new.max_connections_per_ip,
+                new.max_prelogin_per_ip,
+                &new.trusted_networks,
+            ) || self.penalties.config() != &config.penalty
+            {
+                warn!("per-client limits, trusted networks and [penalty] change only on restart");
+            }
+        }
+        let Generation { contexts, gate } = build(config, &self.shutdown, &self.penalties).await?;
+        for (tx, ctx) in self.contexts.iter().zip(contexts) {
+            tx.send_replace(Arc::new(ctx));
+        }
+        self.gate.send_replace(gate);
+        Ok(())
+    }
+
+    /// SIGTERM: stop accepting, say goodbye to pre-login sessions, let
+    /// relaying ones run up to `grace`, then close them. Returns once every
+    /// session ended, or [`CLOSE_WAIT`] after closing.
+    pub async fn drain(mut self, grace: Duration) {
+        self.shutdown.start_draining();
+        // Dropping the listening sockets: new connections are refused.
+        self.accept_loops.shutdown().await;
+        self.sessions.close();
+        info!(
+            sessions = self.sessions.len(),
+            grace_secs = grace.as_secs(),
+            "draining"
+        );
+        if tokio::time::timeout(grace, self.sessions.wait()).await.is_err() {
+            info!(
+                sessions = self.sessions.len(),
+                "grace period over: closing sessions"
+            );
+            self.close().await;
+        }
+    }
+
+    /// SIGINT: close every session now.
+    pub async fn stop(mut self) {
+        self.shutdown.start_draining();
+        self.accept_loops.shutdown().await;
+        self.sessions.close();
+        self.close().await;
+    }
+
+    async fn close(&self) {
+        self.shutdown.close();
+        if tokio::time::timeout(CLOSE_WAIT, self.sessions.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                sessions = self.sessions.len(),
+                "sessions still open after closing; exiting anyway"
+            );
+        }
     }
 }
 
 async fn accept_loop(
     socket: TcpListener,
-    ctx: Arc<ListenerContext>,
+    contexts: watch::Receiver<Arc<ListenerContext>>,
     connections: Arc<Semaphore>,
     client_limits: Arc<ClientLimits>,
+    sessions: TaskTracker,
 ) {
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -259,14 +463,15 @@ async fn accept_loop(
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
-                error!(listener = %ctx.listener.name, error = %e, "accept failed");
+                error!(listener = %contexts.borrow().listener.name, error = %e, "accept failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
-        let protocol = ctx.listener.protocol;
-        metrics::counter!(m::CONNECTIONS_TOTAL, "protocol" => protocol.as_str(), "listener" => ctx.listener.name.clone())
+        // Read once per connection: a reload applies from the next accept.
+        let ctx = contexts.borrow().clone();
+        metrics::counter!(m::CONNECTIONS_TOTAL, "protocol" => ctx.listener.protocol.as_str(), "listener" => ctx.listener.name.clone())
             .increment(1);
         let admission = match client_limits.admit(peer.ip()) {
             Ok(admission) => admission,
@@ -276,14 +481,32 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            match protocol {
+        sessions.spawn(async move {
+            match ctx.listener.protocol {
                 Protocol::Imap => crate::imap::session::serve(tcp, peer, ctx, admission).await,
-                Protocol::Pop3 | Protocol::Smtp => drop(admission),
+                Protocol::Pop3 => crate::pop3::session::serve(tcp, peer, ctx, admission).await,
+                Protocol::Smtp => crate::smtp::session::serve(tcp, peer, ctx, admission).await,
             }
             drop(permit);
         });
+    }
+}
+
+/// Keeps the access log within its retention (PEC providers show six months):
+/// prunes at start and then daily, in the store of the current configuration.
+async fn prune_access_log(gate: watch::Receiver<Gate>) {
+    const DAY: i64 = 24 * 3600;
+    loop {
+        let current = gate.borrow().clone();
+        if let Authority::Store(auth) = current.authority {
+            let cutoff = crate::store::unix_now() - crate::store::DEFAULT_RETENTION_DAYS * DAY;
+            match auth.store().prune_access_log(cutoff).await {
+                Ok(n) if n > 0 => info!(rows = n, "pruned the access log"),
+                Ok(_) => {}
+                Err(e) => error!(error = %e, "cannot prune the access log"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(DAY as u64)).await;
     }
 }
 

@@ -215,39 +215,57 @@ impl Connection {
     }
 }
 
+/// An error that may be a server fault, which another address of the same
+/// upstream might not have. Protocol login errors that carry more than an
+/// [`UpstreamError`] (POP3's `[IN-USE]`) implement it too.
+pub trait ServerFault: From<UpstreamError> + std::fmt::Display {
+    /// The fault, when another address is worth a try.
+    fn server_fault(&self) -> Option<&UpstreamError>;
+}
+
+impl ServerFault for UpstreamError {
+    fn server_fault(&self) -> Option<&UpstreamError> {
+        self.is_server_fault().then_some(self)
+    }
+}
+
 /// Runs `attempt` (connect and log in) against each address of `upstream`
 /// in turn, until one succeeds or fails in a way another address would not
-/// fix ([`UpstreamError::is_server_fault`]), all before `deadline`.
-/// `on_fault(address, error)` hears about every server fault, the last one
-/// included, with the address that failed; other errors (a refused login, the
-/// deadline) are only returned.
-pub async fn with_failover<T, F, Fut>(
+/// fix ([`ServerFault`]), all before `deadline` (past it:
+/// [`UpstreamError::Timeout`]). `on_fault(address, error)` hears about every
+/// server fault, the last one included, with the address that failed; other
+/// errors (a refused login, the deadline) are only returned.
+pub async fn with_failover<T, E, F, Fut>(
     upstream: &Upstream,
     deadline: tokio::time::Instant,
     mut on_fault: impl FnMut(&str, &UpstreamError),
     mut attempt: F,
-) -> Result<T, UpstreamError>
+) -> Result<T, E>
 where
+    E: ServerFault,
     F: FnMut(Upstream) -> Fut,
-    Fut: std::future::Future<Output = Result<T, UpstreamError>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let mut candidates = upstream.candidates().into_iter().peekable();
     loop {
         let Some(candidate) = candidates.next() else {
-            return Err(UpstreamError::Protocol("no upstream address".into()));
+            return Err(UpstreamError::Protocol("no upstream address".into()).into());
         };
         let address = candidate.config.address.clone();
         let result = tokio::time::timeout_at(deadline, attempt(candidate))
             .await
-            .unwrap_or(Err(UpstreamError::Timeout));
+            .unwrap_or_else(|_| Err(UpstreamError::Timeout.into()));
         match result {
-            Err(e) if e.is_server_fault() => {
-                on_fault(&address, &e);
-                if candidates.peek().is_none() {
-                    return Err(e);
+            Err(e) => match e.server_fault() {
+                Some(fault) => {
+                    on_fault(&address, fault);
+                    if candidates.peek().is_none() {
+                        return Err(e);
+                    }
                 }
-            }
-            other => return other,
+                None => return Err(e),
+            },
+            ok => return ok,
         }
     }
 }

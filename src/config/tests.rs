@@ -95,7 +95,9 @@ fn validation_collects_every_error() {
             .any(|m| m.starts_with("upstream.imap.master_user: is required")),
         "{e:?}"
     );
-    assert!(e.iter().any(|m| m.starts_with("upstream.imap.login: master-user and sasl-authzid need an account store")));
+    assert!(e.iter().any(|m| {
+        m.starts_with("upstream.imap.login: master-user, sasl-authzid and xclient need an account store")
+    }));
     assert!(
         e.iter()
             .any(|m| m.starts_with("limits.imap_idle_timeout_secs: must be at least 1800")),
@@ -165,4 +167,85 @@ fn upstream_address_may_be_a_list() {
     assert_eq!(e, ["upstream.imap.address[1]: \"nope\" is not host:port"]);
     let e = errors(&MINIMAL.replace("address = \"127.0.0.1:143\"", "address = []"));
     assert_eq!(e, ["upstream.imap.address: list 1 to 8 host:port addresses"]);
+}
+
+#[test]
+fn pop3_listeners_and_their_line_limit() {
+    let pop3 = MINIMAL
+        .replace("protocol = \"imap\"", "protocol = \"pop3\"")
+        .replace("[upstream.imap]", "[upstream.pop3]");
+    let config = parse(&pop3).unwrap();
+    assert_eq!(config.listeners[0].protocol, Protocol::Pop3);
+    assert_eq!(config.listeners[0].name, "pop3-tls-9993");
+    assert_eq!(config.limits.pop3_max_line_bytes, 255);
+
+    for bad in ["254", "8193"] {
+        let text = format!("{pop3}\n[limits]\npop3_max_line_bytes = {bad}\n");
+        assert_eq!(
+            errors(&text),
+            vec!["limits.pop3_max_line_bytes: must be between 255 and 8192"]
+        );
+    }
+}
+
+#[test]
+fn smtp_listeners_xclient_and_pec_checks() {
+    let smtp = r#"
+[[certificate]]
+cert = "../certs/server.pem"
+key = "../certs/server-key.pem"
+
+[[listener]]
+protocol = "smtp"
+address = "127.0.0.1:9465"
+tls = "implicit"
+
+[upstream.smtp]
+address = "127.0.0.1:25"
+tls = "none"
+login = "xclient"
+
+[store]
+path = "/tmp/never-opened.db"
+"#;
+    let config = parse(smtp).unwrap();
+    assert_eq!(config.listeners[0].name, "smtp-tls-9465");
+    assert_eq!(config.smtp_upstream.unwrap().login.mode(), LoginMode::Xclient);
+    assert_eq!(config.pec_checks, PecChecks::default());
+    assert_eq!(config.pec_checks.max_message_bytes, 30 * 1024 * 1024);
+    assert_eq!(config.smtp_hostname, "localhost");
+
+    // xclient needs a store, and is for SMTP only.
+    let e = errors(&smtp.replace("[store]\npath = \"/tmp/never-opened.db\"\n", ""));
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("upstream.smtp.login: master-user, sasl-authzid and xclient need")),
+        "{e:?}"
+    );
+    let e = errors(&MINIMAL.replace("login = \"pass-through\"", "login = \"xclient\""));
+    assert!(
+        e.iter()
+            .any(|m| m == "upstream.imap.login: \"xclient\" is only for [upstream.smtp]"),
+        "{e:?}"
+    );
+
+    let e = errors(&format!(
+        "{smtp}\n[pec_checks]\nbcc = false\n[limits]\nsmtp_max_command_line_bytes = 100\n[smtp]\nhostname = \"a b\"\n"
+    ));
+    assert!(e[0].starts_with("pec_checks.bcc: unknown field"), "{e:?}");
+    let e = errors(&format!(
+        "{smtp}\n[limits]\nsmtp_max_command_line_bytes = 100\n[smtp]\nhostname = \"a b\"\n"
+    ));
+    assert!(
+        e.contains(
+            &"limits.smtp_max_command_line_bytes: must be between 512 (RFC 5321 §4.5.3.1.4) and 65536"
+                .to_owned()
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("smtp.hostname: must be a domain name")),
+        "{e:?}"
+    );
 }

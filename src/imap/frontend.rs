@@ -73,20 +73,10 @@ pub struct LoginAttempt {
     pub mechanism: LoginMechanism,
 }
 
-/// What the session does next.
-#[derive(Debug)]
-pub enum Event {
-    /// Send these bytes to the client.
-    Reply(Vec<u8>),
-    /// Send this `OK`, then perform the TLS handshake. Every byte the client
-    /// sent after the `STARTTLS` command has been discarded (CVE-2011-0411 class).
-    StartTls(Vec<u8>),
-    /// Check these credentials and log in upstream; then call
-    /// [`ImapFrontend::login_failed`] or take [`ImapFrontend::into_pipelined`].
-    Login(LoginAttempt),
-    /// Close the connection (after sending the replies already returned).
-    Close,
-}
+/// What the session does next (see [`crate::frontend::Event`]).
+pub type Event = crate::frontend::Event<LoginAttempt>;
+
+crate::frontend::impl_frontend!(ImapFrontend, LoginAttempt);
 
 /// The client's `ID` (RFC 2971), kept for the access log. Bounded and printable.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

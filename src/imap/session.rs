@@ -5,21 +5,21 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::info;
 
-use super::frontend::{Event, FrontendOptions, ImapFrontend, LoginAttempt};
+use super::frontend::{FrontendOptions, ImapFrontend, LoginAttempt};
 use super::upstream::{self as imap_upstream, ClientAddrs, Identity, LoggedIn};
 use crate::client_limits::Admission;
 use crate::login::{LoginOutcome, LoginRequest, Verdict, record_upstream_error, upstream_for};
 use crate::metrics as m;
-use crate::net::Stream;
 use crate::policy::DenyReason;
 use crate::protocol::Protocol;
 use crate::relay::{self, RelayOptions};
-use crate::server::{ListenerContext, SessionGauge, accept_tls, upgrade_tls};
+use crate::server::{ListenerContext, SessionGauge, accept_tls};
+use crate::session::{self, Goodbyes, LoginResult, LoginStep};
 use crate::upstream::{UpstreamError, with_failover};
 
 /// Why a login did not lead to a session.
@@ -28,18 +28,6 @@ enum LoginFailure {
     Denied { code: &'static str, text: String },
     /// Could not be carried out now; the client may retry.
     Unavailable,
-}
-
-/// How the pre-login phase ended. Returned once per session, so the
-/// variants' size difference costs nothing.
-#[allow(clippy::large_enum_variant)]
-enum Prelogin {
-    LoggedIn {
-        attempt: LoginAttempt,
-        upstream: LoggedIn,
-        frontend: ImapFrontend,
-    },
-    Closed,
 }
 
 /// Serves one client connection until it ends. `admission` holds the
@@ -60,34 +48,25 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
         max_login_failures: ctx.limits.max_login_failures,
         greeting: ctx.greeting.clone(),
     };
-    let frontend = ImapFrontend::new(opts, stream.is_tls());
-    let mut stream = Some(stream);
-    let deadline = started + ctx.limits.prelogin_timeout();
+    let mut frontend = ImapFrontend::new(opts, stream.is_tls());
     let addrs = ClientAddrs { peer, local };
-
-    let outcome = tokio::time::timeout_at(deadline, prelogin(&mut stream, frontend, &ctx, addrs)).await;
-    let (attempt, upstream, frontend) = match outcome {
-        Ok(Ok(Prelogin::LoggedIn {
-            attempt,
-            upstream,
-            frontend,
-        })) => (attempt, upstream, frontend),
-        Ok(Ok(Prelogin::Closed)) | Ok(Err(_)) => return,
-        Err(_) => {
-            metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "imap", "kind" => "prelogin_timeout")
-                .increment(1);
-            if let Some(mut s) = stream {
-                // Best effort: a client that stopped reading must not hold us.
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
-                    s.write_all(b"* BYE Disconnected: login timeout\r\n").await?;
-                    s.shutdown().await
-                })
-                .await;
-            }
-            return;
-        }
+    let goodbyes = Goodbyes {
+        shutdown: b"* BYE Server shutting down\r\n",
+        timeout: b"* BYE Disconnected: login timeout\r\n",
     };
-    let Some(mut client) = stream else { return };
+    let step = ImapLogin { ctx: &ctx, addrs };
+    let phase = session::prelogin_phase(
+        stream,
+        &mut frontend,
+        &ctx,
+        started,
+        count_refusals,
+        step,
+        goodbyes,
+    );
+    let Some((mut client, (attempt, upstream))) = phase.await else {
+        return;
+    };
 
     // Anything the client pipelined behind its login goes upstream first,
     // anything the upstream sent behind its OK goes to the client.
@@ -121,97 +100,41 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
         buffer_bytes: ctx.limits.relay_buffer_bytes,
         idle_timeout: ctx.limits.idle_timeout(Protocol::Imap),
     };
-    let (stats, end) = relay::relay(client, upstream_stream, opts, &counter).await;
-    let duration = started.elapsed();
-    metrics::histogram!(m::SESSION_DURATION_SECONDS, "protocol" => "imap").record(duration.as_secs_f64());
-    info!(
-        protocol = "imap",
-        listener = %ctx.listener.name,
-        peer = %peer,
-        duration_ms = duration.as_millis() as u64,
-        bytes_in = stats.client_to_upstream,
-        bytes_out = stats.upstream_to_client,
-        result = end.label(),
-        "session ended"
-    );
+    let (stats, end) =
+        relay::relay_until(client, upstream_stream, opts, &counter, ctx.shutdown.closing()).await;
+    session::ended(Protocol::Imap, &ctx, peer, started, stats, end.label());
 }
 
-/// Runs the front-end until a login succeeds or the client goes away.
-async fn prelogin(
-    stream: &mut Option<Stream>,
-    mut frontend: ImapFrontend,
-    ctx: &ListenerContext,
+/// The IMAP login step for [`session::prelogin`].
+struct ImapLogin<'a> {
+    ctx: &'a ListenerContext,
     addrs: ClientAddrs,
-) -> std::io::Result<Prelogin> {
-    let s = stream.as_mut().expect("stream present until handed off");
-    s.write_all(&frontend.greeting()).await?;
-    s.flush().await?;
-    let mut buf = [0u8; 4096];
-    loop {
-        while let Some(event) = frontend.next_event() {
-            let s = stream.as_mut().expect("stream present until handed off");
-            match event {
-                Event::Reply(bytes) => {
-                    count_refusals(&bytes);
-                    s.write_all(&bytes).await?;
-                }
-                Event::StartTls(ok) => {
-                    s.write_all(&ok).await?;
-                    s.flush().await?;
-                    let plain = stream.take().expect("stream present");
-                    match upgrade_tls(plain, ctx).await {
-                        Some(tls) => {
-                            *stream = Some(tls);
-                            frontend.tls_established();
-                        }
-                        None => return Ok(Prelogin::Closed),
-                    }
-                }
-                Event::Close => {
-                    s.flush().await?;
-                    let _ = s.shutdown().await;
-                    return Ok(Prelogin::Closed);
-                }
-                Event::Login(attempt) => {
-                    s.flush().await?;
-                    let tls = s.is_tls();
-                    let client_name = frontend.client_id().summary();
-                    match login(ctx, &attempt, addrs, tls, client_name).await {
-                        Ok(upstream) => {
-                            return Ok(Prelogin::LoggedIn {
-                                attempt,
-                                upstream,
-                                frontend,
-                            });
-                        }
-                        Err(LoginFailure::Denied { code, text }) => {
-                            let (reply, close) = frontend.login_failed(&attempt.tag, code, &text);
-                            let s = stream.as_mut().expect("stream present");
-                            s.write_all(&reply).await?;
-                            if close {
-                                s.flush().await?;
-                                let _ = s.shutdown().await;
-                                return Ok(Prelogin::Closed);
-                            }
-                        }
-                        Err(LoginFailure::Unavailable) => {
-                            let reply = frontend.login_unavailable(
-                                &attempt.tag,
-                                "The mail server is not available now. Try again later.",
-                            );
-                            stream.as_mut().expect("stream present").write_all(&reply).await?;
-                        }
-                    }
-                }
+}
+
+impl LoginStep<ImapFrontend> for ImapLogin<'_> {
+    type Session = (LoginAttempt, LoggedIn);
+
+    async fn login(
+        &mut self,
+        fe: &mut ImapFrontend,
+        attempt: LoginAttempt,
+        tls: bool,
+    ) -> LoginResult<Self::Session> {
+        let client_name = fe.client_id().summary();
+        match login(self.ctx, &attempt, self.addrs, tls, client_name).await {
+            Ok(upstream) => LoginResult::LoggedIn((attempt, upstream)),
+            Err(LoginFailure::Denied { code, text }) => {
+                let (reply, close) = fe.login_failed(&attempt.tag, code, &text);
+                LoginResult::Refused { reply, close }
             }
+            Err(LoginFailure::Unavailable) => LoginResult::Refused {
+                reply: fe.login_unavailable(
+                    &attempt.tag,
+                    "The mail server is not available now. Try again later.",
+                ),
+                close: false,
+            },
         }
-        let s = stream.as_mut().expect("stream present until handed off");
-        s.flush().await?;
-        let n = s.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(Prelogin::Closed);
-        }
-        frontend.receive(&buf[..n]);
     }
 }
 

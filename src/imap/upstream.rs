@@ -124,7 +124,7 @@ pub async fn login(
             }
             read_tagged(&mut conn, b"P3").await?
         }
-        (UpstreamLogin::PassThrough, Identity::Mailbox(_)) => {
+        (UpstreamLogin::PassThrough | UpstreamLogin::Xclient, Identity::Mailbox(_)) => {
             return Err(UpstreamError::Protocol(
                 "pass-through upstream cannot log in as a mailbox".into(),
             ));

@@ -6,4 +6,5 @@ pub mod fake_imap;
 pub mod metrics;
 pub mod operator;
 pub mod proxy;
+pub mod smtp;
 pub mod upstreams;

@@ -1,0 +1,496 @@
+//! The POP3 pre-login state machine (AUTHORIZATION state, RFC 1939 §4):
+//! bytes from the client in, replies and events out. No I/O and no tokio
+//! here; `session.rs` drives it.
+//!
+//! It answers `CAPA`, `STLS`, `USER`, `PASS`, `AUTH PLAIN|LOGIN`, `NOOP`
+//! and `QUIT` itself, refuses `APOP` and everything else, and hands a
+//! complete login to the session. Replies use the RFC 2449 / RFC 3206
+//! response codes (`[AUTH]`, `[SYS/TEMP]`, `[SYS/PERM]`, `[IN-USE]`).
+//!
+//! Bad input never ends the session: a line that cannot be a command, a
+//! bare LF, a NUL byte or a line longer than the limit gets `-ERR` once the
+//! line has ended, and the next line is read as a new command. An over-long
+//! line is never buffered: its bytes are dropped as they arrive.
+
+use bytes::{Buf, BytesMut};
+
+use super::parse::{self, Command, Decode};
+use crate::sasl::{self, Credentials, Exchange, Mechanism, SaslError, Step};
+use crate::secret::Secret;
+
+/// Limits and switches for one listener's POP3 front-end.
+#[derive(Debug, Clone)]
+pub struct FrontendOptions {
+    /// The listener offers STLS (a plain-text endpoint with TLS configured).
+    pub starttls: bool,
+    /// Accept USER/PASS and AUTH without TLS. Off by default; PEC rules
+    /// forbid passwords in clear (../shared/PEC.md).
+    pub allow_plaintext_login: bool,
+    /// Longest command line, CRLF included: 255 octets (RFC 2449 §4).
+    pub max_line_bytes: usize,
+    /// Failed logins tolerated on one connection before it is closed
+    /// (nginx's `max_errors` idea; slows online guessing).
+    pub max_login_failures: u32,
+    /// Text of the `+OK` greeting.
+    pub greeting: String,
+}
+
+impl Default for FrontendOptions {
+    fn default() -> Self {
+        Self {
+            starttls: false,
+            allow_plaintext_login: false,
+            max_line_bytes: 255,
+            max_login_failures: 3,
+            greeting: "PEC mail proxy ready.".to_owned(),
+        }
+    }
+}
+
+/// Longest line of an AUTH exchange. RFC 5034 §4 lifts the 255-octet limit
+/// for client responses; a PLAIN response of three maximal fields, in
+/// base64, plus CRLF, fits in this.
+pub const MAX_AUTH_LINE_BYTES: usize = 4 * sasl::MAX_FIELD_BYTES + 2;
+
+/// How the client logged in, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginMechanism {
+    /// `USER` then `PASS`.
+    UserPass,
+    /// `AUTH` with a SASL mechanism.
+    Sasl(Mechanism),
+}
+
+impl LoginMechanism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginMechanism::UserPass => "user",
+            LoginMechanism::Sasl(m) => m.as_str(),
+        }
+    }
+}
+
+/// A login the session must now carry out.
+#[derive(Debug)]
+pub struct LoginAttempt {
+    pub credentials: Credentials,
+    pub mechanism: LoginMechanism,
+}
+
+/// What the session does next (see [`crate::frontend::Event`]).
+pub type Event = crate::frontend::Event<LoginAttempt>;
+
+crate::frontend::impl_frontend!(Pop3Frontend, LoginAttempt);
+
+#[derive(Debug)]
+enum State {
+    /// AUTHORIZATION state; `user` is the name of an accepted `USER`.
+    Commands {
+        user: Option<Vec<u8>>,
+    },
+    Authenticating {
+        mechanism: Mechanism,
+        exchange: Exchange,
+    },
+    /// A login is in progress; nothing is read until it ends.
+    LoggingIn,
+    Closed,
+}
+
+/// The pre-login POP3 state machine for one connection.
+#[derive(Debug)]
+pub struct Pop3Frontend {
+    opts: FrontendOptions,
+    tls: bool,
+    buf: BytesMut,
+    state: State,
+    /// An over-long line is being dropped until its LF.
+    discarding: bool,
+    failures: u32,
+}
+
+impl Pop3Frontend {
+    /// A front-end for a new connection; `tls` is true on implicit-TLS listeners.
+    pub fn new(opts: FrontendOptions, tls: bool) -> Self {
+        Self {
+            opts,
+            tls,
+            buf: BytesMut::with_capacity(256),
+            state: State::Commands { user: None },
+            discarding: false,
+            failures: 0,
+        }
+    }
+
+    /// `+OK text` (RFC 1939 §4). No APOP timestamp: APOP is not offered.
+    pub fn greeting(&self) -> Vec<u8> {
+        ok(&self.opts.greeting)
+    }
+
+    /// Whether TLS protects the connection.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Bytes received from the client. Parsing happens in [`Self::next_event`].
+    /// Bytes of a line being discarded are dropped here, so an endless line
+    /// costs no memory.
+    pub fn receive(&mut self, mut data: &[u8]) {
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        if self.discarding {
+            match data.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    // Keep the LF: next_event answers the line when it sees it.
+                    data = &data[end..];
+                }
+                None => return,
+            }
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Whether the front-end wants more bytes from the client.
+    pub fn wants_input(&self) -> bool {
+        matches!(self.state, State::Commands { .. } | State::Authenticating { .. })
+    }
+
+    /// The TLS handshake after `STLS` succeeded.
+    pub fn tls_established(&mut self) {
+        self.tls = true;
+    }
+
+    /// The login of the last [`Event::Login`] was refused with `line` (a
+    /// whole `-ERR ...` line without CRLF, e.g. from
+    /// [`crate::policy::Denial::pop3_reply`]). `counts` says whether it
+    /// counts as a failed attempt (credentials or rules) or not (server
+    /// unavailable, mailbox in use). Returns the reply and whether to close:
+    /// after too many failures the connection is closed after the reply.
+    pub fn login_refused(&mut self, line: &str, counts: bool) -> (Vec<u8>, bool) {
+        let mut reply = line.as_bytes().to_vec();
+        reply.extend_from_slice(b"\r\n");
+        if counts {
+            self.failures += 1;
+            if self.failures >= self.opts.max_login_failures {
+                self.state = State::Closed;
+                return (reply, true);
+            }
+        }
+        // RFC 1939 §7: after a failed PASS the client starts again with USER.
+        self.state = State::Commands { user: None };
+        (reply, false)
+    }
+
+    /// After a successful login: the bytes the client pipelined behind its
+    /// login command (RFC 2449 PIPELINING), to be relayed upstream.
+    pub fn into_pipelined(self) -> BytesMut {
+        self.buf
+    }
+
+    /// Says goodbye to a client still in the pre-login phase (shutdown,
+    /// timeout): POP3 has no unsolicited replies, so a last `-ERR`.
+    pub fn bye(&mut self, text: &str) -> Vec<u8> {
+        self.state = State::Closed;
+        err(None, text)
+    }
+
+    fn login_allowed(&self) -> bool {
+        self.tls || self.opts.allow_plaintext_login
+    }
+
+    /// The CAPA list (RFC 2449 §6): only what this connection offers now.
+    fn capabilities(&self) -> Vec<u8> {
+        let mut out = ok("Capability list follows");
+        if self.opts.starttls && !self.tls {
+            out.extend_from_slice(b"STLS\r\n");
+        }
+        if self.login_allowed() {
+            out.extend_from_slice(b"USER\r\nSASL PLAIN LOGIN\r\n");
+        }
+        out.extend_from_slice(b"RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n.\r\n");
+        out
+    }
+
+    /// Processes buffered input until it yields an event or needs more bytes.
+    pub fn next_event(&mut self) -> Option<Event> {
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::Commands { user } => {
+                self.state = State::Commands { user };
+                self.next_command()
+            }
+            State::Authenticating { mechanism, exchange } => self.next_auth_line(mechanism, exchange),
+            State::LoggingIn => {
+                self.state = State::LoggingIn;
+                None
+            }
+            State::Closed => Some(Event::Close),
+        }
+    }
+
+    fn next_command(&mut self) -> Option<Event> {
+        if self.discarding {
+            return self.end_discarded_line();
+        }
+        // The parsed command borrows the buffer while the handler updates
+        // the state, so the buffer is moved out for the duration (no copy).
+        let buf = std::mem::take(&mut self.buf);
+        let (consumed, event) = match parse::decode_command(&buf) {
+            Decode::Done { consumed, .. } if consumed > self.opts.max_line_bytes => {
+                // Complete, but longer than the RFC allows: refused as a
+                // whole, before anything in it takes effect.
+                self.buf = buf;
+                self.buf.advance(consumed);
+                self.reset_user_after_error();
+                return Some(Event::Reply(err(None, "Command line too long")));
+            }
+            Decode::Done { consumed, value } => (consumed, self.handle_command(value)),
+            Decode::Incomplete => {
+                self.buf = buf;
+                return self.check_length(self.opts.max_line_bytes);
+            }
+            Decode::Failed(why) => {
+                self.buf = buf;
+                return self.reject_line(why);
+            }
+        };
+        self.buf = buf;
+        self.buf.advance(consumed);
+        if matches!(event, Event::StartTls(_)) {
+            // Never interpret plaintext that was sent before the handshake.
+            self.buf.clear();
+        }
+        Some(event)
+    }
+
+    fn handle_command(&mut self, command: Command<'_>) -> Event {
+        match command {
+            Command::Capa => Event::Reply(self.capabilities()),
+            Command::Noop => Event::Reply(ok("")),
+            Command::Quit => {
+                self.state = State::Closed;
+                Event::Reply(ok("Logging out"))
+            }
+            Command::Stls => {
+                if self.tls {
+                    return Event::Reply(err(None, "TLS is already active"));
+                }
+                if !self.opts.starttls {
+                    return Event::Reply(err(None, "STLS is not offered here"));
+                }
+                // RFC 2595 §4: the server forgets what it knew before TLS.
+                self.state = State::Commands { user: None };
+                Event::StartTls(ok("Begin TLS negotiation now"))
+            }
+            Command::User(name) => {
+                if let Some(refusal) = self.refuse_plaintext() {
+                    return refusal;
+                }
+                if name.len() > sasl::MAX_FIELD_BYTES {
+                    return Event::Reply(err(None, "User name too long"));
+                }
+                self.state = State::Commands {
+                    user: Some(name.to_vec()),
+                };
+                Event::Reply(ok(""))
+            }
+            Command::Pass(password) => {
+                if let Some(refusal) = self.refuse_plaintext() {
+                    return refusal;
+                }
+                let State::Commands { user: Some(user) } =
+                    std::mem::replace(&mut self.state, State::Commands { user: None })
+                else {
+                    return Event::Reply(err(None, "Send USER first"));
+                };
+                self.state = State::LoggingIn;
+                Event::Login(LoginAttempt {
+                    credentials: Credentials {
+                        authzid: None,
+                        authcid: user,
+                        password: Secret::from_slice(password),
+                    },
+                    mechanism: LoginMechanism::UserPass,
+                })
+            }
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => {
+                if let Some(refusal) = self.refuse_plaintext() {
+                    return refusal;
+                }
+                self.state = State::Commands { user: None };
+                let Some(mechanism) = mechanism else {
+                    // The mechanism list, as Dovecot answers a bare AUTH.
+                    let mut out = ok("");
+                    out.extend_from_slice(b"PLAIN\r\nLOGIN\r\n.\r\n");
+                    return Event::Reply(out);
+                };
+                let Some(mechanism) = Mechanism::from_name(mechanism) else {
+                    return Event::Reply(err(None, "Unsupported authentication mechanism"));
+                };
+                self.sasl_step(mechanism, Exchange::start(mechanism, initial_response))
+            }
+            Command::Apop => Event::Reply(err(
+                None,
+                "APOP is not supported: use USER/PASS or AUTH PLAIN over TLS",
+            )),
+            Command::Other { keyword } => {
+                let keyword = keyword.to_ascii_uppercase();
+                let transaction = [
+                    "STAT", "LIST", "RETR", "DELE", "RSET", "TOP", "UIDL", "LAST", "UTF8", "LANG",
+                ];
+                let text = match std::str::from_utf8(&keyword) {
+                    Ok(k) if transaction.contains(&k) => format!("Command {k} is not permitted before login"),
+                    _ => "Unknown command".to_owned(),
+                };
+                Event::Reply(err(None, &text))
+            }
+        }
+    }
+
+    /// RFC 2595 §4 / Dovecot: no password in clear unless the operator allowed it.
+    fn refuse_plaintext(&mut self) -> Option<Event> {
+        if self.login_allowed() {
+            return None;
+        }
+        self.state = State::Commands { user: None };
+        Some(Event::Reply(err(
+            Some("AUTH"),
+            "Plaintext authentication is disabled: use STLS or the POP3S port",
+        )))
+    }
+
+    fn sasl_step(&mut self, mechanism: Mechanism, step: Result<Step, SaslError>) -> Event {
+        match step {
+            Ok(Step::Challenge(challenge, exchange)) => {
+                self.state = State::Authenticating { mechanism, exchange };
+                // RFC 5034 §4: `continue-req = "+" SP [base64] CRLF`.
+                Event::Reply(format!("+ {challenge}\r\n").into_bytes())
+            }
+            Ok(Step::Done(credentials)) => {
+                self.state = State::LoggingIn;
+                Event::Login(LoginAttempt {
+                    credentials,
+                    mechanism: LoginMechanism::Sasl(mechanism),
+                })
+            }
+            // RFC 5034 §4: a cancelled exchange is answered with -ERR.
+            Err(SaslError::Cancelled) => {
+                self.state = State::Commands { user: None };
+                Event::Reply(err(None, "Authentication cancelled"))
+            }
+            Err(e) => {
+                self.state = State::Commands { user: None };
+                Event::Reply(err(None, &format!("Authentication failed: {e}")))
+            }
+        }
+    }
+
+    fn next_auth_line(&mut self, mechanism: Mechanism, exchange: Exchange) -> Option<Event> {
+        match parse::decode_auth_line(&self.buf) {
+            Decode::Done { consumed, value } => {
+                let step = exchange.step(value);
+                self.buf.advance(consumed);
+                Some(self.sasl_step(mechanism, step))
+            }
+            Decode::Incomplete => {
+                self.state = State::Commands { user: None };
+                if let Some(too_long) = self.check_length(MAX_AUTH_LINE_BYTES) {
+                    return Some(too_long);
+                }
+                if self.discarding {
+                    // The exchange is over; the line's end gets the -ERR.
+                    return None;
+                }
+                self.state = State::Authenticating { mechanism, exchange };
+                None
+            }
+            Decode::Failed(why) => {
+                self.state = State::Commands { user: None };
+                match self.buf.iter().position(|&b| b == b'\n') {
+                    Some(end) => self.buf.advance(end + 1),
+                    None => self.buf.clear(),
+                }
+                Some(Event::Reply(err(
+                    None,
+                    &format!("Invalid authentication exchange: {why}"),
+                )))
+            }
+        }
+    }
+
+    /// An incomplete line: fine unless it has outgrown `limit`, in which
+    /// case its bytes are dropped until its end.
+    fn check_length(&mut self, limit: usize) -> Option<Event> {
+        if self.buf.len() <= limit {
+            return None;
+        }
+        match self.buf.iter().position(|&b| b == b'\n') {
+            Some(_) => {
+                // Decoding stopped inside a complete line longer than the
+                // limit (a valid prefix followed by more): answer it now.
+                self.reject_line("command line too long")
+            }
+            None => {
+                self.buf.clear();
+                self.discarding = true;
+                None
+            }
+        }
+    }
+
+    /// The LF of a line being discarded has arrived: answer it.
+    fn end_discarded_line(&mut self) -> Option<Event> {
+        let end = self.buf.iter().position(|&b| b == b'\n')?;
+        self.buf.advance(end + 1);
+        self.discarding = false;
+        self.reset_user_after_error();
+        Some(Event::Reply(err(None, "Command line too long")))
+    }
+
+    /// A line that cannot be a command: `-ERR` naming the problem, once the
+    /// line has ended.
+    fn reject_line(&mut self, why: &'static str) -> Option<Event> {
+        let Some(end) = self.buf.iter().position(|&b| b == b'\n') else {
+            return self.check_length(self.opts.max_line_bytes);
+        };
+        self.buf.advance(end + 1);
+        self.reset_user_after_error();
+        let text = if why == "command line too long" {
+            "Command line too long".to_owned()
+        } else {
+            format!("Invalid command: {why}")
+        };
+        Some(Event::Reply(err(None, &text)))
+    }
+
+    /// A `USER` followed by a broken line must not pair with a later `PASS`
+    /// the client meant for another name.
+    fn reset_user_after_error(&mut self) {
+        if let State::Commands { user } = &mut self.state {
+            *user = None;
+        }
+    }
+}
+
+/// `+OK [text] CRLF`
+fn ok(text: &str) -> Vec<u8> {
+    if text.is_empty() {
+        b"+OK\r\n".to_vec()
+    } else {
+        format!("+OK {text}\r\n").into_bytes()
+    }
+}
+
+/// `-ERR [[code]] text CRLF` (RFC 2449 §8 response codes)
+fn err(code: Option<&str>, text: &str) -> Vec<u8> {
+    match code {
+        Some(code) => format!("-ERR [{code}] {text}\r\n").into_bytes(),
+        None => format!("-ERR {text}\r\n").into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,486 @@
+//! The keep-on-server guard (`pop3_delete = deny`): after login it reads the
+//! client's POP3 command lines and answers `DELE` itself, without
+//! forwarding it, so a later `QUIT` removes nothing from a mailbox others
+//! read over IMAP (../shared/PEC.md, "POP3 and shared mailboxes").
+//!
+//! Pure: bytes in, bytes out; `session.rs` does the I/O.
+//!
+//! # Order of replies under pipelining (RFC 2449 §6.6)
+//!
+//! A client may send `DELE 1\r\nSTAT\r\n` in one packet. The refusal of
+//! `DELE` must reach it before the upstream's answer to `STAT`, and after
+//! the answers to every command it sent earlier. So the guard keeps the
+//! replies it owes the client in order: one entry per forwarded command
+//! (answered by the upstream) or per refused one (answered by us). The
+//! upstream's answers are tracked as they stream by, without buffering
+//! them: a status line, and for the multi-line answers (`RETR`, `TOP`,
+//! `LIST`/`UIDL` without argument, `CAPA`) the lines up to the lone `.`
+//! (RFC 1939 §3; a line starting with `..` is byte-stuffed content). Our own
+//! refusal is written as soon as everything before it has been.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+
+/// The refusal of `DELE` (RFC 3206 §4: `SYS/PERM`, retrying will not help).
+pub const DELE_REFUSAL: &[u8] =
+    b"-ERR [SYS/PERM] This mailbox is shared: messages are kept on the server\r\n";
+
+/// Most replies owed to the client at once. Beyond, the session stops
+/// reading the client until the upstream catches up: this bounds the queue
+/// whatever a client pipelines. 1024 commands is far more than any client
+/// pipelines (Thunderbird sends at most a window of RETRs).
+pub const MAX_OUTSTANDING: usize = 1024;
+
+/// What the client is owed, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owed {
+    /// The upstream's answer to a forwarded command.
+    Upstream { multiline: bool },
+    /// A reply of ours (the command was not forwarded).
+    Local(&'static [u8]),
+}
+
+/// Where the scanner is in the upstream's byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// At the first byte of a response.
+    Start,
+    /// In the status line; `multiline` if a body follows it when it is `+OK`.
+    Status {
+        positive: bool,
+        multiline: bool,
+        tracked: bool,
+    },
+    /// In a multi-line body, at the start of a line.
+    LineStart,
+    /// In a body line after a leading `.`.
+    Dot,
+    /// After `.` CR at the start of a line.
+    DotCr,
+    /// Inside a body line.
+    Line,
+}
+
+/// A piece of what goes to the client: a range of the upstream chunk just
+/// scanned, or a reply of ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Upstream(Range<usize>),
+    Local(&'static [u8]),
+}
+
+/// The guard's state for one session.
+#[derive(Debug)]
+pub struct DeleGuard {
+    max_line_bytes: usize,
+    /// The client's current, incomplete command line (bounded).
+    line: Vec<u8>,
+    /// The current line outgrew the limit; its bytes are dropped until LF.
+    discarding: bool,
+    owed: VecDeque<Owed>,
+    scan: Scan,
+    refused: u64,
+}
+
+/// The output of feeding client bytes to the guard.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ClientOutput {
+    /// Bytes to forward upstream (whole command lines).
+    pub to_upstream: Vec<u8>,
+    /// Replies of ours that may be written to the client now.
+    pub to_client: Vec<u8>,
+}
+
+impl DeleGuard {
+    /// `max_line_bytes` bounds a client command line (RFC 2449 §4: 255).
+    pub fn new(max_line_bytes: usize) -> Self {
+        Self {
+            max_line_bytes,
+            line: Vec::with_capacity(64),
+            discarding: false,
+            owed: VecDeque::new(),
+            scan: Scan::Start,
+            refused: 0,
+        }
+    }
+
+    /// How many `DELE` commands were refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Whether the session may read more client input now.
+    pub fn wants_client_input(&self) -> bool {
+        self.owed.len() < MAX_OUTSTANDING
+    }
+
+    /// Feeds bytes the client sent. Complete command lines are forwarded
+    /// or answered; a partial line is kept for the next call.
+    pub fn check_client(&mut self, data: &[u8]) -> ClientOutput {
+        let mut out = ClientOutput::default();
+        let mut rest = data;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            let (head, tail) = rest.split_at(nl + 1);
+            rest = tail;
+            if self.discarding {
+                self.discarding = false;
+                self.owe_local(b"-ERR Command line too long\r\n", &mut out);
+                continue;
+            }
+            if self.line.len() + head.len() > self.max_line_bytes {
+                self.line.clear();
+                self.owe_local(b"-ERR Command line too long\r\n", &mut out);
+                continue;
+            }
+            self.line.extend_from_slice(head);
+            let line = std::mem::take(&mut self.line);
+            self.command_line(&line, &mut out);
+            self.line = line;
+            self.line.clear();
+        }
+        if !self.discarding {
+            if self.line.len() + rest.len() > self.max_line_bytes {
+                self.line.clear();
+                self.discarding = true;
+            } else {
+                self.line.extend_from_slice(rest);
+            }
+        }
+        out
+    }
+
+    fn command_line(&mut self, line: &[u8], out: &mut ClientOutput) {
+        let keyword_end = line
+            .iter()
+            .position(|&b| b == b' ' || b == b'\r' || b == b'\n')
+            .unwrap_or(line.len());
+        let keyword = &line[..keyword_end];
+        let has_argument = line.get(keyword_end) == Some(&b' ');
+        let is = |k: &[u8]| keyword.eq_ignore_ascii_case(k);
+        if is(b"DELE") {
+            self.refused += 1;
+            self.owe_local(DELE_REFUSAL, out);
+            return;
+        }
+        // RFC 1939 §§5-7, RFC 2449 §5: the commands whose positive answer
+        // is multi-line. LIST and UIDL are only with no argument.
+        let multiline =
+            is(b"RETR") || is(b"TOP") || is(b"CAPA") || ((is(b"LIST") || is(b"UIDL")) && !has_argument);
+        self.owed.push_back(Owed::Upstream { multiline });
+        out.to_upstream.extend_from_slice(line);
+    }
+
+    /// A reply of ours: written now if nothing is owed before it.
+    fn owe_local(&mut self, reply: &'static [u8], out: &mut ClientOutput) {
+        if self.owed.is_empty() {
+            out.to_client.extend_from_slice(reply);
+        } else {
+            self.owed.push_back(Owed::Local(reply));
+        }
+    }
+
+    /// Scans a chunk the upstream sent and says what to write to the
+    /// client, in order: the chunk itself, split where replies of ours go
+    /// between two of the upstream's responses.
+    pub fn scan_upstream(&mut self, chunk: &[u8]) -> Vec<Segment> {
+        let mut segments = Vec::new();
+        let mut from = 0;
+        let mut i = 0;
+        while i < chunk.len() {
+            if matches!(self.scan, Scan::Line | Scan::Status { .. }) {
+                // Inside a line only its end matters: skip to it at memchr
+                // speed instead of stepping through a message byte by byte.
+                match chunk[i..].iter().position(|&b| b == b'\n') {
+                    Some(p) => i += p,
+                    None => break,
+                }
+            }
+            let b = chunk[i];
+            if self.step(b) {
+                // A response ended at byte i.
+                if matches!(self.owed.front(), Some(Owed::Upstream { .. })) {
+                    self.owed.pop_front();
+                }
+                let mut locals = self.take_ready_locals().peekable();
+                if locals.peek().is_some() {
+                    segments.push(Segment::Upstream(from..i + 1));
+                    from = i + 1;
+                    segments.extend(locals.map(Segment::Local));
+                }
+            }
+            i += 1;
+        }
+        if from < chunk.len() {
+            segments.push(Segment::Upstream(from..chunk.len()));
+        }
+        segments
+    }
+
+    /// Our replies now at the front of the queue.
+    fn take_ready_locals(&mut self) -> impl Iterator<Item = &'static [u8]> + '_ {
+        std::iter::from_fn(|| match self.owed.front() {
+            Some(Owed::Local(reply)) => {
+                let reply = *reply;
+                self.owed.pop_front();
+                Some(reply)
+            }
+            _ => None,
+        })
+    }
+
+    /// Advances the scanner by one byte; true at the last byte of a response.
+    fn step(&mut self, b: u8) -> bool {
+        let (next, ended) = match self.scan {
+            Scan::Start => {
+                let (multiline, tracked) = match self.owed.front() {
+                    Some(Owed::Upstream { multiline }) => (*multiline, true),
+                    // Nothing is owed (e.g. a server's farewell before it
+                    // closes): a single line, passed through.
+                    _ => (false, false),
+                };
+                let status = Scan::Status {
+                    positive: b == b'+',
+                    multiline,
+                    tracked,
+                };
+                if b == b'\n' {
+                    (Scan::Start, tracked)
+                } else {
+                    (status, false)
+                }
+            }
+            Scan::Status {
+                positive,
+                multiline,
+                tracked,
+            } => match b {
+                b'\n' if positive && multiline => (Scan::LineStart, false),
+                b'\n' => (Scan::Start, tracked),
+                _ => (self.scan, false),
+            },
+            Scan::LineStart => match b {
+                b'.' => (Scan::Dot, false),
+                b'\n' => (Scan::LineStart, false),
+                _ => (Scan::Line, false),
+            },
+            Scan::Dot => match b {
+                b'\r' => (Scan::DotCr, false),
+                // A lone "." ended by a bare LF: tolerated as the end.
+                b'\n' => (Scan::Start, true),
+                // ".." and ".x": byte-stuffed content.
+                _ => (Scan::Line, false),
+            },
+            Scan::DotCr => match b {
+                b'\n' => (Scan::Start, true),
+                _ => (Scan::Line, false),
+            },
+            Scan::Line => match b {
+                b'\n' => (Scan::LineStart, false),
+                _ => (Scan::Line, false),
+            },
+        };
+        self.scan = next;
+        ended
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds client bytes and upstream chunks in order; returns what the
+    /// upstream received and what the client received.
+    fn run(guard: &mut DeleGuard, steps: &[(bool, &[u8])]) -> (String, String) {
+        let (mut up, mut client) = (Vec::new(), Vec::new());
+        for (from_client, bytes) in steps {
+            if *from_client {
+                let out = guard.check_client(bytes);
+                up.extend(out.to_upstream);
+                client.extend(out.to_client);
+            } else {
+                for seg in guard.scan_upstream(bytes) {
+                    match seg {
+                        Segment::Upstream(r) => client.extend_from_slice(&bytes[r]),
+                        Segment::Local(l) => client.extend_from_slice(l),
+                    }
+                }
+            }
+        }
+        (String::from_utf8(up).unwrap(), String::from_utf8(client).unwrap())
+    }
+
+    const REFUSAL: &str = "-ERR [SYS/PERM] This mailbox is shared: messages are kept on the server\r\n";
+
+    #[test]
+    fn dele_is_answered_locally_and_never_forwarded() {
+        let mut g = DeleGuard::new(255);
+        let (up, client) = run(
+            &mut g,
+            &[(true, b"DELE 1\r\n"), (true, b"dele 2\r\n"), (true, b"DeLe\r\n")],
+        );
+        assert_eq!(up, "");
+        assert_eq!(client, REFUSAL.repeat(3));
+        assert_eq!(g.refused(), 3);
+    }
+
+    #[test]
+    fn other_commands_pass_unchanged() {
+        let mut g = DeleGuard::new(255);
+        let (up, client) = run(
+            &mut g,
+            &[
+                (true, b"STAT\r\nDELETE 1\r\nRSET\r\n"),
+                (false, b"+OK 2 320\r\n-ERR Unknown command: DELETE\r\n+OK\r\n"),
+            ],
+        );
+        assert_eq!(up, "STAT\r\nDELETE 1\r\nRSET\r\n");
+        assert_eq!(client, "+OK 2 320\r\n-ERR Unknown command: DELETE\r\n+OK\r\n");
+        assert_eq!(g.refused(), 0);
+    }
+
+    #[test]
+    fn pipelined_refusal_waits_for_earlier_answers_and_precedes_later_ones() {
+        let mut g = DeleGuard::new(255);
+        let (up, client) = run(
+            &mut g,
+            &[
+                (true, b"RETR 1\r\nDELE 1\r\nSTAT\r\n"),
+                // The RETR answer arrives in pieces, with byte-stuffed lines
+                // and a "." inside a line; then STAT's answer.
+                (false, b"+OK 30 octets\r\nline\r\n..\r\n"),
+                (false, b"...x\r\n.a.\r\n"),
+                (false, b".\r\n+OK 2 320\r\n"),
+            ],
+        );
+        assert_eq!(up, "RETR 1\r\nSTAT\r\n");
+        assert_eq!(
+            client,
+            format!("+OK 30 octets\r\nline\r\n..\r\n...x\r\n.a.\r\n.\r\n{REFUSAL}+OK 2 320\r\n")
+        );
+    }
+
+    #[test]
+    fn refusal_is_immediate_when_nothing_is_owed() {
+        let mut g = DeleGuard::new(255);
+        let out = g.check_client(b"DELE 1\r\n");
+        assert_eq!(out.to_client, DELE_REFUSAL);
+        assert!(out.to_upstream.is_empty());
+    }
+
+    #[test]
+    fn multi_line_answers_are_tracked_by_command() {
+        // LIST/UIDL with an argument are one line; without, a list. An
+        // -ERR to a multi-line command is one line.
+        let mut g = DeleGuard::new(255);
+        let (_, client) = run(
+            &mut g,
+            &[
+                (
+                    true,
+                    b"LIST 1\r\nDELE 1\r\nUIDL\r\nDELE 2\r\nTOP 9 0\r\nDELE 3\r\nCAPA\r\nDELE 4\r\n",
+                ),
+                (false, b"+OK 1 160\r\n"),
+                (false, b"+OK\r\n1 a\r\n2 b\r\n.\r\n"),
+                (false, b"-ERR There's no message 9.\r\n"),
+                (false, b"+OK\r\nTOP\r\nUIDL\r\n.\r"),
+                (false, b"\n"),
+            ],
+        );
+        assert_eq!(
+            client,
+            format!(
+                "+OK 1 160\r\n{REFUSAL}+OK\r\n1 a\r\n2 b\r\n.\r\n{REFUSAL}-ERR There's no message 9.\r\n{REFUSAL}+OK\r\nTOP\r\nUIDL\r\n.\r\n{REFUSAL}"
+            )
+        );
+    }
+
+    #[test]
+    fn partial_client_lines_are_joined_and_bounded() {
+        let mut g = DeleGuard::new(16);
+        let (up, client) = run(
+            &mut g,
+            &[
+                (true, b"DE"),
+                (true, b"LE 1\r"),
+                (true, b"\nST"),
+                (true, b"AT\r\n"),
+            ],
+        );
+        assert_eq!((up.as_str(), client.as_str()), ("STAT\r\n", REFUSAL));
+        let (up, client) = run(
+            &mut g,
+            &[
+                (true, b"DELE 1 xxxxxxxxxxxxx"),
+                (true, b"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\r\nNOOP\r\n"),
+                (false, b"+OK 1 2\r\n"),
+            ],
+        );
+        assert_eq!(up, "NOOP\r\n", "an over-long line is never forwarded");
+        // STAT's answer (owed since the first run), then the refusal of the
+        // long line, in that order; NOOP's answer has not arrived.
+        assert_eq!(client, "+OK 1 2\r\n-ERR Command line too long\r\n");
+    }
+
+    #[test]
+    fn the_queue_is_bounded() {
+        let mut g = DeleGuard::new(255);
+        for _ in 0..MAX_OUTSTANDING {
+            assert!(g.wants_client_input());
+            g.check_client(b"NOOP\r\n");
+        }
+        assert!(!g.wants_client_input());
+        g.scan_upstream(b"+OK\r\n");
+        assert!(g.wants_client_input());
+    }
+
+    #[test]
+    fn unsolicited_lines_pass_through() {
+        let mut g = DeleGuard::new(255);
+        let (_, client) = run(&mut g, &[(false, b"-ERR Disconnected for inactivity.\r\n")]);
+        assert_eq!(client, "-ERR Disconnected for inactivity.\r\n");
+        let (_, client) = run(&mut g, &[(true, b"DELE 1\r\n")]);
+        assert_eq!(client, REFUSAL);
+    }
+
+    /// However the upstream's bytes are chunked, the client gets the same
+    /// bytes in the same order.
+    #[test]
+    fn output_does_not_depend_on_chunking() {
+        let upstream: &[u8] =
+            b"+OK 3 octets\r\nab\r\n..\r\n.\r\n-ERR no such message\r\n+OK\r\n1 5\r\n.\r\n+OK 1 5\r\n";
+        let whole = {
+            let mut g = DeleGuard::new(255);
+            run(
+                &mut g,
+                &[
+                    (
+                        true,
+                        b"RETR 1\r\nDELE 1\r\nRETR 9\r\nDELE 2\r\nLIST\r\nDELE 3\r\nSTAT\r\n",
+                    ),
+                    (false, upstream),
+                ],
+            )
+            .1
+        };
+        assert_eq!(whole.matches("[SYS/PERM]").count(), 3);
+        assert!(whole.ends_with(&format!(".\r\n{REFUSAL}+OK 1 5\r\n")), "{whole}");
+        for a in 0..upstream.len() {
+            for b in a..upstream.len() {
+                let mut g = DeleGuard::new(255);
+                let (_, got) = run(
+                    &mut g,
+                    &[
+                        (
+                            true,
+                            b"RETR 1\r\nDELE 1\r\nRETR 9\r\nDELE 2\r\nLIST\r\nDELE 3\r\nSTAT\r\n",
+                        ),
+                        (false, &upstream[..a]),
+                        (false, &upstream[a..b]),
+                        (false, &upstream[b..]),
+                    ],
+                );
+                assert_eq!(got, whole, "split at {a}, {b}");
+            }
+        }
+    }
+}

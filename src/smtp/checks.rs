@@ -1,0 +1,346 @@
+//! The PEC submission checks of RFC 6109 §3.1.1 that need more than one
+//! command: the message header rules, and the per-mailbox sending rate.
+//! Pure code, apart from the rate limiter's clock (tokio's, so tests can
+//! pause it).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::reply;
+use crate::metrics as m;
+
+/// The checks, as metric labels of `pec_proxy_pec_checks_total{check}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    Sender,
+    FromHeader,
+    Bcc,
+    Size,
+    Rate,
+}
+
+impl Check {
+    pub fn label(self) -> &'static str {
+        match self {
+            Check::Sender => "sender",
+            Check::FromHeader => "from_header",
+            Check::Bcc => "bcc",
+            Check::Size => "size",
+            Check::Rate => "rate",
+        }
+    }
+}
+
+/// Counts one check's outcome.
+pub fn count(check: Check, passed: bool) {
+    metrics::counter!(
+        m::PEC_CHECKS_TOTAL,
+        "check" => check.label(),
+        "result" => if passed { "pass" } else { "fail" }
+    )
+    .increment(1);
+}
+
+/// Why a header block was refused; each has one reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderRefusal {
+    /// No `From:`, several, one with several addresses, or not the sender.
+    FromMismatch,
+    BccPresent,
+    LineTooLong,
+}
+
+impl HeaderRefusal {
+    pub fn reply(self) -> &'static str {
+        match self {
+            HeaderRefusal::FromMismatch => reply::FROM_MISMATCH,
+            HeaderRefusal::BccPresent => reply::BCC_PRESENT,
+            HeaderRefusal::LineTooLong => reply::HEADER_LINE_TOO_LONG,
+        }
+    }
+}
+
+/// Which header rules apply.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderRules {
+    pub from_header: bool,
+    pub no_bcc: bool,
+    /// Longest physical header line, CRLF included.
+    pub max_line_bytes: usize,
+}
+
+/// Checks a message's header block (as sent in DATA: dot-stuffed, CRLF
+/// lines, up to and excluding the empty line) against the rules, for the
+/// envelope sender `sender`. Counts each rule it applies.
+pub fn check_headers(block: &[u8], sender: &str, rules: HeaderRules) -> Result<(), HeaderRefusal> {
+    let mut froms: Vec<Vec<u8>> = Vec::new();
+    let mut bcc = false;
+    // The field being unfolded: (is From, value so far).
+    let mut current: Option<(bool, Vec<u8>)> = None;
+    for raw in block.split_inclusive(|&b| b == b'\n') {
+        if raw.len() > rules.max_line_bytes {
+            return Err(HeaderRefusal::LineTooLong);
+        }
+        let mut l = raw.strip_suffix(b"\n").unwrap_or(raw);
+        l = l.strip_suffix(b"\r").unwrap_or(l);
+        // Undo dot-stuffing (RFC 5321 §4.5.2).
+        if l.first() == Some(&b'.') {
+            l = &l[1..];
+        }
+        if l.is_empty() {
+            continue;
+        }
+        if l[0] == b' ' || l[0] == b'\t' {
+            // RFC 5322 §2.2.3 folding: a continuation of the current field.
+            if let Some((_, value)) = current.as_mut() {
+                value.extend_from_slice(l);
+            }
+            continue;
+        }
+        if let Some((true, value)) = current.take() {
+            froms.push(value);
+        }
+        let Some(colon) = l.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = l[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(b"Bcc") {
+            bcc = true;
+        }
+        current = Some((name.eq_ignore_ascii_case(b"From"), l[colon + 1..].to_vec()));
+    }
+    if let Some((true, value)) = current.take() {
+        froms.push(value);
+    }
+
+    if rules.no_bcc {
+        count(Check::Bcc, !bcc);
+        if bcc {
+            return Err(HeaderRefusal::BccPresent);
+        }
+    }
+    if rules.from_header {
+        let ok =
+            froms.len() == 1 && single_address(&froms[0]).is_some_and(|a| a.eq_ignore_ascii_case(sender));
+        count(Check::FromHeader, ok);
+        if !ok {
+            return Err(HeaderRefusal::FromMismatch);
+        }
+    }
+    Ok(())
+}
+
+/// The one address of a `From:` value (`mailbox-list` of RFC 5322 §3.6.2
+/// with exactly one mailbox): the `<angle-addr>` if present, else the
+/// bare `addr-spec`; comments dropped. `None` for zero or several.
+pub fn single_address(value: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(value);
+    // Drop comments and quoted display names, find separators outside them.
+    let mut plain = String::new();
+    let (mut depth, mut quoted, mut escaped, mut angle) = (0u32, false, false, false);
+    let mut parts = 1;
+    for c in text.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted || depth > 0 => escaped = true,
+            '"' if depth == 0 => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => depth -= 1,
+            _ if quoted || depth > 0 => {}
+            '<' => {
+                angle = true;
+                plain.push(c);
+            }
+            '>' => {
+                angle = false;
+                plain.push(c);
+            }
+            ',' | ';' if !angle => parts += 1,
+            _ => plain.push(c),
+        }
+    }
+    if parts != 1 || quoted || depth > 0 {
+        return None;
+    }
+    let address = match (plain.find('<'), plain.rfind('>')) {
+        (Some(open), Some(close)) if open < close => plain[open + 1..close].trim().to_owned(),
+        (None, None) => plain.trim().to_owned(),
+        _ => return None,
+    };
+    (address.contains('@') && !address.contains(char::is_whitespace)).then_some(address)
+}
+
+/// Messages per minute per mailbox, over all sessions of this proxy: a
+/// token bucket per mailbox holding `per_minute` tokens, refilled evenly.
+/// Memory is bounded by `max_mailboxes`; buckets idle for a minute (full
+/// again) are dropped first, and when every slot is busy new mailboxes
+/// are refused (a temporary `450`), never let through unmetered.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_minute: u32,
+    max_mailboxes: usize,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Default bound on tracked mailboxes: 100 000 buckets are a few MB.
+pub const RATE_LIMITER_MAX_MAILBOXES: usize = 100_000;
+
+impl RateLimiter {
+    /// `per_minute == 0` turns the limiter off.
+    pub fn new(per_minute: u32, max_mailboxes: usize) -> Self {
+        Self {
+            per_minute,
+            max_mailboxes,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.per_minute > 0
+    }
+
+    /// Takes one message from `mailbox`'s budget, in one step under the lock
+    /// (two sessions cannot both take the last token).
+    pub fn try_acquire(&self, mailbox: &str) -> bool {
+        if !self.enabled() {
+            return true;
+        }
+        let now = Instant::now();
+        let cap = f64::from(self.per_minute);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if !buckets.contains_key(mailbox) && buckets.len() >= self.max_mailboxes {
+            buckets.retain(|_, b| now.duration_since(b.at) < Duration::from_secs(60));
+            if buckets.len() >= self.max_mailboxes {
+                return false;
+            }
+        }
+        let b = buckets
+            .entry(mailbox.to_owned())
+            .or_insert(Bucket { tokens: cap, at: now });
+        let refill = now.duration_since(b.at).as_secs_f64() * cap / 60.0;
+        b.tokens = (b.tokens + refill).min(cap);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Gives back a message that was not submitted after all.
+    pub fn refund(&self, mailbox: &str) {
+        if !self.enabled() {
+            return;
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = buckets.get_mut(mailbox) {
+            b.tokens = (b.tokens + 1.0).min(f64::from(self.per_minute));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: HeaderRules = HeaderRules {
+        from_header: true,
+        no_bcc: true,
+        max_line_bytes: 1000,
+    };
+
+    #[test]
+    fn header_known_answers() {
+        let s = "alice@pec.example";
+        let cases: &[(&[u8], Result<(), HeaderRefusal>)] = &[
+            (
+                b"From: alice@pec.example\r\nTo: bob@pec.example\r\nSubject: x\r\n",
+                Ok(()),
+            ),
+            (b"From: \"Alice, A.\" <Alice@PEC.example>\r\n", Ok(())),
+            (
+                b"Subject: x\r\nFrom: Alice (the boss)\r\n <alice@pec.example>\r\n",
+                Ok(()),
+            ),
+            (b"from:alice@pec.example (me)\r\n", Ok(())),
+            (b"From: =?utf-8?q?Al=C3=ACce?= <alice@pec.example>\r\n", Ok(())),
+            (b"From: mallory@pec.example\r\n", Err(HeaderRefusal::FromMismatch)),
+            (b"Subject: no from\r\n", Err(HeaderRefusal::FromMismatch)),
+            (
+                b"From: alice@pec.example\r\nFrom: alice@pec.example\r\n",
+                Err(HeaderRefusal::FromMismatch),
+            ),
+            (
+                b"From: alice@pec.example, bob@pec.example\r\n",
+                Err(HeaderRefusal::FromMismatch),
+            ),
+            (b"From: <alice@pec.example\r\n", Err(HeaderRefusal::FromMismatch)),
+            (
+                b"From: alice@pec.example\r\nBcc: carol@pec.example\r\n",
+                Err(HeaderRefusal::BccPresent),
+            ),
+            (
+                b"From: alice@pec.example\r\nBCC:\r\n",
+                Err(HeaderRefusal::BccPresent),
+            ),
+            (b"From: alice@pec.example\r\nX-Bcc: no\r\n", Ok(())),
+            // Dot-stuffed header line.
+            (b"..X: y\r\nFrom: alice@pec.example\r\n", Ok(())),
+        ];
+        for (block, expected) in cases {
+            assert_eq!(
+                check_headers(block, s, RULES),
+                *expected,
+                "{:?}",
+                String::from_utf8_lossy(block)
+            );
+        }
+        let long = format!("From: alice@pec.example\r\nX: {}\r\n", "y".repeat(1000));
+        assert_eq!(
+            check_headers(long.as_bytes(), s, RULES),
+            Err(HeaderRefusal::LineTooLong)
+        );
+        let off = HeaderRules {
+            from_header: false,
+            no_bcc: false,
+            max_line_bytes: 1000,
+        };
+        assert_eq!(check_headers(b"Bcc: x@y\r\n", s, off), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limiter_refills_refunds_and_is_bounded() {
+        let off = RateLimiter::new(0, 10);
+        assert!((0..100).all(|_| off.try_acquire("a@b")));
+
+        let rl = RateLimiter::new(2, 2);
+        assert!(rl.try_acquire("a@b"));
+        assert!(rl.try_acquire("a@b"));
+        assert!(!rl.try_acquire("a@b"));
+        rl.refund("a@b");
+        assert!(rl.try_acquire("a@b"));
+        assert!(!rl.try_acquire("a@b"));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(rl.try_acquire("a@b"), "one token back after 30 s at 2/min");
+        assert!(!rl.try_acquire("a@b"));
+
+        assert!(rl.try_acquire("c@d"));
+        // Both slots busy: a third mailbox is refused, not let through.
+        assert!(!rl.try_acquire("e@f"));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(rl.try_acquire("e@f"), "idle buckets are dropped to make room");
+    }
+}

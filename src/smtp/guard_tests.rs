@@ -1,0 +1,328 @@
+use super::*;
+
+fn opts() -> GuardOptions {
+    GuardOptions {
+        hostname: "proxy.example".into(),
+        tls: true,
+        smtputf8: false,
+        check_sender: true,
+        check_size: true,
+        header_rules: HeaderRules {
+            from_header: true,
+            no_bcc: true,
+            max_line_bytes: 1000,
+        },
+        max_message_bytes: 1000,
+        max_command_line_bytes: 512,
+        max_header_bytes: 4096,
+    }
+}
+
+fn guard_with(opts: GuardOptions, per_minute: u32) -> Guard {
+    Guard::new(
+        opts,
+        "alice@pec.example".into(),
+        Arc::new(RateLimiter::new(per_minute, 10)),
+        b"",
+    )
+}
+
+fn s(v: Vec<u8>) -> String {
+    String::from_utf8(v).unwrap()
+}
+
+/// Client sends `c`; returns (to upstream, to client).
+fn client(g: &mut Guard, c: &str) -> (String, String) {
+    g.client_data(c.as_bytes());
+    (s(g.take_to_upstream()), s(g.take_to_client()))
+}
+
+fn upstream(g: &mut Guard, u: &str) -> (String, String) {
+    g.upstream_data(u.as_bytes());
+    (s(g.take_to_upstream()), s(g.take_to_client()))
+}
+
+const ENVELOPE: &str = "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<bob@pec.example>\r\nDATA\r\n";
+
+#[test]
+fn compliant_message_streams_after_the_header_check() {
+    let mut g = guard_with(opts(), 0);
+    // Pipelined: MAIL and RCPT go up at once; DATA waits for their verdicts.
+    let (up, down) = client(&mut g, ENVELOPE);
+    assert_eq!(
+        up,
+        "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<bob@pec.example>\r\n"
+    );
+    assert_eq!(down, "");
+    let (up, down) = upstream(&mut g, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n");
+    assert_eq!(
+        down,
+        "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+    );
+    assert_eq!(up, "");
+    // The header block is held until it is complete and checked.
+    let (up, _) = client(&mut g, "From: Alice <alice@pec.example>\r\nSubj");
+    assert_eq!(up, "");
+    let (up, _) = client(&mut g, "ect: hi\r\n\r\nbody line\r\n..stuffed\r\n");
+    assert_eq!(up, "DATA\r\n");
+    assert!(!g.wants_client_input(), "waiting for the upstream's 354");
+    let (up, down) = upstream(&mut g, "354 go ahead\r\n");
+    assert_eq!(down, "", "the upstream's 354 is ours");
+    assert_eq!(
+        up,
+        "From: Alice <alice@pec.example>\r\nSubject: hi\r\n\r\nbody line\r\n..stuffed\r\n"
+    );
+    // The final dot in pieces: held until complete, then sent.
+    let (up, _) = client(&mut g, "last\r\n.");
+    assert_eq!(up, "last\r\n");
+    let (up, _) = client(&mut g, "\r");
+    assert_eq!(up, "");
+    let (up, _) = client(&mut g, "\nQUIT\r\n");
+    assert_eq!(up, ".\r\nQUIT\r\n");
+    assert!(g.awaiting_message_verdict());
+    let (_, down) = upstream(&mut g, "250 2.0.0 Ok: queued as X\r\n221 2.0.0 Bye\r\n");
+    assert_eq!(down, "250 2.0.0 Ok: queued as X\r\n221 2.0.0 Bye\r\n");
+    assert!(g.finished());
+}
+
+#[test]
+fn foreign_sender_is_refused_in_order() {
+    let mut g = guard_with(opts(), 0);
+    let (up, down) = client(
+        &mut g,
+        "NOOP\r\nMAIL FROM:<mallory@pec.example>\r\nMAIL FROM:<>\r\nRSET\r\n",
+    );
+    assert_eq!(up, "NOOP\r\nRSET\r\n");
+    assert_eq!(down, "", "local refusals wait behind the NOOP's reply");
+    let (_, down) = upstream(&mut g, "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n");
+    assert_eq!(
+        down,
+        format!(
+            "250 2.0.0 Ok\r\n{0}\r\n{0}\r\n250 2.0.0 Ok\r\n",
+            reply::SENDER_NOT_OWNED
+        )
+    );
+    // The mailbox in any case is fine.
+    let (up, _) = client(&mut g, "MAIL FROM:<Alice@PEC.Example> BODY=8BITMIME\r\n");
+    assert_eq!(up, "MAIL FROM:<Alice@PEC.Example> BODY=8BITMIME\r\n");
+}
+
+#[test]
+fn header_refusals_never_reach_the_upstream() {
+    for (headers, why) in [
+        ("From: mallory@pec.example\r\n", reply::FROM_MISMATCH),
+        (
+            "From: alice@pec.example\r\nBcc: carol@pec.example\r\n",
+            reply::BCC_PRESENT,
+        ),
+    ] {
+        let mut g = guard_with(opts(), 0);
+        client(&mut g, ENVELOPE);
+        upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+        let (up, down) = client(&mut g, &format!("{headers}\r\nsecret body\r\n.\r\nNOOP\r\n"));
+        assert_eq!(up, "RSET\r\nNOOP\r\n", "{why}");
+        assert_eq!(down, format!("{why}\r\n"));
+        // The hidden RSET's reply is not the client's; the NOOP's is.
+        let (_, down) = upstream(&mut g, "250 2.0.0 Flushed\r\n250 2.0.0 Ok\r\n");
+        assert_eq!(down, "250 2.0.0 Ok\r\n");
+    }
+}
+
+#[test]
+fn refused_body_is_swallowed_across_reads() {
+    let mut g = guard_with(opts(), 0);
+    client(&mut g, ENVELOPE);
+    upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+    let (up, down) = client(&mut g, "Bcc: x@y\r\nFrom: alice@pec.example\r\n\r\nline\r\n.");
+    assert_eq!((up.as_str(), down.as_str()), ("", ""));
+    let (up, down) = client(&mut g, "x\r\n.\r");
+    assert_eq!((up.as_str(), down.as_str()), ("", ""));
+    let (up, down) = client(&mut g, "\n");
+    assert_eq!(up, "RSET\r\n");
+    assert_eq!(down, format!("{}\r\n", reply::BCC_PRESENT));
+}
+
+#[test]
+fn data_before_rcpt_and_without_mail() {
+    let mut g = guard_with(opts(), 0);
+    let (up, down) = client(&mut g, "DATA\r\n");
+    assert_eq!(
+        (up.as_str(), down.as_str()),
+        ("", "503 5.5.1 Error: need MAIL command\r\n")
+    );
+    client(
+        &mut g,
+        "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<nobody@else.example>\r\nDATA\r\n",
+    );
+    let (_, down) = upstream(&mut g, "250 Ok\r\n554 5.7.1 Relay access denied\r\n");
+    assert_eq!(
+        down,
+        "250 Ok\r\n554 5.7.1 Relay access denied\r\n554 5.5.1 Error: no valid recipients\r\n"
+    );
+}
+
+#[test]
+fn size_declared_and_streamed() {
+    let mut g = guard_with(opts(), 0);
+    // Declared: refused at MAIL (over the limit) or at the RCPT that makes
+    // size x recipients exceed it.
+    let (up, down) = client(&mut g, "MAIL FROM:<alice@pec.example> SIZE=2000\r\n");
+    assert_eq!(
+        (up.as_str(), down.as_str()),
+        ("", format!("{}\r\n", reply::TOO_BIG).as_str())
+    );
+    let (up, _) = client(
+        &mut g,
+        "MAIL FROM:<alice@pec.example> SIZE=400\r\nRCPT TO:<a@pec.example>\r\nRCPT TO:<b@pec.example>\r\nRCPT TO:<c@pec.example>\r\n",
+    );
+    assert_eq!(
+        up,
+        "MAIL FROM:<alice@pec.example> SIZE=400\r\nRCPT TO:<a@pec.example>\r\nRCPT TO:<b@pec.example>\r\n"
+    );
+    let (_, down) = upstream(&mut g, "250 Ok\r\n250 Ok\r\n250 Ok\r\n");
+    assert_eq!(
+        down,
+        format!("250 Ok\r\n250 Ok\r\n250 Ok\r\n{}\r\n", reply::TOO_BIG)
+    );
+
+    // Streamed: no SIZE=, 2 recipients, a 600-octet body. The part already
+    // sent cannot be called back: the upstream connection is dropped.
+    let mut g = guard_with(opts(), 0);
+    client(
+        &mut g,
+        "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<a@pec.example>\r\nRCPT TO:<b@pec.example>\r\nDATA\r\n",
+    );
+    upstream(&mut g, "250 Ok\r\n250 Ok\r\n250 Ok\r\n");
+    client(&mut g, "From: alice@pec.example\r\n\r\n");
+    upstream(&mut g, "354 go\r\n");
+    let (up, _) = client(&mut g, &"x".repeat(300));
+    assert!(up.ends_with(&"x".repeat(300)));
+    let (up, down) = client(&mut g, &"y".repeat(300));
+    assert_eq!((up.as_str(), down.as_str()), ("", ""));
+    assert!(!g.finished());
+    let (up, down) = client(&mut g, "\r\n.\r\n");
+    assert_eq!(up, "", "the final dot never goes up");
+    assert_eq!(
+        down,
+        format!("{}\r\n{}\r\n", reply::TOO_BIG, reply::UPSTREAM_LOST)
+    );
+    assert!(g.finished());
+}
+
+#[test]
+fn rate_limit_counts_submitted_messages_and_refunds_others() {
+    let mut g = guard_with(opts(), 1);
+    client(&mut g, "MAIL FROM:<alice@pec.example>\r\n");
+    // A refused MAIL gives the token back...
+    upstream(&mut g, "451 4.3.0 try later\r\n");
+    client(
+        &mut g,
+        "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<b@pec.example>\r\nDATA\r\n",
+    );
+    upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+    client(&mut g, "From: alice@pec.example\r\n\r\nhi\r\n.\r\n");
+    upstream(&mut g, "354 go\r\n");
+    let (_, down) = upstream(&mut g, "250 2.0.0 queued\r\n");
+    assert_eq!(down, "250 2.0.0 queued\r\n");
+    // ...a submitted one does not.
+    let (up, down) = client(&mut g, "MAIL FROM:<alice@pec.example>\r\n");
+    assert_eq!(
+        (up.as_str(), down.as_str()),
+        ("", format!("{}\r\n", reply::RATE_LIMITED).as_str())
+    );
+}
+
+#[test]
+fn commands_that_never_go_upstream_and_ehlo_is_ours() {
+    let mut g = guard_with(opts(), 0);
+    let (up, down) = client(
+        &mut g,
+        "XCLIENT LOGIN=bob@pec.example\r\nAUTH PLAIN AGEAYg==\r\nSTARTTLS\r\nBDAT 10 LAST\r\nVRFY bob\r\nNO\0OP\r\n",
+    );
+    assert_eq!(up, "");
+    assert_eq!(
+        down,
+        "500 5.5.1 Command unrecognized\r\n503 5.5.1 Already authenticated\r\n503 5.5.1 TLS already active\r\n\
+         502 5.5.1 Command not implemented\r\n502 5.5.1 VRFY and EXPN are disabled\r\n\
+         500 5.5.2 Syntax error: NUL character in command\r\n"
+    );
+    let (up, _) = client(&mut g, "EHLO again\r\n");
+    assert_eq!(up, "EHLO again\r\n");
+    let (_, down) = upstream(
+        &mut g,
+        "250-mx.pec.example\r\n250-XCLIENT ADDR LOGIN\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n",
+    );
+    assert_eq!(
+        down,
+        "250-proxy.example\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n"
+    );
+    let (_, down) = client(&mut g, &format!("NOOP {}\r\n", "z".repeat(600)));
+    assert_eq!(down, "500 5.5.2 Line too long\r\n");
+}
+
+#[test]
+fn bare_newlines_in_content_are_refused() {
+    let mut g = guard_with(opts(), 0);
+    client(&mut g, ENVELOPE);
+    upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+    // In the header block: refused before anything goes up.
+    let (up, down) = client(&mut g, "From: alice@pec.example\n.\r\n");
+    assert_eq!(up, "RSET\r\n");
+    assert!(down.starts_with("550 5.6.0 Bare CR or LF"), "{down}");
+
+    // In the body (SMTP smuggling: "\n.\r\n" ends DATA for some servers).
+    let mut g = guard_with(opts(), 0);
+    client(&mut g, ENVELOPE);
+    upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+    client(&mut g, "From: alice@pec.example\r\n\r\n");
+    upstream(&mut g, "354 go\r\n");
+    let (up, down) = client(&mut g, "a\n.\r\nMAIL FROM:<alice@pec.example>\r\n.\r\n");
+    assert_eq!(up, "a");
+    assert!(down.starts_with("550 5.6.0 Bare CR or LF"), "{down}");
+    assert!(down.ends_with(&format!("{}\r\n", reply::UPSTREAM_LOST)));
+    assert!(g.finished());
+}
+
+#[test]
+fn upstream_refusing_data_is_the_clients_verdict() {
+    let mut g = guard_with(opts(), 0);
+    client(&mut g, ENVELOPE);
+    upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+    client(&mut g, "From: alice@pec.example\r\n\r\nbody\r\n");
+    let (up, down) = upstream(&mut g, "451 4.3.0 Queue file write error\r\n");
+    assert_eq!((up.as_str(), down.as_str()), ("", ""));
+    let (up, down) = client(&mut g, ".\r\n");
+    assert_eq!(up, "RSET\r\n");
+    assert_eq!(down, "451 4.3.0 Queue file write error\r\n");
+}
+
+#[test]
+fn end_scan_known_answers() {
+    // (input, emitted, outcome as (kind, offset))
+    type Case<'a> = (&'a [u8], &'a [u8], (&'a str, usize));
+    let cases: &[Case] = &[
+        (b".\r\n", b"", ("end", 3)),
+        (b"a\r\n.\r\nrest", b"a\r\n", ("end", 6)),
+        (b"..x\r\n", b"..x\r\n", ("more", 0)),
+        (b".x\r\n", b".x\r\n", ("more", 0)),
+        (b"a\r\n.", b"a\r\n", ("more", 0)),
+        (b"a\nb", b"a", ("bare", 1)),
+        (b"a\rb", b"a\r", ("bare", 2)),
+        (b".\n", b"", ("bare", 1)),
+    ];
+    for (input, emitted, (kind, at)) in cases {
+        let mut scan = EndScan::line_start();
+        let mut out = Vec::new();
+        let got = match scan.scan(input, &mut out) {
+            Scan::More => ("more", 0),
+            Scan::End(n) => ("end", n),
+            Scan::Bare(n) => ("bare", n),
+        };
+        assert_eq!(
+            (got.0, got.1, out.as_slice()),
+            (*kind, *at, *emitted),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
