@@ -4,7 +4,7 @@
 //! opens the upstream session as the mailbox; without one, the upstream
 //! checks the client's own credentials (pass-through).
 //!
-//! # What a protocol session calls (IMAP's `session.rs` is the model)
+//! # What a protocol session calls (the IMAP, POP3 and SMTP sessions all do)
 //! 1. `serve(tcp, peer, ctx, admission)`: the accept loop hands over the
 //!    client's per-IP places ([`crate::client_limits::Admission`]); call
 //!    `admission.logged_in()` next to `gauge.to_relay()`.
