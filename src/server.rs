@@ -429,15 +429,21 @@ async fn accept_loop(
         metrics::counter!(m::CONNECTIONS_TOTAL, "protocol" => ctx.listener.protocol.as_str(), "listener" => ctx.listener.name.clone())
             .increment(1);
         let _ = tcp.set_nodelay(true);
-        sessions.spawn(async move {
-            match ctx.listener.protocol {
-                Protocol::Imap => crate::imap::session::serve(tcp, peer, ctx).await,
-                Protocol::Pop3 => crate::pop3::session::serve(tcp, peer, ctx).await,
-                Protocol::Smtp => crate::smtp::session::serve(tcp, peer, ctx).await,
-            }
-            drop(permit);
-        });
+        // One spawn per protocol: a task is as large as its future, and a
+        // `match` inside one future would size every session to the largest.
+        // The task detaches: the tracker waits for it on drain.
+        let _detached = match ctx.listener.protocol {
+            Protocol::Imap => sessions.spawn(holding(permit, crate::imap::session::serve(tcp, peer, ctx))),
+            Protocol::Pop3 => sessions.spawn(holding(permit, crate::pop3::session::serve(tcp, peer, ctx))),
+            Protocol::Smtp => sessions.spawn(holding(permit, crate::smtp::session::serve(tcp, peer, ctx))),
+        };
     }
+}
+
+/// Runs a session, then gives its connection slot back.
+async fn holding(permit: tokio::sync::OwnedSemaphorePermit, session: impl Future<Output = ()>) {
+    session.await;
+    drop(permit);
 }
 
 /// Keeps the access log within its retention (PEC providers show six months):

@@ -48,7 +48,10 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
     let local = tcp.local_addr().unwrap_or(peer);
     let mut gauge = SessionGauge::prelogin(Protocol::Imap);
 
-    let Some(stream) = accept_tls(tcp, &ctx).await else {
+    // The handshake and the pre-login phase run in their own allocations,
+    // freed at login: the task itself stays small for the hours a session
+    // may relay (inline, they made an IMAP session's task 17 KiB).
+    let Some(stream) = Box::pin(accept_tls(tcp, &ctx)).await else {
         return;
     };
     let opts = FrontendOptions {
@@ -68,11 +71,11 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         .shutdown
         .or_draining(tokio::time::timeout_at(
             deadline,
-            prelogin(&mut stream, frontend, &ctx, addrs),
+            Box::pin(prelogin(&mut stream, frontend, &ctx, addrs)),
         ))
         .await;
     let Some(outcome) = outcome else {
-        goodbye(stream, b"* BYE Server shutting down\r\n").await;
+        Box::pin(goodbye(stream, b"* BYE Server shutting down\r\n")).await;
         return;
     };
     let (attempt, upstream, frontend) = match outcome {
@@ -85,7 +88,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         Err(_) => {
             metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "imap", "kind" => "prelogin_timeout")
                 .increment(1);
-            goodbye(stream, b"* BYE Disconnected: login timeout\r\n").await;
+            Box::pin(goodbye(stream, b"* BYE Disconnected: login timeout\r\n")).await;
             return;
         }
     };
@@ -95,13 +98,16 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
     // anything the upstream sent behind its OK goes to the client.
     let pipelined = frontend.into_pipelined();
     let LoggedIn { conn, capabilities } = upstream;
-    let mut upstream_stream = conn.stream;
+    let crate::upstream::Connection {
+        stream: mut upstream_stream,
+        buf: upstream_buf,
+    } = conn;
     let mut reply = attempt.tag.clone();
     match capabilities {
         Some(caps) => reply.extend_from_slice(format!(" OK [CAPABILITY {caps}] Logged in\r\n").as_bytes()),
         None => reply.extend_from_slice(b" OK Logged in\r\n"),
     }
-    reply.extend_from_slice(&conn.buf);
+    reply.extend_from_slice(&upstream_buf);
     let handoff = async {
         client.write_all(&reply).await?;
         client.flush().await?;
@@ -115,6 +121,9 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         info!(peer = %peer, listener = %ctx.listener.name, error = %e, "imap session ended during handoff");
         return;
     }
+    // An IMAP session may relay for hours, mostly idle: keep nothing of the
+    // login (the credentials least of all) beyond this point.
+    drop((attempt, reply, pipelined, upstream_buf));
 
     gauge.to_relay();
     let counter = m::RelayCounter::new(Protocol::Imap);

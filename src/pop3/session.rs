@@ -54,7 +54,10 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
     let started = Instant::now();
     let mut gauge = SessionGauge::prelogin(Protocol::Pop3);
 
-    let Some(stream) = accept_tls(tcp, &ctx).await else {
+    // The handshake and the pre-login phase run in their own allocations,
+    // freed at login: the task itself stays small for the hours a session
+    // may relay (inline, they made an IMAP session's task 17 KiB).
+    let Some(stream) = Box::pin(accept_tls(tcp, &ctx)).await else {
         return;
     };
     let opts = FrontendOptions {
@@ -72,12 +75,12 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         .shutdown
         .or_draining(tokio::time::timeout_at(
             deadline,
-            prelogin(&mut stream, frontend, &ctx, peer),
+            Box::pin(prelogin(&mut stream, frontend, &ctx, peer)),
         ))
         .await;
     let Some(outcome) = outcome else {
         // RFC 3206 §4: SYS/TEMP, the client may come back later.
-        goodbye(stream, b"-ERR [SYS/TEMP] Server shutting down\r\n").await;
+        Box::pin(goodbye(stream, b"-ERR [SYS/TEMP] Server shutting down\r\n")).await;
         return;
     };
     let (upstream, frontend) = match outcome {
@@ -86,7 +89,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         Err(_) => {
             metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "pop3", "kind" => "prelogin_timeout")
                 .increment(1);
-            goodbye(stream, b"-ERR Disconnected: login timeout\r\n").await;
+            Box::pin(goodbye(stream, b"-ERR Disconnected: login timeout\r\n")).await;
             return;
         }
     };
