@@ -13,6 +13,7 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO" # the tool's defaults (certs/ca.pem) are relative to the repository
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 LOGINS=${LOGINS:-3000}               # logins per login run
 LOGIN_CONCURRENCY=${LOGIN_CONCURRENCY:-8}

@@ -174,7 +174,10 @@ async fn build(config: &Config, shutdown: &Shutdown) -> Result<Generation, Serve
     let gate = match &config.store_path {
         Some(path) => {
             let store = SqliteStore::open(path).await?;
-            Gate::Store(Authenticator::new(Arc::new(CachedStore::new(Arc::new(store)))))
+            Gate::Store(
+                Authenticator::new(Arc::new(CachedStore::new(Arc::new(store))))
+                    .with_verified_cache(Duration::from_secs(config.limits.auth_cache_ttl_secs)),
+            )
         }
         None => Gate::PassThrough,
     };
