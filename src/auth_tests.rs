@@ -267,7 +267,10 @@ async fn no_password_in_the_logs() {
 #[tokio::test]
 async fn the_verified_cache_never_outlives_a_change() {
     let f = fixture().await;
-    let auth = f.auth.clone().with_verified_cache(std::time::Duration::from_secs(3600));
+    let auth = f
+        .auth
+        .clone()
+        .with_verified_cache(std::time::Duration::from_secs(3600));
     let cache = auth.verified.clone().unwrap();
     let login = |pw: &str| auth.authenticate(request(Protocol::Imap, "studio@pec.it", pw));
     assert!(login(OWNER_PW).await.is_ok());
@@ -278,21 +281,35 @@ async fn the_verified_cache_never_outlives_a_change() {
     assert!(login(OWNER_PW).await.is_ok(), "served from the cache");
 
     let store = auth.store().clone();
-    store.set_protocol("studio@pec.it", Protocol::Imap, false).await.unwrap();
+    store
+        .set_protocol("studio@pec.it", Protocol::Imap, false)
+        .await
+        .unwrap();
     let denied = login(OWNER_PW).await.unwrap_err();
     assert_eq!(denied.reason, DenyReason::ProtocolDisabled);
-    store.set_protocol("studio@pec.it", Protocol::Imap, true).await.unwrap();
+    store
+        .set_protocol("studio@pec.it", Protocol::Imap, true)
+        .await
+        .unwrap();
 
     store.revoke_app_password(f.app_id).await.unwrap();
     let denied = login(APP_PW).await.unwrap_err();
-    assert_eq!(denied.reason, DenyReason::UnknownOrBadPassword, "revoked app password");
+    assert_eq!(
+        denied.reason,
+        DenyReason::UnknownOrBadPassword,
+        "revoked app password"
+    );
 
     store
         .set_password_hash("studio@pec.it", &weak_hash("New-Password-99x"))
         .await
         .unwrap();
     let denied = login(OWNER_PW).await.unwrap_err();
-    assert_eq!(denied.reason, DenyReason::UnknownOrBadPassword, "old password after a change");
+    assert_eq!(
+        denied.reason,
+        DenyReason::UnknownOrBadPassword,
+        "old password after a change"
+    );
     assert!(login("New-Password-99x").await.is_ok());
 
     store.set_active("studio@pec.it", false).await.unwrap();

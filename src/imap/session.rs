@@ -45,15 +45,47 @@ enum Prelogin {
 /// Serves one client connection until it ends.
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) {
     let started = Instant::now();
-    let local = tcp.local_addr().unwrap_or(peer);
     let mut gauge = SessionGauge::prelogin(Protocol::Imap);
-
-    // The handshake and the pre-login phase run in their own allocations,
-    // freed at login: the task itself stays small for the hours a session
-    // may relay (inline, they made an IMAP session's task 17 KiB).
-    let Some(stream) = Box::pin(accept_tls(tcp, &ctx)).await else {
+    // Everything up to the relay (handshake, pre-login, login, handoff) runs
+    // in its own allocation, freed at login: the task itself is only as
+    // large as the relay's state for the hours a session may stay in IDLE
+    // (with all of it inline, an IMAP session's task was 17 KiB; now ~1 KiB).
+    let Some((client, upstream_stream)) = Box::pin(open(tcp, peer, &ctx, started)).await else {
         return;
     };
+
+    gauge.to_relay();
+    let counter = m::RelayCounter::new(Protocol::Imap);
+    let opts = RelayOptions {
+        buffer_bytes: ctx.limits.relay_buffer_bytes,
+        idle_timeout: ctx.limits.idle_timeout(Protocol::Imap),
+    };
+    let (stats, end) =
+        relay::relay_until(client, upstream_stream, opts, &counter, ctx.shutdown.closing()).await;
+    let duration = started.elapsed();
+    metrics::histogram!(m::SESSION_DURATION_SECONDS, "protocol" => "imap").record(duration.as_secs_f64());
+    info!(
+        protocol = "imap",
+        listener = %ctx.listener.name,
+        peer = %peer,
+        duration_ms = duration.as_millis() as u64,
+        bytes_in = stats.client_to_upstream,
+        bytes_out = stats.upstream_to_client,
+        result = end.label(),
+        "session ended"
+    );
+}
+
+/// TLS, the pre-login front-end, the login and the handoff: the client and
+/// upstream streams ready to relay, or `None` when the session ended first.
+async fn open(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: &ListenerContext,
+    started: Instant,
+) -> Option<(Stream, Stream)> {
+    let local = tcp.local_addr().unwrap_or(peer);
+    let stream = accept_tls(tcp, ctx).await?;
     let opts = FrontendOptions {
         starttls: ctx.listener.tls == crate::config::TlsMode::Starttls,
         allow_plaintext_login: ctx.listener.allow_plaintext_login,
@@ -71,12 +103,12 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
         .shutdown
         .or_draining(tokio::time::timeout_at(
             deadline,
-            Box::pin(prelogin(&mut stream, frontend, &ctx, addrs)),
+            prelogin(&mut stream, frontend, ctx, addrs),
         ))
         .await;
     let Some(outcome) = outcome else {
-        Box::pin(goodbye(stream, b"* BYE Server shutting down\r\n")).await;
-        return;
+        goodbye(stream, b"* BYE Server shutting down\r\n").await;
+        return None;
     };
     let (attempt, upstream, frontend) = match outcome {
         Ok(Ok(Prelogin::LoggedIn {
@@ -84,15 +116,15 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
             upstream,
             frontend,
         })) => (attempt, upstream, frontend),
-        Ok(Ok(Prelogin::Closed)) | Ok(Err(_)) => return,
+        Ok(Ok(Prelogin::Closed)) | Ok(Err(_)) => return None,
         Err(_) => {
             metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "imap", "kind" => "prelogin_timeout")
                 .increment(1);
-            Box::pin(goodbye(stream, b"* BYE Disconnected: login timeout\r\n")).await;
-            return;
+            goodbye(stream, b"* BYE Disconnected: login timeout\r\n").await;
+            return None;
         }
     };
-    let Some(mut client) = stream else { return };
+    let mut client = stream?;
 
     // Anything the client pipelined behind its login goes upstream first,
     // anything the upstream sent behind its OK goes to the client.
@@ -119,32 +151,9 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>) 
     };
     if let Err(e) = handoff.await {
         info!(peer = %peer, listener = %ctx.listener.name, error = %e, "imap session ended during handoff");
-        return;
+        return None;
     }
-    // An IMAP session may relay for hours, mostly idle: keep nothing of the
-    // login (the credentials least of all) beyond this point.
-    drop((attempt, reply, pipelined, upstream_buf));
-
-    gauge.to_relay();
-    let counter = m::RelayCounter::new(Protocol::Imap);
-    let opts = RelayOptions {
-        buffer_bytes: ctx.limits.relay_buffer_bytes,
-        idle_timeout: ctx.limits.idle_timeout(Protocol::Imap),
-    };
-    let (stats, end) =
-        relay::relay_until(client, upstream_stream, opts, &counter, ctx.shutdown.closing()).await;
-    let duration = started.elapsed();
-    metrics::histogram!(m::SESSION_DURATION_SECONDS, "protocol" => "imap").record(duration.as_secs_f64());
-    info!(
-        protocol = "imap",
-        listener = %ctx.listener.name,
-        peer = %peer,
-        duration_ms = duration.as_millis() as u64,
-        bytes_in = stats.client_to_upstream,
-        bytes_out = stats.upstream_to_client,
-        result = end.label(),
-        "session ended"
-    );
+    Some((client, upstream_stream))
 }
 
 /// Runs the front-end until a login succeeds or the client goes away.
