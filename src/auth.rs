@@ -14,10 +14,11 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use crate::login_name::{LoginName, parse_login_name};
-use crate::policy::{self, Denial, DenyReason, LoginRequest, Permit};
+use crate::policy::{self, Denial, DenyReason, Hashes, LoginRequest, PasswordCheck, Permit};
 use crate::protocol::Protocol;
 use crate::secret::Secret;
 use crate::store::{AccessLogEntry, AccountStore, LoginResult, unix_now};
+use crate::verified::VerifiedCache;
 
 /// The longest client name (IMAP `ID` "name" and "version") we record.
 pub const MAX_CLIENT_NAME: usize = 128;
@@ -42,6 +43,38 @@ pub struct AuthRequest {
 pub struct Authenticator {
     store: Arc<dyn AccountStore>,
     verifiers: Arc<Semaphore>,
+    /// Recent successful verifications; `None`: every login verifies.
+    verified: Option<Arc<VerifiedCache>>,
+}
+
+/// Cached successes first, then the hash; successes are remembered.
+struct CachedHashes<'a>(&'a VerifiedCache);
+
+impl PasswordCheck for CachedHashes<'_> {
+    fn verify(&self, password: &Secret, hash: &str) -> bool {
+        if self.0.contains(hash, password) {
+            return true;
+        }
+        let ok = Hashes.verify(password, hash);
+        if ok {
+            self.0.insert(hash, password);
+        }
+        ok
+    }
+    fn dummy(&self, password: &Secret) {
+        Hashes.dummy(password);
+    }
+}
+
+/// Only what the cache knows: no hashing, no dummy (the fast path runs on
+/// the async thread; whatever it cannot decide goes to the verifiers).
+struct CacheOnly<'a>(&'a VerifiedCache);
+
+impl PasswordCheck for CacheOnly<'_> {
+    fn verify(&self, password: &Secret, hash: &str) -> bool {
+        self.0.contains(hash, password)
+    }
+    fn dummy(&self, _: &Secret) {}
 }
 
 impl Authenticator {
@@ -56,7 +89,15 @@ impl Authenticator {
         Self {
             store,
             verifiers: Arc::new(Semaphore::new(verifiers.max(1))),
+            verified: None,
         }
+    }
+
+    /// Remembers successful verifications for `ttl` (see [`crate::verified`]);
+    /// a zero `ttl` leaves the cache off.
+    pub fn with_verified_cache(mut self, ttl: std::time::Duration) -> Self {
+        self.verified = (!ttl.is_zero()).then(|| Arc::new(VerifiedCache::new(ttl)));
+        self
     }
 
     /// The store behind this authenticator (for the admin API and pruning).
@@ -132,11 +173,27 @@ impl Authenticator {
                 return Err(DenyReason::StoreUnavailable.into());
             }
         };
+        if let Some(cache) = &self.verified {
+            // A client seen recently: decided here, without a hash and
+            // without a trip to the blocking pool. Anything else, refusals
+            // included, is decided in full below.
+            let request = LoginRequest {
+                protocol: req.protocol,
+                login,
+                password: &req.password,
+                client_ip: req.client_ip,
+                tls: req.tls,
+            };
+            if let Ok(permit) = policy::check_with(&request, record.as_ref(), now, &CacheOnly(cache)) {
+                return Ok(permit);
+            }
+        }
         let Ok(verifier) = self.verifiers.clone().acquire_owned().await else {
             return Err(DenyReason::StoreUnavailable.into()); // closed: shutting down
         };
         let (protocol, client_ip, tls) = (req.protocol, req.client_ip, req.tls);
         let (login, password) = (login.clone(), req.password.clone());
+        let cache = self.verified.clone();
         let decision = tokio::task::spawn_blocking(move || {
             // Held by the blocking task itself: if the client goes away and
             // this future is dropped, the slot stays taken until the hash is done.
@@ -148,7 +205,10 @@ impl Authenticator {
                 client_ip,
                 tls,
             };
-            policy::check(&request, record.as_ref(), now)
+            match &cache {
+                Some(cache) => policy::check_with(&request, record.as_ref(), now, &CachedHashes(cache)),
+                None => policy::check(&request, record.as_ref(), now),
+            }
         })
         .await;
         decision.unwrap_or_else(|error| {

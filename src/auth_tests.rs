@@ -273,3 +273,57 @@ async fn no_password_in_the_logs() {
         assert!(!logs.contains(needle), "{needle:?} in the logs");
     }
 }
+
+/// With the verified-password cache: a repeat login skips the hash, and
+/// every change to the record still applies at once.
+#[tokio::test]
+async fn the_verified_cache_never_outlives_a_change() {
+    let f = fixture().await;
+    let auth = f
+        .auth
+        .clone()
+        .with_verified_cache(std::time::Duration::from_secs(3600));
+    let cache = auth.verified.clone().unwrap();
+    let login = |pw: &str| auth.authenticate(request(Protocol::Imap, "studio@pec.it", pw));
+    assert!(login(OWNER_PW).await.is_ok());
+    assert!(login(APP_PW).await.is_ok());
+    assert_eq!(cache.len(), 2, "two successes remembered");
+    assert!(login(WRONG_PW).await.is_err());
+    assert_eq!(cache.len(), 2, "failures are never remembered");
+    assert!(login(OWNER_PW).await.is_ok(), "served from the cache");
+
+    let store = auth.store().clone();
+    store
+        .set_protocol("studio@pec.it", Protocol::Imap, false)
+        .await
+        .unwrap();
+    let denied = login(OWNER_PW).await.unwrap_err();
+    assert_eq!(denied.reason, DenyReason::ProtocolDisabled);
+    store
+        .set_protocol("studio@pec.it", Protocol::Imap, true)
+        .await
+        .unwrap();
+
+    store.revoke_app_password(f.app_id).await.unwrap();
+    let denied = login(APP_PW).await.unwrap_err();
+    assert_eq!(
+        denied.reason,
+        DenyReason::UnknownOrBadPassword,
+        "revoked app password"
+    );
+
+    store
+        .set_password_hash("studio@pec.it", &weak_hash("New-Password-99x"))
+        .await
+        .unwrap();
+    let denied = login(OWNER_PW).await.unwrap_err();
+    assert_eq!(
+        denied.reason,
+        DenyReason::UnknownOrBadPassword,
+        "old password after a change"
+    );
+    assert!(login("New-Password-99x").await.is_ok());
+
+    store.set_active("studio@pec.it", false).await.unwrap();
+    assert!(login("New-Password-99x").await.is_err(), "inactive mailbox");
+}

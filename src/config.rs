@@ -300,6 +300,11 @@ pub struct Limits {
     pub trusted_networks: Vec<Network>,
     /// Relay buffer per direction. 16 KiB: one TLS record.
     pub relay_buffer_bytes: usize,
+    /// How long a successful password verification is remembered (as a
+    /// keyed MAC, never the password), so a client that logs in again
+    /// does not pay the password hash again. 3600 s, Dovecot's
+    /// `auth_cache_ttl`; 0 turns the cache off.
+    pub auth_cache_ttl_secs: u64,
     /// On SIGTERM, how long relaying sessions may go on before they are
     /// closed. 30 s: a message download or submission in flight finishes;
     /// below systemd's default `TimeoutStopSec` of 90 s.
@@ -338,6 +343,7 @@ impl Default for Limits {
             max_prelogin_per_ip: 10,
             trusted_networks: Vec::new(),
             relay_buffer_bytes: 16 * 1024,
+            auth_cache_ttl_secs: 3600,
             shutdown_grace_secs: 30,
             smtp_max_command_line_bytes: 512,
             smtp_max_text_line_bytes: 1000,

@@ -32,3 +32,4 @@ pub mod status;
 pub mod store;
 pub mod tls;
 pub mod upstream;
+pub mod verified;

@@ -142,13 +142,44 @@ enum Credential {
     ExpiredApp,
 }
 
+/// How passwords are checked against stored hashes: [`Hashes`] verifies
+/// them; the authenticator adds a cache of recent successes in front.
+pub trait PasswordCheck {
+    /// Whether `password` matches `hash` (an unusable hash matches nothing).
+    fn verify(&self, password: &Secret, hash: &str) -> bool;
+    /// Spends the time of one verification, where there is nothing to verify.
+    fn dummy(&self, password: &Secret);
+}
+
+/// Verifies every password with its hash scheme.
+pub struct Hashes;
+
+impl PasswordCheck for Hashes {
+    fn verify(&self, password: &Secret, hash: &str) -> bool {
+        verify_password(password, hash) == Ok(true)
+    }
+    fn dummy(&self, password: &Secret) {
+        verify_dummy(password);
+    }
+}
+
 /// Decides a login. `record` is the store's record for `req.login.mailbox`
 /// (`None`: no such mailbox); `now` is unix seconds. See the module docs for
 /// the order of the checks.
 pub fn check(req: &LoginRequest<'_>, record: Option<&MailboxRecord>, now: i64) -> Result<Permit, Denial> {
+    check_with(req, record, now, &Hashes)
+}
+
+/// [`check`], with passwords checked by `passwords`.
+pub fn check_with(
+    req: &LoginRequest<'_>,
+    record: Option<&MailboxRecord>,
+    now: i64,
+    passwords: &dyn PasswordCheck,
+) -> Result<Permit, Denial> {
     // Phase 1: who are you?
     let Some(mailbox) = record.filter(|m| m.address == req.login.mailbox) else {
-        verify_dummy(req.password);
+        passwords.dummy(req.password);
         return Err(DenyReason::UnknownOrBadPassword.into());
     };
     let collaborator: Option<&Collaborator> = match &req.login.collaborator {
@@ -156,7 +187,7 @@ pub fn check(req: &LoginRequest<'_>, record: Option<&MailboxRecord>, now: i64) -
         Some(name) => match mailbox.collaborator(name) {
             Some(c) => Some(c),
             None => {
-                verify_dummy(req.password);
+                passwords.dummy(req.password);
                 return Err(DenyReason::UnknownOrBadPassword.into());
             }
         },
@@ -165,8 +196,15 @@ pub fn check(req: &LoginRequest<'_>, record: Option<&MailboxRecord>, now: i64) -
         None => (mailbox.password_hash.as_deref(), &mailbox.app_passwords),
         Some(c) => (c.password_hash.as_deref(), &c.app_passwords),
     };
-    let credential = identify(req.password, main_hash, app_passwords, mailbox.two_step, now)
-        .ok_or(DenyReason::UnknownOrBadPassword)?;
+    let credential = identify(
+        passwords,
+        req.password,
+        main_hash,
+        app_passwords,
+        mailbox.two_step,
+        now,
+    )
+    .ok_or(DenyReason::UnknownOrBadPassword)?;
 
     // Phase 2: may you? The client has shown a credential of this principal.
     if !mailbox.active {
@@ -211,6 +249,7 @@ pub fn check(req: &LoginRequest<'_>, record: Option<&MailboxRecord>, now: i64) -
 /// unexpired app passwords before expired ones. A hash we cannot use
 /// (unknown scheme, malformed) matches nothing.
 fn identify(
+    passwords: &dyn PasswordCheck,
     password: &Secret,
     main_hash: Option<&str>,
     app_passwords: &[AppPassword],
@@ -221,7 +260,7 @@ fn identify(
     let try_main = |verifications: &mut u32| {
         main_hash.is_some_and(|hash| {
             *verifications += 1;
-            verify_password(password, hash) == Ok(true)
+            passwords.verify(password, hash)
         })
     };
     if !two_step && try_main(&mut verifications) {
@@ -233,13 +272,13 @@ fn identify(
             app_passwords.iter().partition(|a| !a.expired_at(now));
         for app in live {
             verifications += 1;
-            if verify_password(&normalised, &app.hash) == Ok(true) {
+            if passwords.verify(&normalised, &app.hash) {
                 return Some(Credential::App(app.id));
             }
         }
         for app in expired {
             verifications += 1;
-            if verify_password(&normalised, &app.hash) == Ok(true) {
+            if passwords.verify(&normalised, &app.hash) {
                 return Some(Credential::ExpiredApp);
             }
         }
@@ -248,7 +287,7 @@ fn identify(
         return Some(Credential::Main);
     }
     if verifications == 0 {
-        verify_dummy(password);
+        passwords.dummy(password);
     }
     None
 }

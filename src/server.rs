@@ -184,7 +184,10 @@ async fn build(
     let authority = match &config.store_path {
         Some(path) => {
             let store = SqliteStore::open(path).await?;
-            Authority::Store(Authenticator::new(Arc::new(CachedStore::new(Arc::new(store)))))
+            Authority::Store(
+                Authenticator::new(Arc::new(CachedStore::new(Arc::new(store))))
+                    .with_verified_cache(Duration::from_secs(config.limits.auth_cache_ttl_secs)),
+            )
         }
         None => Authority::PassThrough,
     };
@@ -481,15 +484,30 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        sessions.spawn(async move {
-            match ctx.listener.protocol {
-                Protocol::Imap => crate::imap::session::serve(tcp, peer, ctx, admission).await,
-                Protocol::Pop3 => crate::pop3::session::serve(tcp, peer, ctx, admission).await,
-                Protocol::Smtp => crate::smtp::session::serve(tcp, peer, ctx, admission).await,
-            }
-            drop(permit);
-        });
+        // One spawn per protocol: a task is as large as its future, and a
+        // `match` inside one future would size every session to the largest.
+        // The task detaches: the tracker waits for it on drain.
+        let _detached = match ctx.listener.protocol {
+            Protocol::Imap => sessions.spawn(holding(
+                permit,
+                crate::imap::session::serve(tcp, peer, ctx, admission),
+            )),
+            Protocol::Pop3 => sessions.spawn(holding(
+                permit,
+                crate::pop3::session::serve(tcp, peer, ctx, admission),
+            )),
+            Protocol::Smtp => sessions.spawn(holding(
+                permit,
+                crate::smtp::session::serve(tcp, peer, ctx, admission),
+            )),
+        };
     }
+}
+
+/// Runs a session, then gives its connection slot back.
+async fn holding(permit: tokio::sync::OwnedSemaphorePermit, session: impl Future<Output = ()>) {
+    session.await;
+    drop(permit);
 }
 
 /// Keeps the access log within its retention (PEC providers show six months):

@@ -46,7 +46,9 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
     let started = Instant::now();
     let mut gauge = SessionGauge::prelogin(Protocol::Pop3);
 
-    let Some(stream) = accept_tls(tcp, &ctx).await else {
+    // The handshake and pre-login futures are boxed: the task stays as small
+    // as the relay's state for the hours a session lasts.
+    let Some(stream) = Box::pin(accept_tls(tcp, &ctx)).await else {
         return;
     };
     let opts = FrontendOptions {
@@ -72,7 +74,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
         step,
         goodbyes,
     );
-    let Some((mut client, upstream)) = phase.await else {
+    let Some((mut client, upstream)) = Box::pin(phase).await else {
         return;
     };
 

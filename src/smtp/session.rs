@@ -42,7 +42,9 @@ enum LoginFailure {
 pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, mut admission: Admission) {
     let started = Instant::now();
     let mut gauge = SessionGauge::prelogin(Protocol::Smtp);
-    let Some(stream) = accept_tls(tcp, &ctx).await else {
+    // The handshake and pre-login futures are boxed: the task stays as small
+    // as the relay's state for the hours a session lasts.
+    let Some(stream) = Box::pin(accept_tls(tcp, &ctx)).await else {
         return;
     };
     let opts = FrontendOptions {
@@ -71,7 +73,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
         step,
         goodbyes,
     );
-    let Some((mut client, (upstream, mailbox))) = phase.await else {
+    let Some((mut client, (upstream, mailbox))) = Box::pin(phase).await else {
         return;
     };
     let tls = client.is_tls();

@@ -1,0 +1,47 @@
+//! `pec-proxy-bench`: load generator and upstream simulator for measuring
+//! pec-proxy side by side with nginx's mail proxy. Loopback only, every run
+//! bounded by a count and a duration. See `benches/README.md`.
+#![forbid(unsafe_code)]
+
+#[path = "../bench/mod.rs"]
+mod bench;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about = "Load tool for pec-proxy (loopback only, bounded runs)")]
+struct Cli {
+    /// Worker threads of the tool itself.
+    #[arg(long, default_value_t = 2, global = true)]
+    threads: usize,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// N concurrent clients: connect, TLS, login, logout, again.
+    Login(bench::modes::LoginArgs),
+    /// K authenticated IMAP sessions held in IDLE; RSS per session, NOOP latency.
+    Idle(bench::modes::IdleArgs),
+    /// FETCH / RETR a large message M times; MiB/s and CPU per GiB.
+    Bulk(bench::modes::BulkArgs),
+    /// Minimal IMAP/POP3/SMTP upstream (and TLS baselines) for the capacity modes.
+    UpstreamSim(bench::sim::SimArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.threads.max(1))
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.mode {
+            Mode::Login(a) => bench::modes::login(a).await,
+            Mode::Idle(a) => bench::modes::idle(a).await,
+            Mode::Bulk(a) => bench::modes::bulk(a).await,
+            Mode::UpstreamSim(a) => bench::sim::run(a).await,
+        }
+    })
+}
