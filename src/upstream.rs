@@ -232,7 +232,9 @@ impl ServerFault for UpstreamError {
 /// Runs `attempt` (connect and log in) against each address of `upstream`
 /// in turn, until one succeeds or fails in a way another address would not
 /// fix ([`ServerFault`]), all before `deadline` (past it:
-/// [`UpstreamError::Timeout`]). `on_fault(address, error)` hears about every
+/// [`UpstreamError::Timeout`]). Every address but the last has an equal
+/// share of the time left when its turn comes; overrunning it is reported
+/// to `on_fault` as a timeout of that address, and the next one is tried. `on_fault(address, error)` hears about every
 /// server fault, the last one included, with the address that failed; other
 /// errors (a refused login, the deadline) are only returned.
 pub async fn with_failover<T, E, F, Fut>(
@@ -246,15 +248,28 @@ where
     F: FnMut(Upstream) -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
-    let mut candidates = upstream.candidates().into_iter().peekable();
+    let candidates = upstream.candidates();
+    let total = candidates.len();
+    let mut candidates = candidates.into_iter().enumerate().peekable();
     loop {
-        let Some(candidate) = candidates.next() else {
+        let Some((index, candidate)) = candidates.next() else {
             return Err(UpstreamError::Protocol("no upstream address".into()).into());
         };
         let address = candidate.config.address.clone();
-        let result = tokio::time::timeout_at(deadline, attempt(candidate))
-            .await
-            .unwrap_or_else(|_| Err(UpstreamError::Timeout.into()));
+        // A server that accepts and then hangs must not spend the whole
+        // deadline: each address but the last gets an equal share of what
+        // is left, and running out of its share is a fault of that address.
+        let left = (total - index) as u32;
+        let share = tokio::time::Instant::now()
+            + deadline.saturating_duration_since(tokio::time::Instant::now()) / left;
+        let result = match tokio::time::timeout_at(share, attempt(candidate)).await {
+            Ok(result) => result,
+            Err(_) if left > 1 => {
+                on_fault(&address, &UpstreamError::Timeout);
+                continue;
+            }
+            Err(_) => Err(UpstreamError::Timeout.into()),
+        };
         match result {
             Err(e) => match e.server_fault() {
                 Some(fault) => {
