@@ -54,6 +54,14 @@ impl UpstreamError {
         !matches!(self, UpstreamError::AuthFailed | UpstreamError::Timeout)
     }
 
+    /// Whether [`with_failover`] has already told its `on_fault` about this
+    /// error, with the address it came from: every server fault, and the
+    /// deadline running out. The caller counts the others (a refusal of the
+    /// proxy's own credentials) itself.
+    pub fn reported_by_failover(&self) -> bool {
+        self.is_server_fault() || matches!(self, UpstreamError::Timeout)
+    }
+
     /// Bounded label for `pec_proxy_upstream_errors_total{kind}`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -234,9 +242,11 @@ impl ServerFault for UpstreamError {
 /// fix ([`ServerFault`]), all before `deadline` (past it:
 /// [`UpstreamError::Timeout`]). Every address but the last has an equal
 /// share of the time left when its turn comes; overrunning it is reported
-/// to `on_fault` as a timeout of that address, and the next one is tried. `on_fault(address, error)` hears about every
-/// server fault, the last one included, with the address that failed; other
-/// errors (a refused login, the deadline) are only returned.
+/// to `on_fault` as a timeout of that address, and the next one is tried.
+/// `on_fault(address, error)` hears, with the address that failed, every
+/// error for which [`UpstreamError::reported_by_failover`] is true: each
+/// server fault, the last one included, and the deadline. Other errors (a
+/// refused login) are only returned.
 pub async fn with_failover<T, E, F, Fut>(
     upstream: &Upstream,
     deadline: tokio::time::Instant,
@@ -264,11 +274,13 @@ where
             + deadline.saturating_duration_since(tokio::time::Instant::now()) / left;
         let result = match tokio::time::timeout_at(share, attempt(candidate)).await {
             Ok(result) => result,
-            Err(_) if left > 1 => {
+            Err(_) => {
                 on_fault(&address, &UpstreamError::Timeout);
-                continue;
+                if left > 1 {
+                    continue;
+                }
+                return Err(UpstreamError::Timeout.into());
             }
-            Err(_) => Err(UpstreamError::Timeout.into()),
         };
         match result {
             Err(e) => match e.server_fault() {

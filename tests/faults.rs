@@ -98,6 +98,14 @@ async fn a_second_address_is_tried_when_the_first_fails() {
     assert!(errors("connect", refused) >= 1.0);
     // The hanging server had half of the 3 s login deadline, not all of it.
     assert!(errors("timeout", hang.addr) >= 1.0);
+    // When the last address hangs, its timeout is counted against it, not
+    // against the first address.
+    let before = (errors("timeout", refused), errors("timeout", hang.addr));
+    let last_hangs = proxy(&[refused, hang.addr]).await;
+    let (_c, reply) = login(&last_hangs, "bob@pec.example").await;
+    assert_eq!(reply, UNAVAILABLE);
+    assert_eq!(errors("timeout", refused), before.0);
+    assert_eq!(errors("timeout", hang.addr), before.1 + 1.0);
     assert_eq!(good.seen().logins.len(), 3);
     // A wrong password is not retried on the second address.
     let proxy = proxy(&[good.addr, good.addr]).await;

@@ -241,8 +241,7 @@ async fn login(
                 // With master credentials a refusal is our configuration's
                 // fault, not the client's: it is told to retry later.
                 (Err(e), _) => {
-                    if !e.is_server_fault() {
-                        // Server faults were recorded per address by with_failover.
+                    if !e.reported_by_failover() {
                         record_upstream_error(Protocol::Imap, &ctx.upstream_label, &e);
                     }
                     (

@@ -23,7 +23,7 @@ use crate::protocol::Protocol;
 use crate::relay::{self, RelayOptions};
 use crate::server::{ListenerContext, SessionGauge, accept_tls};
 use crate::session::{self, Goodbyes, LoginResult, LoginStep};
-use crate::upstream::{Connection, ServerFault, UpstreamError, with_failover};
+use crate::upstream::{Connection, UpstreamError, with_failover};
 
 /// What the client is told when the upstream cannot log it in now (RFC 3206 §4).
 const UNAVAILABLE: &str = "-ERR [SYS/TEMP] The mail server is not available now. Try again later.";
@@ -241,8 +241,7 @@ async fn login(
                 // With master credentials a refusal is our configuration's
                 // fault, not the client's: it is told to retry later.
                 (Err(LoginError::Upstream(e)), _) => {
-                    if e.server_fault().is_none() {
-                        // Server faults were recorded per address by with_failover.
+                    if !e.reported_by_failover() {
                         record_upstream_error(Protocol::Pop3, &ctx.upstream_label, &e);
                     }
                     (
