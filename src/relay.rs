@@ -47,6 +47,11 @@ impl RelayEnd {
     }
 }
 
+/// Buffer per direction of the relays that inspect the stream and so keep
+/// their buffers for the whole session (POP3's DELE guard, SMTP's PEC
+/// checks): one TLS record's worth, whatever `relay_buffer_bytes` says.
+pub const GUARDED_BUFFER_BYTES: usize = 16 * 1024;
+
 #[derive(Debug, Clone, Copy)]
 pub struct RelayOptions {
     pub buffer_bytes: usize,

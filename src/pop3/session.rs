@@ -111,6 +111,10 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
     let (stats, end) = if guarded {
         let guard = DeleGuard::new(ctx.limits.pop3_max_line_bytes);
         let stop = ctx.shutdown.closing();
+        let opts = RelayOptions {
+            buffer_bytes: opts.buffer_bytes.min(relay::GUARDED_BUFFER_BYTES),
+            ..opts
+        };
         super::guarded::relay(client, upstream_stream, guard, &pipelined, opts, &counter, stop).await
     } else {
         relay::relay_until(client, upstream_stream, opts, &counter, ctx.shutdown.closing()).await

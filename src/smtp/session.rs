@@ -111,7 +111,10 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
         guard,
         &leftover,
         RelayOptions {
-            buffer_bytes: ctx.limits.relay_buffer_bytes,
+            buffer_bytes: ctx
+                .limits
+                .relay_buffer_bytes
+                .min(crate::relay::GUARDED_BUFFER_BYTES),
             idle_timeout: idle,
         },
         &counter,
@@ -326,8 +329,7 @@ async fn login(
                 // With the proxy's own credentials a refusal is our
                 // configuration's fault: the client is told to retry later.
                 (Err(e), _) => {
-                    if !e.is_server_fault() {
-                        // Server faults were recorded per address by with_failover.
+                    if !e.reported_by_failover() {
                         record_upstream_error(Protocol::Smtp, &ctx.upstream_label, &e);
                     }
                     let line = match e {
