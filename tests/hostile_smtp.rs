@@ -234,7 +234,7 @@ async fn over_long_lines_get_500_at_the_rfc_5321_boundaries() {
     let proxy = proxy(&fake, SHORT).await;
     let before = client_errors("line_too_long");
     // RFC 5321 §4.5.3.1.4: 512 octets with the CRLF; MAIL may carry
-    // RFC 4954 §5's AUTH= (500 more, §4.5.3.1.2 allows the extension).
+    // RFC 4954 §5's AUTH= parameter, 500 octets more.
     let noop = |len: usize| format!("NOOP {}\r\n", "x".repeat(len - 7));
     let mail = |len: usize| format!("MAIL FROM:<{}@pec.example>\r\n", "m".repeat(len - 26));
     assert_eq!(noop(512).len(), 512);
@@ -358,6 +358,7 @@ async fn invalid_base64_and_empty_user_names_in_auth_plain_and_login() {
         exchange(&mut c, auth.as_bytes()).await,
         "235 2.7.0 Authentication successful"
     );
+    still_serving(&proxy, &fake).await;
 }
 
 #[tokio::test]
@@ -451,6 +452,7 @@ async fn crlf_quotes_spaces_and_non_utf8_in_user_names_never_become_commands_ups
         );
     }
     assert_eq!(seen.lines.len(), 2 * expected_auths.len());
+    still_serving(&proxy, &fake).await;
 }
 
 #[tokio::test]
@@ -492,6 +494,7 @@ async fn bytes_pipelined_after_starttls_are_never_executed() {
         "235 2.7.0 Authentication successful"
     );
     assert_eq!(fake.seen().auths.len(), 1);
+    still_serving(&proxy, &fake).await;
 }
 
 /// Opens a TCP connection, sends `bytes`, and reads to the end: the proxy
@@ -743,4 +746,5 @@ async fn bdat_is_never_offered_and_a_4_gib_chunk_is_not_awaited() {
     );
     assert_eq!(exchange(&mut c, b"NOOP\r\n").await, "250 2.0.0 Ok");
     assert_eq!(fake.seen().commands, ["EHLO", "AUTH", "EHLO", "NOOP"]);
+    still_serving(&proxy, &fake).await;
 }
