@@ -66,6 +66,11 @@ pub enum SaslError {
     EmptyUser,
     #[error("credentials too long")]
     TooLong,
+    /// A NUL in a LOGIN user name or password: RFC 4616 §2 forbids it in
+    /// `authcid` and `passwd`, and in the PLAIN message the proxy builds
+    /// upstream it would move the field boundaries.
+    #[error("NUL in a user name or password")]
+    Nul,
     #[error("authentication cancelled by the client")]
     Cancelled,
 }
@@ -175,6 +180,9 @@ impl Exchange {
                 if decoded.is_empty() {
                     return Err(SaslError::EmptyUser);
                 }
+                if decoded.contains(&0) {
+                    return Err(SaslError::Nul);
+                }
                 if decoded.len() > MAX_FIELD_BYTES {
                     return Err(SaslError::TooLong);
                 }
@@ -186,6 +194,9 @@ impl Exchange {
             Exchange::LoginAwaitingPassword { user } => {
                 if decoded.len() > MAX_FIELD_BYTES {
                     return Err(SaslError::TooLong);
+                }
+                if decoded.contains(&0) {
+                    return Err(SaslError::Nul);
                 }
                 Ok(Step::Done(Credentials {
                     authzid: None,
@@ -271,6 +282,18 @@ mod tests {
             panic!()
         };
         assert_eq!(ex.step(b"*").unwrap_err(), SaslError::Cancelled);
+    }
+
+    #[test]
+    fn login_refuses_nul_so_the_upstream_plain_message_keeps_its_fields() {
+        // "alice\0@pec.example" would reach the upstream as the PLAIN
+        // message "\0alice\0@pec.example\0pw": user "alice".
+        let ex = Exchange::LoginAwaitingUser;
+        assert_eq!(ex.step(&b64(b"alice\0@pec.example")).unwrap_err(), SaslError::Nul);
+        let Step::Challenge(_, ex) = Exchange::start(Mechanism::Login, Some(&b64(b"alice"))).unwrap() else {
+            panic!()
+        };
+        assert_eq!(ex.step(&b64(b"pw\0x")).unwrap_err(), SaslError::Nul);
     }
 
     #[test]

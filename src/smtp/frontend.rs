@@ -233,18 +233,18 @@ impl SmtpFrontend {
         // The parsed command borrows the buffer while the handler updates
         // the state, so the buffer is moved out for the duration (no copy).
         let buf = std::mem::take(&mut self.buf);
-        let limit = self.line_limit_of(&buf);
+        let (limit, too_long) = self.line_limit_of(&buf);
         let (consumed, event) = match parse::decode_command(&buf) {
             Decode::Incomplete => {
                 self.buf = buf;
                 if self.buf.len() > limit {
-                    return Some(self.too_long(reply::LINE_TOO_LONG, None));
+                    return Some(self.too_long(too_long, None));
                 }
                 return None;
             }
             Decode::Done { consumed, .. } | Decode::Failed { consumed, .. } if consumed > limit => {
                 self.buf = buf;
-                return Some(self.too_long(reply::LINE_TOO_LONG, Some(consumed)));
+                return Some(self.too_long(too_long, Some(consumed)));
             }
             Decode::Done { consumed, value } => (consumed, self.handle_command(value)),
             Decode::Failed { consumed, invalid } => (consumed, Event::Reply(invalid_reply(invalid))),
@@ -258,14 +258,15 @@ impl SmtpFrontend {
         Some(event)
     }
 
-    /// The longest line allowed for the command at the start of `buf`:
-    /// `MAIL` may carry RFC 4954 §5's `AUTH=` parameter (500 octets more),
-    /// `AUTH` an initial response.
-    fn line_limit_of(&self, buf: &[u8]) -> usize {
+    /// The longest line allowed for the command at the start of `buf`, and
+    /// the reply to a longer one: `MAIL` may carry RFC 4954 §5's `AUTH=`
+    /// parameter (500 octets more); `AUTH` an initial response, which is an
+    /// AUTH exchange line (RFC 4954 §4, and §6's `500 5.5.6` for one too long).
+    fn line_limit_of(&self, buf: &[u8]) -> (usize, &'static str) {
         match parse::verb_of(&buf[..buf.len().min(8)]).as_deref() {
-            Some(b"MAIL") => self.opts.max_command_line_bytes + 500,
-            Some(b"AUTH") => self.opts.max_auth_line_bytes,
-            _ => self.opts.max_command_line_bytes,
+            Some(b"MAIL") => (self.opts.max_command_line_bytes + 500, reply::LINE_TOO_LONG),
+            Some(b"AUTH") => (self.opts.max_auth_line_bytes, reply::AUTH_LINE_TOO_LONG),
+            _ => (self.opts.max_command_line_bytes, reply::LINE_TOO_LONG),
         }
     }
 

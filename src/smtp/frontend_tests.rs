@@ -218,6 +218,17 @@ fn over_long_lines_are_refused_and_skipped() {
     assert_eq!(out, "500 5.5.6 Authentication Exchange line is too long\r\n");
     let (out, _) = feed(&mut fe, b"AAAA\r\nNOOP\r\n");
     assert_eq!(out, "250 2.0.0 Ok\r\n");
+    // So does an initial response on the AUTH line itself, whole or in pieces.
+    let long = format!("AUTH PLAIN {}\r\nNOOP\r\n", "A".repeat(9000));
+    let (out, _) = feed(&mut fe, long.as_bytes());
+    assert_eq!(
+        out,
+        "500 5.5.6 Authentication Exchange line is too long\r\n250 2.0.0 Ok\r\n"
+    );
+    let (out, _) = feed(&mut fe, format!("AUTH LOGIN {}", "A".repeat(9000)).as_bytes());
+    assert_eq!(out, "500 5.5.6 Authentication Exchange line is too long\r\n");
+    let (out, _) = feed(&mut fe, b"AAAA\r\nNOOP\r\n");
+    assert_eq!(out, "250 2.0.0 Ok\r\n");
 }
 
 #[test]

@@ -265,8 +265,22 @@ fn bare_newlines_in_content_are_refused() {
     let mut g = guard_with(opts(), 0);
     client(&mut g, ENVELOPE);
     upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
-    // In the header block: refused before anything goes up.
-    let (up, down) = client(&mut g, "From: alice@pec.example\n.\r\n");
+    // In the header block: refused before anything goes up. The "\n.\r\n"
+    // after a bare LF is not the end of data (only CRLF "." CRLF is), so
+    // the command behind it is dropped as content, never executed.
+    let (up, down) = client(
+        &mut g,
+        "From: alice@pec.example\n.\r\nMAIL FROM:<bob@pec.example>\r\nRCPT TO:<eve@pec.example>\r\n",
+    );
+    assert_eq!((up.as_str(), down.as_str()), ("", ""));
+    let (up, down) = client(&mut g, ".\r\nNOOP\r\n");
+    assert_eq!(up, "RSET\r\nNOOP\r\n");
+    assert!(down.starts_with("550 5.6.0 Bare CR or LF"), "{down}");
+    // A bare CR inside a CRLF-ended header line: that CRLF does end the line.
+    let mut g = guard_with(opts(), 0);
+    client(&mut g, ENVELOPE);
+    upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+    let (up, down) = client(&mut g, "From: alice@pec.example\r.\r\n.\r\n");
     assert_eq!(up, "RSET\r\n");
     assert!(down.starts_with("550 5.6.0 Bare CR or LF"), "{down}");
 

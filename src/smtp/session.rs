@@ -332,16 +332,9 @@ async fn login(
                     if !e.reported_by_failover() {
                         record_upstream_error(Protocol::Smtp, &ctx.upstream_label, &e);
                     }
-                    let line = match e {
-                        UpstreamError::Connect(_)
-                        | UpstreamError::ConnectTimeout
-                        | UpstreamError::Timeout
-                        | UpstreamError::Closed => reply::UPSTREAM_NOT_RESPONDING,
-                        _ => reply::UPSTREAM_UNAVAILABLE,
-                    };
                     (
                         LoginOutcome::Unavailable("upstream_unavailable"),
-                        Err(LoginFailure::Unavailable(line)),
+                        Err(LoginFailure::Unavailable(unavailable_reply(&e))),
                     )
                 }
             }
@@ -350,4 +343,49 @@ async fn login(
     ctx.gate
         .record(&request, attempt.mechanism.as_str(), &outcome, started);
     result
+}
+
+/// The temporary reply (RFC 4954 §6 `454`) to a login the upstream could
+/// not carry out. The connection failing, at any step, is `4.4.1` (RFC 3463
+/// "no answer from host"): a reset mid-login surfaces as a read error or as
+/// end of stream depending on timing, and both must read the same. The
+/// server answering but not as it should is `4.7.0`, RFC 4954's temporary
+/// authentication failure.
+fn unavailable_reply(e: &UpstreamError) -> &'static str {
+    match e {
+        UpstreamError::Connect(_)
+        | UpstreamError::ConnectTimeout
+        | UpstreamError::Timeout
+        | UpstreamError::Closed
+        | UpstreamError::Io(_) => reply::UPSTREAM_NOT_RESPONDING,
+        _ => reply::UPSTREAM_UNAVAILABLE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_connection_reads_the_same_however_it_surfaces() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        for e in [
+            UpstreamError::Connect(refused),
+            UpstreamError::ConnectTimeout,
+            UpstreamError::Timeout,
+            UpstreamError::Closed,
+            UpstreamError::Io(reset),
+        ] {
+            assert_eq!(unavailable_reply(&e), reply::UPSTREAM_NOT_RESPONDING, "{e}");
+        }
+        for e in [
+            UpstreamError::Protocol("malformed reply".into()),
+            UpstreamError::Unavailable("421 4.3.2 busy".into()),
+            UpstreamError::Tls(std::io::Error::other("bad certificate")),
+            UpstreamError::AuthFailed,
+        ] {
+            assert_eq!(unavailable_reply(&e), reply::UPSTREAM_UNAVAILABLE, "{e}");
+        }
+    }
 }

@@ -20,7 +20,14 @@ impl Guard {
         };
         let line = self.client_in.split_to(lf + 1);
         let crlf = line.len() >= 2 && line[line.len() - 2] == b'\r';
-        if !crlf || line[..line.len() - 2].contains(&b'\r') {
+        if !crlf {
+            // A bare LF ends no line: `LF "." CRLF` after it is content, not
+            // the end of data (the SMTP smuggling desync), so the dropping
+            // goes on mid-line, as in the body.
+            self.refuse_content(BARE_NEWLINE, false, EndScan::mid_line());
+            return true;
+        }
+        if line[..line.len() - 2].contains(&b'\r') {
             self.refuse_content(BARE_NEWLINE, false, EndScan::line_start());
             return true;
         }
