@@ -386,10 +386,20 @@ async fn empty_non_utf8_crlf_quotes_and_spaces_in_user_names_never_become_comman
 
 #[tokio::test]
 async fn bytes_pipelined_after_stls_are_never_executed() {
+    metrics::install();
     let fake = FakePop3::start(Behaviour::Serve).await;
     let proxy = proxy(&fake, SHORT).await;
     let mut c = Client::plain(proxy.addr("pop3")).await;
     assert_eq!(c.line().await, GREETING);
+    // No name or password in clear on the STLS port (counted).
+    let before = client_errors("login_before_tls");
+    for line in ["USER someone@pec.example", "AUTH PLAIN"] {
+        assert_eq!(
+            cmd(&mut c, line).await,
+            "-ERR [AUTH] Plaintext authentication is disabled: use STLS or the POP3S port"
+        );
+    }
+    assert!(client_errors("login_before_tls") >= before + 2.0);
     c.send(format!(
         "STLS\r\nUSER someone@pec.example\r\nPASS {}\r\nSTAT\r\nQUIT\r\n",
         FakePop3::PASSWORD
