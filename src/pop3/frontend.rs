@@ -389,13 +389,28 @@ impl Pop3Frontend {
     }
 
     fn next_auth_line(&mut self, mechanism: Mechanism, exchange: Exchange) -> Option<Event> {
+        let line_ended = self.buf.contains(&b'\n');
         match parse::decode_auth_line(&self.buf) {
             Decode::Done { consumed, value } => {
                 let step = exchange.step(value);
                 self.buf.advance(consumed);
                 Some(self.sasl_step(mechanism, step))
             }
-            Decode::Incomplete => {
+            Decode::Failed(why) if line_ended => {
+                self.state = State::Commands { user: None };
+                if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                    self.buf.advance(end + 1);
+                }
+                Some(Event::Reply(err(
+                    None,
+                    &format!("Invalid authentication exchange: {why}"),
+                )))
+            }
+            // Not whole yet, or already bad but not ended: a bad line is
+            // answered once, when it ends, as a command line is. Answering
+            // at the first bad byte would leave the rest of the line to be
+            // read as a command, and the client one reply out of step.
+            Decode::Incomplete | Decode::Failed(_) => {
                 self.state = State::Commands { user: None };
                 if let Some(too_long) = self.check_length(MAX_AUTH_LINE_BYTES) {
                     return Some(too_long);
@@ -406,17 +421,6 @@ impl Pop3Frontend {
                 }
                 self.state = State::Authenticating { mechanism, exchange };
                 None
-            }
-            Decode::Failed(why) => {
-                self.state = State::Commands { user: None };
-                match self.buf.iter().position(|&b| b == b'\n') {
-                    Some(end) => self.buf.advance(end + 1),
-                    None => self.buf.clear(),
-                }
-                Some(Event::Reply(err(
-                    None,
-                    &format!("Invalid authentication exchange: {why}"),
-                )))
             }
         }
     }

@@ -6,8 +6,16 @@
 //! One task drives both directions, so the guard needs no lock; a
 //! direction that cannot write holds only itself and the guard's bounded
 //! queue stops reading the client while the upstream is behind.
+//!
+//! Every write waits under the same bounds as the reads: the idle timeout
+//! (no byte moved either way) and the stop signal. A client that asks for
+//! a message and stops reading must not hold the session for ever: the
+//! upstream session it keeps open holds Dovecot's POP3 lock on the
+//! mailbox, and every other POP3 login to it gets `[IN-USE]`.
 
 use std::io;
+use std::pin::Pin;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -16,9 +24,10 @@ use super::guard::{DeleGuard, Segment};
 use crate::metrics as m;
 use crate::relay::{ByteCounter, RelayEnd, RelayOptions, RelayStats};
 
-/// Relays under the guard until the upstream closes, one side fails, or the
-/// session is idle for `opts.idle_timeout`. `pipelined` are client bytes
-/// that arrived with the login, checked like any others.
+/// Relays under the guard until the upstream closes, one side fails, the
+/// session is idle for `opts.idle_timeout`, or `stop` completes.
+/// `pipelined` are client bytes that arrived with the login, checked like
+/// any others.
 pub async fn relay<C, U>(
     client: C,
     upstream: U,
@@ -34,48 +43,53 @@ where
 {
     let (mut client_r, mut client_w) = tokio::io::split(client);
     let (mut upstream_r, mut upstream_w) = tokio::io::split(upstream);
-    let mut stats = RelayStats::default();
     let refusals = metrics::counter!(m::PEC_CHECKS_TOTAL, "check" => "pop3_dele", "result" => "refused");
-    let mut refused = 0;
     let mut client_buf = vec![0u8; opts.buffer_bytes];
     let mut upstream_buf = vec![0u8; opts.buffer_bytes];
     let mut client_open = true;
-    let mut last_activity = Instant::now();
-
-    let mut sides = Sides {
-        stats: &mut stats,
+    tokio::pin!(stop);
+    let mut s = Session {
+        stats: RelayStats::default(),
         counter,
         refusals: &refusals,
-        refused: &mut refused,
+        refused: 0,
+        bounds: Bounds {
+            idle_timeout: opts.idle_timeout,
+            last_activity: Instant::now(),
+            stop,
+        },
     };
-    if let Err(end) = sides
+
+    if let Err(end) = s
         .forward_client(&mut guard, pipelined, &mut upstream_w, &mut client_w)
         .await
     {
-        return (stats, end);
+        return (s.stats, end);
     }
-    tokio::pin!(stop);
     let end = loop {
-        let idle = tokio::time::sleep_until(last_activity + opts.idle_timeout);
+        let idle = tokio::time::sleep_until(s.bounds.deadline());
         tokio::select! {
             // The drain's grace period is over: close, writing nothing more.
-            _ = &mut stop => break RelayEnd::Shutdown,
+            () = s.bounds.stop.as_mut() => break RelayEnd::Shutdown,
             r = client_r.read(&mut client_buf), if client_open && guard.wants_client_input() => match r {
                 Ok(0) => {
                     client_open = false;
                     // The upstream sees the client go; POP3 then deletes
                     // nothing (RFC 1939 §6: only QUIT enters UPDATE).
-                    let _ = upstream_w.shutdown().await;
+                    if let Err(end) = s.bounds.wait(upstream_w.shutdown()).await {
+                        break end;
+                    }
                 }
                 // A client closing TCP without close_notify ends its stream.
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     client_open = false;
-                    let _ = upstream_w.shutdown().await;
+                    if let Err(end) = s.bounds.wait(upstream_w.shutdown()).await {
+                        break end;
+                    }
                 }
                 Ok(n) => {
-                    last_activity = Instant::now();
-                    let mut sides = Sides { stats: &mut stats, counter, refusals: &refusals, refused: &mut refused };
-                    if let Err(end) = sides.forward_client(&mut guard, &client_buf[..n], &mut upstream_w, &mut client_w).await {
+                    s.bounds.moved();
+                    if let Err(end) = s.forward_client(&mut guard, &client_buf[..n], &mut upstream_w, &mut client_w).await {
                         break end;
                     }
                 }
@@ -83,55 +97,102 @@ where
             },
             r = upstream_r.read(&mut upstream_buf) => match r {
                 Ok(0) => {
-                    let _ = client_w.shutdown().await;
+                    let _ = s.bounds.wait(client_w.shutdown()).await;
                     break RelayEnd::Closed;
                 }
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    let _ = client_w.shutdown().await;
+                    let _ = s.bounds.wait(client_w.shutdown()).await;
                     break RelayEnd::Closed;
                 }
                 Ok(n) => {
-                    last_activity = Instant::now();
-                    let chunk = &upstream_buf[..n];
-                    let mut written = 0u64;
-                    let mut failed = None;
-                    for segment in guard.scan_upstream(chunk) {
-                        let bytes = match segment {
-                            Segment::Upstream(range) => &chunk[range],
-                            Segment::Local(reply) => reply,
-                        };
-                        if let Err(e) = client_w.write_all(bytes).await {
-                            failed = Some(e);
-                            break;
-                        }
-                        written += bytes.len() as u64;
+                    s.bounds.moved();
+                    if let Err(end) = s.forward_upstream(&mut guard, &upstream_buf[..n], &mut client_w).await {
+                        break end;
                     }
-                    if let Some(e) = failed {
-                        break RelayEnd::ClientError(e);
-                    }
-                    if let Err(e) = client_w.flush().await {
-                        break RelayEnd::ClientError(e);
-                    }
-                    stats.upstream_to_client += written;
-                    counter.upstream_to_client(written);
                 }
                 Err(e) => break RelayEnd::UpstreamError(e),
             },
-            _ = idle => break RelayEnd::IdleTimeout,
+            () = idle => break RelayEnd::IdleTimeout,
         }
     };
-    (stats, end)
+    (s.stats, end)
 }
 
-/// The counters a client chunk updates.
-struct Sides<'a> {
-    stats: &'a mut RelayStats,
+/// The session's idle clock and stop signal, which bound every wait on a
+/// peer, writes included.
+struct Bounds<S> {
+    idle_timeout: Duration,
+    /// When a byte last moved either way.
+    last_activity: Instant,
+    stop: Pin<S>,
+}
+
+impl<S> Bounds<S>
+where
+    S: std::ops::DerefMut,
+    S::Target: Future<Output = ()>,
+{
+    fn deadline(&self) -> Instant {
+        self.last_activity + self.idle_timeout
+    }
+
+    fn moved(&mut self) {
+        self.last_activity = Instant::now();
+    }
+
+    /// `work`, unless the session goes idle or `stop` completes first.
+    async fn wait<F: Future>(&mut self, work: F) -> Result<F::Output, RelayEnd> {
+        tokio::select! {
+            out = work => Ok(out),
+            () = tokio::time::sleep_until(self.deadline()) => Err(RelayEnd::IdleTimeout),
+            () = self.stop.as_mut() => Err(RelayEnd::Shutdown),
+        }
+    }
+
+    /// Writes all of `bytes`; each write that moves bytes postpones the
+    /// idle deadline, as in [`crate::relay`]: a slow reader is not idle, a
+    /// reader that stopped is. `side` says whose error an I/O error is.
+    async fn write_all<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+        bytes: &[u8],
+        side: fn(io::Error) -> RelayEnd,
+    ) -> Result<(), RelayEnd> {
+        let mut off = 0;
+        while off < bytes.len() {
+            match self.wait(w.write(&bytes[off..])).await? {
+                Ok(0) => return Err(side(io::ErrorKind::WriteZero.into())),
+                Ok(n) => off += n,
+                Err(e) => return Err(side(e)),
+            }
+            self.moved();
+        }
+        Ok(())
+    }
+
+    async fn flush<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+        side: fn(io::Error) -> RelayEnd,
+    ) -> Result<(), RelayEnd> {
+        self.wait(w.flush()).await?.map_err(side)
+    }
+}
+
+/// What one session's relay keeps besides its streams.
+struct Session<'a, S> {
+    stats: RelayStats,
     counter: &'a dyn ByteCounter,
     refusals: &'a metrics::Counter,
-    refused: &'a mut u64,
+    refused: u64,
+    bounds: Bounds<S>,
 }
 
-impl Sides<'_> {
+impl<S> Session<'_, S>
+where
+    S: std::ops::DerefMut,
+    S::Target: Future<Output = ()>,
+{
     /// Checks client bytes, forwards what passes, writes the replies that
     /// are due.
     async fn forward_client<UW, CW>(
@@ -146,31 +207,52 @@ impl Sides<'_> {
         CW: AsyncWrite + Unpin,
     {
         let out = guard.check_client(data);
-        if guard.refused() > *self.refused {
-            self.refusals.increment(guard.refused() - *self.refused);
-            *self.refused = guard.refused();
+        if guard.refused() > self.refused {
+            self.refusals.increment(guard.refused() - self.refused);
+            self.refused = guard.refused();
         }
-        write(upstream_w, &out.to_upstream)
-            .await
-            .map_err(RelayEnd::UpstreamError)?;
-        write(client_w, &out.to_client)
-            .await
-            .map_err(RelayEnd::ClientError)?;
-        let (up, down) = (out.to_upstream.len() as u64, out.to_client.len() as u64);
-        self.stats.client_to_upstream += up;
-        self.stats.upstream_to_client += down;
-        self.counter.client_to_upstream(up);
-        self.counter.upstream_to_client(down);
+        if !out.to_upstream.is_empty() {
+            let b = &mut self.bounds;
+            b.write_all(upstream_w, &out.to_upstream, RelayEnd::UpstreamError)
+                .await?;
+            b.flush(upstream_w, RelayEnd::UpstreamError).await?;
+            let up = out.to_upstream.len() as u64;
+            self.stats.client_to_upstream += up;
+            self.counter.client_to_upstream(up);
+        }
+        if !out.to_client.is_empty() {
+            let b = &mut self.bounds;
+            b.write_all(client_w, &out.to_client, RelayEnd::ClientError)
+                .await?;
+            b.flush(client_w, RelayEnd::ClientError).await?;
+            let down = out.to_client.len() as u64;
+            self.stats.upstream_to_client += down;
+            self.counter.upstream_to_client(down);
+        }
         Ok(())
     }
-}
 
-async fn write<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> io::Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
+    /// Writes a chunk from the upstream to the client, with our replies
+    /// where they go between its responses.
+    async fn forward_upstream<CW: AsyncWrite + Unpin>(
+        &mut self,
+        guard: &mut DeleGuard,
+        chunk: &[u8],
+        client_w: &mut CW,
+    ) -> Result<(), RelayEnd> {
+        for segment in guard.scan_upstream(chunk) {
+            let bytes = match segment {
+                Segment::Upstream(range) => &chunk[range],
+                Segment::Local(reply) => reply,
+            };
+            self.bounds
+                .write_all(client_w, bytes, RelayEnd::ClientError)
+                .await?;
+            self.stats.upstream_to_client += bytes.len() as u64;
+            self.counter.upstream_to_client(bytes.len() as u64);
+        }
+        self.bounds.flush(client_w, RelayEnd::ClientError).await
     }
-    w.write_all(bytes).await?;
-    w.flush().await
 }
 
 #[cfg(test)]
@@ -227,6 +309,96 @@ mod tests {
         let (stats, end) = task.await.unwrap();
         assert!(matches!(end, RelayEnd::Closed), "{end:?}");
         assert_eq!(stats.client_to_upstream, 18);
+    }
+
+    /// A peer that stops reading is cut at the idle timeout, however long
+    /// the write it blocks has waited: the client during a message, the
+    /// upstream under a flood of commands.
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_is_cut_at_the_idle_timeout() {
+        // The client asks for a message larger than its pipe and never reads.
+        let (client, _client_peer) = duplex(64);
+        let (upstream, mut server) = duplex(1 << 16);
+        let task = tokio::spawn(async move {
+            relay(
+                client,
+                upstream,
+                DeleGuard::new(255),
+                b"RETR 1\r\n",
+                opts(),
+                &NoCounter,
+                std::future::pending(),
+            )
+            .await
+        });
+        let mut got = [0u8; 8];
+        server.read_exact(&mut got).await.unwrap();
+        server.write_all(b"+OK 4096 octets\r\n").await.unwrap();
+        server.write_all(&[b'x'; 4096]).await.unwrap();
+        let started = Instant::now();
+        let (_, end) = tokio::time::timeout(Duration::from_secs(3600), task)
+            .await
+            .expect("the relay ended")
+            .unwrap();
+        assert!(matches!(end, RelayEnd::IdleTimeout), "{end:?}");
+        let idle = opts().idle_timeout;
+        assert!(started.elapsed() >= idle && started.elapsed() < idle * 2);
+
+        // The upstream never reads the commands the client sends.
+        let (client, mut client_peer) = duplex(1 << 16);
+        let (upstream, _server) = duplex(64);
+        let task = tokio::spawn(async move {
+            relay(
+                client,
+                upstream,
+                DeleGuard::new(255),
+                b"",
+                opts(),
+                &NoCounter,
+                std::future::pending(),
+            )
+            .await
+        });
+        client_peer.write_all(&b"NOOP\r\n".repeat(100)).await.unwrap();
+        let (_, end) = tokio::time::timeout(Duration::from_secs(3600), task)
+            .await
+            .expect("the relay ended")
+            .unwrap();
+        assert!(matches!(end, RelayEnd::IdleTimeout), "{end:?}");
+    }
+
+    /// The stop signal (the drain's grace period is over) ends a relay
+    /// blocked writing to a client that stopped reading.
+    #[tokio::test]
+    async fn stop_ends_a_relay_blocked_on_a_client() {
+        let (client, _client_peer) = duplex(64);
+        let (upstream, mut server) = duplex(1 << 16);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let stop = async {
+                let _ = stop_rx.await;
+            };
+            relay(
+                client,
+                upstream,
+                DeleGuard::new(255),
+                b"RETR 1\r\n",
+                opts(),
+                &NoCounter,
+                stop,
+            )
+            .await
+        });
+        let mut got = [0u8; 8];
+        server.read_exact(&mut got).await.unwrap();
+        server.write_all(b"+OK 4096 octets\r\n").await.unwrap();
+        server.write_all(&[b'x'; 4096]).await.unwrap();
+        stop_tx.send(()).unwrap();
+        let (_, end) = tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("the relay ended")
+            .unwrap();
+        assert!(matches!(end, RelayEnd::Shutdown), "{end:?}");
     }
 
     #[tokio::test(start_paused = true)]

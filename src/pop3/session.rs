@@ -96,7 +96,18 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
         }
         Ok::<_, std::io::Error>(())
     };
-    if let Err(e) = handoff.await {
+    // Bounded like the relay that follows: a client that stopped reading
+    // must not hold the session (and the upstream's lock on the mailbox).
+    let idle_timeout = ctx.limits.idle_timeout(Protocol::Pop3);
+    let handoff = tokio::time::timeout(idle_timeout, handoff)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client not reading",
+            ))
+        });
+    if let Err(e) = handoff {
         info!(peer = %peer, listener = %ctx.listener.name, error = %e, "pop3 session ended during handoff");
         return;
     }
@@ -106,7 +117,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
     let counter = m::RelayCounter::new(Protocol::Pop3);
     let opts = RelayOptions {
         buffer_bytes: ctx.limits.relay_buffer_bytes,
-        idle_timeout: ctx.limits.idle_timeout(Protocol::Pop3),
+        idle_timeout,
     };
     let (stats, end) = if guarded {
         let guard = DeleGuard::new(ctx.limits.pop3_max_line_bytes);

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod fake_imap;
+pub mod fake_pop3;
 pub mod fake_smtp;
 pub mod metrics;
 pub mod operator;

@@ -81,3 +81,30 @@ tls = "starttls"
 "#
     .to_owned()
 }
+
+/// Certificates and the two POP3 listeners every POP3 test uses: `pop3s`
+/// (implicit TLS, port 995's role) and `pop3` (STLS, port 110's role).
+pub fn pop3_listeners() -> String {
+    r#"
+[[certificate]]
+cert = "certs/server.pem"
+key = "certs/server-key.pem"
+server_names = ["localhost", "mail.pec.example"]
+default = true
+
+[[listener]]
+name = "pop3s"
+protocol = "pop3"
+address = "127.0.0.1:0"
+tls = "implicit"
+
+[[listener]]
+name = "pop3"
+protocol = "pop3"
+address = "127.0.0.1:0"
+tls = "starttls"
+
+[metrics]
+"#
+    .to_owned()
+}

@@ -169,6 +169,39 @@ fn auth_cancel_bad_base64_unknown_mechanism_and_list() {
     assert_eq!(out, "+OK\r\nPLAIN\r\nLOGIN\r\n.\r\n");
 }
 
+/// A bad byte in an AUTH response line is answered when the line ends, in
+/// one reply: the rest of the line is never read as a command.
+#[test]
+fn a_bad_auth_line_is_answered_once_when_it_ends() {
+    let mut fe = tls();
+    assert_eq!(run(&mut fe, b"AUTH PLAIN\r\n").0, "+ \r\n");
+    assert_eq!(run(&mut fe, b"AGFs!!!").0, "", "not before the line ends");
+    let (out, ev) = run(&mut fe, b" CAPA\r\nNOOP\r\n");
+    assert_eq!(
+        out,
+        "-ERR Invalid authentication exchange: syntax error\r\n+OK\r\n"
+    );
+    assert!(ev.is_none());
+
+    assert_eq!(run(&mut fe, b"AUTH LOGIN\r\n").0, "+ VXNlcm5hbWU6\r\n");
+    assert_eq!(run(&mut fe, b"AG\0").0, "");
+    assert_eq!(
+        run(&mut fe, b"Fs\r\nNOOP\r\n").0,
+        "-ERR Invalid authentication exchange: NUL in command line\r\n+OK\r\n"
+    );
+
+    // A bad line that outgrows the limit is dropped, not kept, and still
+    // answered once.
+    assert_eq!(run(&mut fe, b"AUTH PLAIN\r\n").0, "+ \r\n");
+    let long = [&b"!!!"[..], &[b'x'; MAX_AUTH_LINE_BYTES]].concat();
+    assert_eq!(run(&mut fe, &long).0, "");
+    assert!(fe.buf.is_empty());
+    assert_eq!(
+        run(&mut fe, b"x\r\nNOOP\r\n").0,
+        "-ERR Command line too long\r\n+OK\r\n"
+    );
+}
+
 #[test]
 fn no_password_before_tls_on_a_plain_port() {
     let mut fe = stls_port();
