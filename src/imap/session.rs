@@ -112,7 +112,17 @@ async fn open(
         }
         Ok::<_, std::io::Error>(())
     };
-    if let Err(e) = handoff.await {
+    // Bounded like the relay that follows: a client that stopped reading
+    // must not hold the session before it is even counted as relaying.
+    let handoff = tokio::time::timeout(ctx.limits.idle_timeout(Protocol::Imap), handoff)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client not reading",
+            ))
+        });
+    if let Err(e) = handoff {
         info!(peer = %peer, listener = %ctx.listener.name, error = %e, "imap session ended during handoff");
         return None;
     }

@@ -78,7 +78,12 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
     };
     let tls = client.is_tls();
     let (_, pipelined) = frontend.into_logged_in();
-    if client.write_all(&reply::line(reply::AUTH_OK)).await.is_err() {
+    // Bounded like the relay that follows (a client that stopped reading).
+    let idle = ctx.limits.idle_timeout(Protocol::Smtp);
+    if !matches!(
+        tokio::time::timeout(idle, client.write_all(&reply::line(reply::AUTH_OK))).await,
+        Ok(Ok(()))
+    ) {
         return;
     }
 
@@ -102,7 +107,6 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
     };
     let guard = Guard::new(opts, mailbox, ctx.smtp.limiter.clone(), &pipelined);
     let counter = m::RelayCounter::new(Protocol::Smtp);
-    let idle = ctx.limits.idle_timeout(Protocol::Smtp);
     let mut up = upstream.conn.stream;
     let leftover = upstream.conn.buf;
     let (c2u, u2c, end) = guarded_relay(
