@@ -12,6 +12,7 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +23,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+use super::access_log::GroupCommit;
 use super::sqlite_rows::{
     APP_PASSWORD_COLUMNS, app_password_info, insert_app_password, load_mailbox, mailbox_must_exist,
 };
@@ -65,6 +67,9 @@ impl MigrationSource<'static> for EmbeddedMigrations {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The access log's writer, started by the first login recorded (the
+    /// admin commands never start it).
+    access_log: Arc<OnceLock<GroupCommit>>,
 }
 
 impl SqliteStore {
@@ -85,7 +90,10 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         Migrator::new(EmbeddedMigrations).await?.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            access_log: Arc::default(),
+        })
     }
 
     /// Closes the pool, waiting for connections to finish.
@@ -465,7 +473,10 @@ impl AccountStore for SqliteStore {
     }
 
     async fn record_login(&self, entry: AccessLogEntry) -> Result<(), StoreError> {
-        super::access_log::record_login(&self.pool, entry).await
+        let writer = self
+            .access_log
+            .get_or_init(|| GroupCommit::start(self.pool.clone()));
+        writer.record(entry).await
     }
 
     async fn access_log(&self, address: &str, limit: u32) -> Result<Vec<AccessLogRow>, StoreError> {

@@ -271,18 +271,19 @@ fn entry(
     }
 }
 
-#[tokio::test]
-async fn access_log_new_device_and_retention() {
+/// (collaborator, ip, client name, result, expected new_device)
+type DeviceRow = (
+    Option<&'static str>,
+    &'static str,
+    Option<&'static str>,
+    LoginResult,
+    bool,
+);
+
+/// Attempts on `a@pec.it` at T, T+1, ... and whether each is from a new device.
+fn device_table() -> &'static [DeviceRow] {
     use LoginResult::{Failure, Success};
-    let (_dir, _path, store) = temp_store().await;
-    store.add_mailbox("a@pec.it", None, T).await.unwrap();
-    store
-        .add_collaborator("a@pec.it", "anna", None, Rights::default(), T)
-        .await
-        .unwrap();
-    // (collaborator, ip, client name, result, expected new_device)
-    type Row<'a> = (Option<&'a str>, &'a str, Option<&'a str>, LoginResult, bool);
-    let table: &[Row] = &[
+    &[
         (None, "192.0.2.1", Some("Thunderbird"), Failure, true), // failures don't make it known
         (None, "192.0.2.1", Some("Thunderbird"), Success, true),
         (None, "192.0.2.1", Some("Thunderbird"), Success, false),
@@ -291,16 +292,21 @@ async fn access_log_new_device_and_retention() {
         (None, "2001:db8::1", Some("iPhone Mail"), Success, true), // both new
         (Some("anna"), "192.0.2.1", Some("Thunderbird"), Success, true), // per principal
         (Some("anna"), "192.0.2.1", None, Failure, false),
-    ];
-    for (i, (collaborator, ip, name, result, _)) in table.iter().enumerate() {
-        let e = entry("a@pec.it", *collaborator, ip, *name, *result, T + i as i64);
-        store.record_login(e).await.unwrap();
-    }
-    // Attempts on unknown mailboxes are kept too.
+    ]
+}
+
+async fn store_with_anna() -> (tempfile::TempDir, SqliteStore) {
+    let (dir, _path, store) = temp_store().await;
+    store.add_mailbox("a@pec.it", None, T).await.unwrap();
     store
-        .record_login(entry("ghost@pec.it", None, "203.0.113.9", None, Failure, T))
+        .add_collaborator("a@pec.it", "anna", None, Rights::default(), T)
         .await
         .unwrap();
+    (dir, store)
+}
+
+async fn check_device_rows(store: &SqliteStore) {
+    let table = device_table();
     let log = store.access_log("a@pec.it", 100).await.unwrap();
     assert_eq!(log.len(), table.len());
     for (row, (i, expected)) in log.iter().rev().zip(table.iter().enumerate()) {
@@ -312,6 +318,23 @@ async fn access_log_new_device_and_retention() {
         assert_eq!(row.new_device, expected.4, "row {i}");
         assert_eq!(row.protocol, "imap");
     }
+}
+
+#[tokio::test]
+async fn access_log_new_device_and_retention() {
+    use LoginResult::{Failure, Success};
+    let (_dir, store) = store_with_anna().await;
+    let table = device_table();
+    for (i, (collaborator, ip, name, result, _)) in table.iter().enumerate() {
+        let e = entry("a@pec.it", *collaborator, ip, *name, *result, T + i as i64);
+        store.record_login(e).await.unwrap();
+    }
+    // Attempts on unknown mailboxes are kept too.
+    store
+        .record_login(entry("ghost@pec.it", None, "203.0.113.9", None, Failure, T))
+        .await
+        .unwrap();
+    check_device_rows(&store).await;
     assert_eq!(store.access_log("a@pec.it", 2).await.unwrap()[0].at, T + 7);
     assert_eq!(store.access_log("ghost@pec.it", 10).await.unwrap().len(), 1);
 
@@ -323,6 +346,40 @@ async fn access_log_new_device_and_retention() {
         .await
         .unwrap();
     assert!(store.access_log("a@pec.it", 1).await.unwrap()[0].new_device);
+}
+
+/// Logins that queue their rows together are committed in one transaction
+/// (group commit), in the order they queued: a row sees the devices made
+/// known by the rows before it in the same transaction.
+#[tokio::test]
+async fn access_log_rows_queued_together_keep_their_order() {
+    let (_dir, store) = store_with_anna().await;
+    let mut pending: Vec<_> = device_table()
+        .iter()
+        .enumerate()
+        .map(|(i, (collaborator, ip, name, result, _))| {
+            let e = entry("a@pec.it", *collaborator, ip, *name, *result, T + i as i64);
+            Some(Box::pin(store.record_login(e)))
+        })
+        .collect();
+    // Polled in order, so the rows queue in order before the writer runs.
+    std::future::poll_fn(|cx| {
+        for slot in pending.iter_mut() {
+            if let Some(f) = slot {
+                if let std::task::Poll::Ready(result) = f.as_mut().poll(cx) {
+                    result.unwrap();
+                    *slot = None;
+                }
+            }
+        }
+        if pending.iter().all(Option::is_none) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    check_device_rows(&store).await;
 }
 
 #[tokio::test]
