@@ -4,7 +4,7 @@
 # same certificate (ECDSA P-256) and TLS versions (1.2, 1.3). Prints a table
 # with ratios; see benches/README.md.
 #
-#   sudo benches/compare.sh                 # everything, ~4 minutes
+#   sudo benches/compare.sh                 # everything, ~5 minutes
 #   IDLE_SESSIONS=2000 benches/compare.sh   # smaller idle run
 #
 # Needs root only to apt-get install nginx-light + libnginx-mod-mail when
@@ -27,8 +27,8 @@ WORK=$(mktemp -d /tmp/pec-compare.XXXXXX)
 RESULTS=$WORK/results.txt
 
 # Ports: simulator 20xxx, pec-proxy pass-through 21xxx, nginx 22xxx,
-# pec-proxy with an account store 23xxx.
-SIM_IMAP=20143 SIM_POP3=20110 SIM_SMTP=20587 SIM_IMAPS=20993 SIM_HANDSHAKE=20994
+# pec-proxy with an account store 23xxx, the floor proxy 24993.
+SIM_IMAP=20143 SIM_POP3=20110 SIM_SMTP=20587 SIM_IMAPS=20993 SIM_HANDSHAKE=20994 FLOOR=24993
 
 pids=()
 cleanup() {
@@ -68,6 +68,13 @@ echo "== upstream simulator" >&2
 SIM_PID=$!
 pids+=("$SIM_PID")
 wait_port $SIM_HANDSHAKE
+
+echo "== floor proxy (the least an IMAPS login proxy does on tokio + rustls)" >&2
+"$BENCH" --threads 2 floor-proxy --listen 127.0.0.1:$FLOOR --upstream 127.0.0.1:$SIM_IMAP \
+    --cert "$REPO/certs/server.pem" --key "$REPO/certs/server-key.pem" --lifetime-secs 1800 2>"$WORK/floor.log" &
+FLOOR_PID=$!
+pids+=("$FLOOR_PID")
+wait_port $FLOOR
 
 echo "== nginx mail proxy" >&2
 mkdir -p "$WORK/nginx"
@@ -229,10 +236,14 @@ login_runs() { # $1 label, $2 port prefix or "direct", $3.. pids
 nginx_pidargs=()
 for p in "${NGINX_PIDS[@]}"; do nginx_pidargs+=(--pid "$p"); done
 
-echo "== baselines: bare rustls TLS 1.3 handshake, direct-TLS IMAP" >&2
+echo "== baselines: bare rustls TLS 1.3 handshake, direct-TLS IMAP, the floor proxy" >&2
 for _ in $(seq "$RUNS"); do
     bench login --label rustls-handshake --handshake-only --tls --tls13 --target 127.0.0.1:$SIM_HANDSHAKE \
         --count "$LOGINS" -c "$LOGIN_CONCURRENCY" --pid "$SIM_PID"
+    bench login --label direct-tls-cpu --tls --target 127.0.0.1:$SIM_IMAPS --protocol imap \
+        --count "$LOGINS" -c "$LOGIN_CONCURRENCY" --pid "$SIM_PID"
+    bench login --label floor --tls --target 127.0.0.1:$FLOOR --protocol imap \
+        --count "$LOGINS" -c "$LOGIN_CONCURRENCY" --pid "$FLOOR_PID"
 done
 bench login --label direct-tls --tls --target 127.0.0.1:$SIM_IMAPS --protocol imap \
     --count "$LATENCY_LOGINS" -c "$LATENCY_CONCURRENCY"
@@ -251,6 +262,10 @@ for proto in imap pop3; do
         bench bulk --label direct --target 127.0.0.1:$sport --protocol $proto -m "$BULK_COUNT" --pid "$SIM_PID"
         bench bulk --label nginx --target 127.0.0.1:22$port --tls --protocol $proto -m "$BULK_COUNT" "${nginx_pidargs[@]}"
         bench bulk --label pec-proxy --target 127.0.0.1:21$port --tls --protocol $proto -m "$BULK_COUNT" --pid "$PASS_PID"
+        if [[ $proto == imap ]]; then
+            bench bulk --label direct-tls --target 127.0.0.1:$SIM_IMAPS --tls --protocol imap -m "$BULK_COUNT" --pid "$SIM_PID"
+            bench bulk --label floor --target 127.0.0.1:$FLOOR --tls --protocol imap -m "$BULK_COUNT" --pid "$FLOOR_PID"
+        fi
     done
 done
 

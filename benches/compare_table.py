@@ -53,6 +53,18 @@ def main():
     print("| protocol | target | logins/s | p50 ms | p99 ms | CPU-ms/login | vs nginx | vs bare rustls handshake |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     print(f"| – | bare rustls TLS 1.3 handshake (simulator) | – | – | – | {fmt(hs)} | – | 1.00× |")
+    ng_imap = med(pick(rows, "login", "nginx", "imap"), "cpu_ms_per_login")
+    for label, name in [
+        ("direct-tls-cpu", "IMAPS server login, no proxy (simulator)"),
+        ("floor", "floor proxy: tokio + rustls, no logic"),
+    ]:
+        rs = pick(rows, "login", label, "imap")
+        if rs:
+            cpu = med(rs, "cpu_ms_per_login")
+            print(
+                f"| imap | {name} | {fmt(med(rs, 'per_sec'), 0)} | {fmt(med(rs, 'p50_ms'))} | {fmt(med(rs, 'p99_ms'))} "
+                f"| {fmt(cpu)} | {ratio(cpu, ng_imap)} | {ratio(cpu, hs)} |"
+            )
     for proto in ["imap", "pop3", "smtp"]:
         ng = med(pick(rows, "login", "nginx", proto), "cpu_ms_per_login")
         for label in ["direct", "nginx", "pec-proxy", "pec-proxy-store"]:
@@ -93,14 +105,19 @@ def main():
     print("|---|---|---:|---:|---:|---:|")
     for proto in ["imap", "pop3"]:
         ng = med(pick(rows, "bulk", "nginx", proto), "cpu_s_per_gib")
-        for label in ["direct", "nginx", "pec-proxy"]:
+        for label in ["direct", "direct-tls", "floor", "nginx", "pec-proxy"]:
             rs = pick(rows, "bulk", label, proto)
             if not rs:
                 continue
             cpu = med(rs, "cpu_s_per_gib")
+            name = {
+                "direct": "direct (simulator, plain)",
+                "direct-tls": "direct (simulator, TLS)",
+                "floor": "floor proxy",
+            }.get(label, label)
             print(
-                f"| {proto} | {label} | {fmt(med(rs, 'mib_per_s'), 0)} | {fmt(cpu)} "
-                f"| {ratio(cpu, ng) if label != 'direct' else '–'} | {ratio(cpu, aes_s_per_gib)} |"
+                f"| {proto} | {name} | {fmt(med(rs, 'mib_per_s'), 0)} | {fmt(cpu)} "
+                f"| {ratio(cpu, ng) if not label.startswith('direct') else '–'} | {ratio(cpu, aes_s_per_gib)} |"
             )
     print(f"| – | `openssl speed -evp aes-256-gcm` (16 KiB blocks) | {fmt(aes_kbps / 1024 if aes_kbps else None, 0)} | {fmt(aes_s_per_gib)} | | 1.00× |")
 

@@ -4,6 +4,7 @@
 
 pub mod conn;
 pub mod dialog;
+pub mod floor;
 pub mod modes;
 pub mod proc_stats;
 pub mod sim;

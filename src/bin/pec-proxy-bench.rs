@@ -28,6 +28,8 @@ enum Mode {
     Bulk(bench::modes::BulkArgs),
     /// Minimal IMAP/POP3/SMTP upstream (and TLS baselines) for the capacity modes.
     UpstreamSim(bench::sim::SimArgs),
+    /// The least an IMAPS login proxy can do on pec-proxy's stack: a measuring stick.
+    FloorProxy(bench::floor::FloorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +44,7 @@ fn main() -> anyhow::Result<()> {
             Mode::Idle(a) => bench::modes::idle(a).await,
             Mode::Bulk(a) => bench::modes::bulk(a).await,
             Mode::UpstreamSim(a) => bench::sim::run(a).await,
+            Mode::FloorProxy(a) => bench::floor::run(a).await,
         }
     })
 }
