@@ -74,14 +74,7 @@ pub async fn fetch(c: &mut Conn, proto: Proto) -> Result<u64, ConnError> {
         Proto::Pop3 => {
             c.send(b"RETR 1\r\n").await?;
             c.until(b"+OK", &[b"-ERR"]).await?;
-            let mut size = 0u64;
-            loop {
-                let line = c.line().await?;
-                if line == b".\r\n" {
-                    return Ok(size);
-                }
-                size += line.len() as u64;
-            }
+            c.multiline().await
         }
         Proto::Smtp => Err(ConnError::Protocol("no FETCH in SMTP".into())),
     }
