@@ -566,6 +566,26 @@ async fn reload_swaps_the_certificate_under_an_idle_session_and_rejects_a_broken
     assert!(log.contains("reload rejected"), "{log}");
     assert!(log.contains("limits"), "the error names the key:\n{log}");
     assert_eq!(p.get("/readyz").await.0, 200);
+
+    // A certificate file gone at reload: rejected the same way, naming it.
+    setup.extra = "";
+    setup.cert = "no-such-certificate";
+    p.rewrite_config(&setup);
+    p.signal("HUP");
+    p.wait_until("reload without its certificate rejected", async |p| {
+        p.metrics()
+            .await
+            .sum("pec_proxy_config_reloads_total", &[("result", "error")])
+            == 2.0
+    })
+    .await;
+    let log = p.log();
+    assert!(
+        log.contains("no-such-certificate.pem"),
+        "the error names the file:\n{log}"
+    );
+    assert_eq!(p.get("/readyz").await.0, 200);
+
     assert!(idle.command("n", "NOOP").await.starts_with("n OK"));
     assert!(fresh.command("n", "NOOP").await.starts_with("n OK"));
     let mut after = Client::tls_with(p.imaps(), tls_config(), "mail.other.example")
