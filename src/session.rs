@@ -169,10 +169,12 @@ pub fn ended(
     peer: SocketAddr,
     started: Instant,
     stats: RelayStats,
-    result: &str,
+    result: &'static str,
 ) {
     let duration = started.elapsed();
-    metrics::histogram!(m::SESSION_DURATION_SECONDS, "protocol" => protocol.as_str())
+    // By how it ended, so an upstream failing mid-session (`upstream_error`)
+    // is counted, not only logged.
+    metrics::histogram!(m::SESSION_DURATION_SECONDS, "protocol" => protocol.as_str(), "result" => result)
         .record(duration.as_secs_f64());
     info!(
         protocol = protocol.as_str(),

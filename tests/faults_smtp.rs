@@ -267,7 +267,15 @@ async fn xclient_logins_meet_the_same_faults_with_the_same_replies() {
 
 #[tokio::test]
 async fn an_upstream_reset_in_data_gives_the_client_421_never_250() {
+    metrics::install();
+    let lost = || {
+        metrics::value(
+            "pec_proxy_session_duration_seconds_count",
+            &[("protocol", "smtp"), ("result", "upstream_error")],
+        )
+    };
     for behaviour in [Behaviour::ResetInData, Behaviour::ResetAtDot] {
+        let before = lost();
         let fake = FakeSmtp::start(behaviour).await;
         let proxy = proxy(&[fake.addr]).await;
         let (mut c, reply) = login(&proxy, USER, FakeSmtp::PASSWORD).await;
@@ -291,6 +299,15 @@ async fn an_upstream_reset_in_data_gives_the_client_421_never_250() {
             fake.seen().commands.contains(&"DATA".to_owned()),
             "{behaviour:?}: failed in DATA"
         );
+        // The session's end is counted as the upstream's failure.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lost() < before + 1.0 {
+            assert!(
+                Instant::now() < deadline,
+                "{behaviour:?}: upstream_error never counted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

@@ -205,16 +205,20 @@ impl Guard {
             .any(|p| matches!(p, Pending::Upstream(Expect::DataEnd)))
     }
 
-    /// The upstream closed or failed.
-    pub fn upstream_closed(&mut self) {
-        if !self.finished {
-            self.flush_locals_all();
-            if !self.quit_sent {
-                self.to_client.extend(reply::line(reply::UPSTREAM_LOST));
-            }
-            self.end_transaction(false);
-            self.finished = true;
+    /// The upstream closed or failed. Returns whether it was lost: closed
+    /// before the session was over and without the client's QUIT.
+    pub fn upstream_closed(&mut self) -> bool {
+        if self.finished {
+            return false;
         }
+        self.flush_locals_all();
+        let lost = !self.quit_sent;
+        if lost {
+            self.to_client.extend(reply::line(reply::UPSTREAM_LOST));
+        }
+        self.end_transaction(false);
+        self.finished = true;
+        lost
     }
 
     /// Bytes from the client.

@@ -156,13 +156,14 @@ where
     if !leftover.is_empty() {
         guard.upstream_data(leftover);
     }
+    let mut upstream_lost = false;
     tokio::pin!(stop);
     loop {
         let to_upstream = guard.take_to_upstream();
         if !to_upstream.is_empty() {
             match tokio::time::timeout(idle, upstream.write_all(&to_upstream)).await {
                 Ok(Ok(())) => {}
-                _ => guard.upstream_closed(),
+                _ => upstream_lost = guard.upstream_closed(),
             }
             let _ = tokio::time::timeout(idle, upstream.flush()).await;
             c2u += to_upstream.len() as u64;
@@ -181,7 +182,7 @@ where
             counter.upstream_to_client(to_client.len() as u64);
         }
         if guard.finished() {
-            return (c2u, u2c, "closed");
+            return (c2u, u2c, if upstream_lost { "upstream_error" } else { "closed" });
         }
         let wait = if guard.awaiting_message_verdict() {
             DATA_VERDICT_TIMEOUT
@@ -197,7 +198,7 @@ where
                 Ok(n) => guard.client_data(&cbuf[..n]),
             },
             r = upstream.read(&mut ubuf) => match r {
-                Ok(0) | Err(_) => guard.upstream_closed(),
+                Ok(0) | Err(_) => upstream_lost = guard.upstream_closed(),
                 Ok(n) => guard.upstream_data(&ubuf[..n]),
             },
             _ = tokio::time::sleep(wait) => {
