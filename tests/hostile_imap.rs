@@ -125,8 +125,16 @@ async fn over_long_lines_and_huge_literal_announcements() {
 
 #[tokio::test]
 async fn invalid_base64_and_empty_names_in_sasl() {
+    metrics::install();
     let fake = FakeImap::start(Behaviour::Serve).await;
     let proxy = proxy(&fake, SHORT).await;
+    let bad_sasl = || {
+        metrics::value(
+            "pec_proxy_client_errors_total",
+            &[("protocol", "imap"), ("kind", "bad_base64")],
+        )
+    };
+    let before = bad_sasl();
     let mut c = imaps(&proxy).await;
 
     assert_eq!(exchange(&mut c, b"a AUTHENTICATE PLAIN\r\n").await, "+ ");
@@ -146,6 +154,8 @@ async fn invalid_base64_and_empty_names_in_sasl() {
     let line = exchange(&mut c, b"=\r\n").await; // empty user name
     assert!(line.starts_with("e BAD"), "{line}");
     assert_eq!(c.command("f", "NOOP").await, "f OK NOOP completed.");
+    // `b`'s `****` is a command syntax error; the other four are SASL data.
+    assert!(bad_sasl() >= before + 4.0, "SASL refusals counted");
     assert!(
         fake.seen().commands.is_empty(),
         "no SASL garbage reached the upstream"

@@ -234,6 +234,7 @@ async fn invalid_base64_and_empty_names_in_sasl() {
     let fake = FakePop3::start(Behaviour::Serve).await;
     let proxy = proxy(&fake, SHORT).await;
     let before = client_errors("syntax");
+    let before_sasl = client_errors("bad_base64");
     const SYNTAX: &str = "-ERR Invalid command: syntax error";
     const BAD_LINE: &str = "-ERR Invalid authentication exchange: syntax error";
     const BASE64: &str = "-ERR Authentication failed: invalid base64";
@@ -287,6 +288,8 @@ async fn invalid_base64_and_empty_names_in_sasl() {
         );
     }
     assert!(client_errors("syntax") >= before + 6.0);
+    // Nine bad SASL exchanges per listener (three were command syntax).
+    assert!(client_errors("bad_base64") >= before_sasl + 18.0);
     // Only the two good logins reached the upstream.
     only_logins_reached(&fake);
     assert_eq!(fake.seen().logins.len(), 2);

@@ -174,6 +174,11 @@ fn count_refusals(reply: &[u8]) {
         "unknown_command"
     } else if reply.windows(17).any(|w| w == b"[PRIVACYREQUIRED]") {
         "login_before_tls"
+    } else if reply.windows(26).any(|w| w == b"BAD Authentication failed:")
+        || reply.windows(18).any(|w| w == b"BAD Invalid base64")
+    {
+        // Undecodable or malformed SASL data (SMTP's name for the same).
+        "bad_base64"
     } else {
         return;
     };

@@ -170,6 +170,11 @@ fn count_refusals(reply: &[u8]) {
         "login_before_tls"
     } else if reply.starts_with(b"-ERR APOP") {
         "apop"
+    } else if reply.starts_with(b"-ERR Authentication failed:")
+        || reply.starts_with(b"-ERR Invalid authentication exchange")
+    {
+        // Undecodable or malformed SASL data (SMTP's name for the same).
+        "bad_base64"
     } else {
         return;
     };
