@@ -13,8 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use support::client::{Client, connect_from};
+use support::client::Client;
 use support::fake_imap::{Behaviour, FakeImap, upstream_config};
+use support::hostile::{silent_crowd, slowloris};
 use support::metrics;
 use support::proxy::{Proxy, imap_listeners};
 
@@ -276,19 +277,8 @@ async fn slowloris_is_cut_at_the_prelogin_timeout() {
     let proxy = proxy(&fake, SHORT).await;
     let mut c = Client::plain(proxy.addr("imap")).await;
     c.line().await;
-    let started = Instant::now();
-    let mut bytes = b"a LOGIN someone@pec.example secret-secret-secret\r\n".iter();
-    // One byte every 400 ms, listening in between, until the proxy speaks.
-    let line = loop {
-        match tokio::time::timeout(Duration::from_millis(400), c.try_line()).await {
-            Ok(line) => break line,
-            Err(_) => {
-                let b = bytes.next().expect("the proxy waited for the whole command");
-                c.send_raw(&[*b]).await.expect("still open");
-            }
-        }
-    };
-    let took = started.elapsed();
+    let command = b"a LOGIN someone@pec.example secret-secret-secret\r\n";
+    let (line, took) = slowloris(&mut c, command, Duration::from_millis(400)).await;
     assert_eq!(line.as_deref(), Some("* BYE Disconnected: login timeout"));
     assert!(c.try_line().await.is_none(), "closed after the BYE");
     assert!(
@@ -371,27 +361,15 @@ async fn a_thousand_silent_connections_from_one_address_do_not_stop_others() {
         )
     };
     let before = refused();
-    let mut silent = Vec::new();
-    let mut byes = 0;
-    for _ in 0..1000 {
-        let mut tcp = connect_from(ip("127.0.0.2"), proxy.addr("imap")).await.unwrap();
-        let mut first = [0u8; 128];
-        // Admitted ones get the greeting, refused ones a BYE and a close.
-        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut first))
-            .await
-            .expect("an answer to every connection")
-            .unwrap_or(0);
-        if first[..n].starts_with(b"* BYE [UNAVAILABLE] Too many connections") {
-            byes += 1;
-        } else {
-            assert!(
-                first[..n].starts_with(b"* OK"),
-                "{:?}",
-                String::from_utf8_lossy(&first[..n])
-            );
-            silent.push(tcp);
-        }
-    }
+    // Admitted ones get the greeting, refused ones a BYE and a close.
+    let (silent, byes) = silent_crowd(
+        ip("127.0.0.2"),
+        proxy.addr("imap"),
+        1000,
+        b"* OK",
+        b"* BYE [UNAVAILABLE] Too many connections",
+    )
+    .await;
     assert_eq!(silent.len(), 10, "max_prelogin_per_ip admitted");
     assert_eq!(byes, 990);
     assert!(refused() >= before + 990.0);

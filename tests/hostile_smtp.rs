@@ -29,8 +29,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use support::client::{Client, connect_from};
+use support::client::Client;
 use support::fake_smtp::{Behaviour, FakeSmtp, smtp_listeners, upstream_config};
+use support::hostile::{silent_crowd, slowloris};
 use support::metrics;
 use support::proxy::Proxy;
 
@@ -596,19 +597,8 @@ async fn slowloris_is_cut_at_the_prelogin_timeout() {
     let before = client_errors("prelogin_timeout");
     let mut c = Client::plain(proxy.addr("submission")).await;
     assert_eq!(c.line().await, GREETING);
-    let started = Instant::now();
-    let mut bytes = b"EHLO a-client-that-sends-one-byte-a-second.example\r\n".iter();
-    // One byte a second, listening in between, until the proxy speaks.
-    let line = loop {
-        match tokio::time::timeout(Duration::from_secs(1), c.try_line()).await {
-            Ok(line) => break line,
-            Err(_) => {
-                let b = bytes.next().expect("the proxy waited for the whole command");
-                c.send_raw(&[*b]).await.expect("still open");
-            }
-        }
-    };
-    let took = started.elapsed();
+    let command = b"EHLO a-client-that-sends-one-byte-a-second.example\r\n";
+    let (line, took) = slowloris(&mut c, command, Duration::from_secs(1)).await;
     assert_eq!(
         line.as_deref(),
         Some("421 4.4.2 Timeout waiting for authentication, closing connection")
@@ -684,29 +674,15 @@ async fn a_thousand_silent_connections_from_one_address_do_not_stop_others() {
         )
     };
     let before = refused();
-    let mut silent = Vec::new();
-    let mut refusals = 0;
-    for _ in 0..1000 {
-        let mut tcp = connect_from(ip("127.0.0.2"), proxy.addr("submission"))
-            .await
-            .unwrap();
-        let mut first = [0u8; 128];
-        // Admitted ones get the greeting, refused ones a 421 and a close.
-        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut first))
-            .await
-            .expect("an answer to every connection")
-            .unwrap_or(0);
-        if first[..n].starts_with(b"421 4.7.0 Too many connections from your address\r\n") {
-            refusals += 1;
-        } else {
-            assert!(
-                first[..n].starts_with(GREETING.as_bytes()),
-                "{:?}",
-                String::from_utf8_lossy(&first[..n])
-            );
-            silent.push(tcp);
-        }
-    }
+    // Admitted ones get the greeting, refused ones a 421 and a close.
+    let (silent, refusals) = silent_crowd(
+        ip("127.0.0.2"),
+        proxy.addr("submission"),
+        1000,
+        GREETING.as_bytes(),
+        b"421 4.7.0 Too many connections from your address\r\n",
+    )
+    .await;
     assert_eq!(silent.len(), 10, "max_prelogin_per_ip admitted");
     assert_eq!(refusals, 990);
     assert!(refused() >= before + 990.0);

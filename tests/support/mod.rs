@@ -5,6 +5,7 @@ pub mod client;
 pub mod fake_imap;
 pub mod fake_pop3;
 pub mod fake_smtp;
+pub mod hostile;
 pub mod metrics;
 pub mod operator;
 pub mod proxy;
