@@ -277,6 +277,12 @@ pub struct Limits {
     /// Failed logins per connection before it is closed; nginx's `max_errors`
     /// idea. 3: enough for a mistyped password and a retry.
     pub max_login_failures: u32,
+    /// Refused commands before login (invalid, unknown, too long, bad SASL
+    /// data, refused before TLS) per connection before it is closed.
+    /// 5: nginx's `max_errors` default, its fix for ALPACA (CVE-2021-3618):
+    /// an HTTP request sent to a mail port by a browser is a run of invalid
+    /// commands, cut off after five.
+    pub max_prelogin_errors: u32,
     /// Deadline for the TCP connect to the upstream. 10 s.
     pub upstream_connect_timeout_secs: u64,
     /// Deadline for the whole upstream login exchange (greeting, STARTTLS,
@@ -342,6 +348,7 @@ impl Default for Limits {
             imap_max_literal_bytes: 8192,
             pop3_max_line_bytes: 255,
             max_login_failures: 3,
+            max_prelogin_errors: 5,
             upstream_connect_timeout_secs: 10,
             upstream_login_timeout_secs: 30,
             max_connections: 10_000,

@@ -25,13 +25,16 @@ use tokio::time::Instant;
 
 use support::client::Client;
 use support::fake_pop3::{Behaviour, FakePop3, upstream_config};
-use support::hostile::{silent_crowd, slowloris};
+use support::hostile::{http_request_lines, silent_crowd, slowloris};
 use support::metrics;
 use support::operator::Operator;
 use support::proxy::{Proxy, pop3_listeners};
 
 /// A 3 s pre-login timeout, for the slowloris and backpressure rows.
 const SHORT: &str = "prelogin_timeout_secs = 3\n";
+/// Rows send many bad commands on one connection to show each reply; the
+/// cut-off after `max_prelogin_errors` has its own row.
+const MANY_ERRORS: &str = "max_prelogin_errors = 1000\n";
 const GREETING: &str = "+OK PEC mail proxy ready.";
 const AUTH_FAILED: &str = "-ERR [AUTH] Authentication failed";
 
@@ -55,8 +58,13 @@ fn client_errors(kind: &str) -> f64 {
 /// A proxy in front of a fake upstream with `limits` as its `[limits]`
 /// table ([`SHORT`] unless a row needs more).
 async fn proxy(fake: &FakePop3, limits: &str) -> Proxy {
+    let many = if limits.contains("max_prelogin_errors") {
+        ""
+    } else {
+        MANY_ERRORS
+    };
     let config = format!(
-        "{}{}\n[limits]\n{limits}\n[penalty]\nenabled = false\n",
+        "{}{}\n[limits]\n{limits}{many}\n[penalty]\nenabled = false\n",
         pop3_listeners(),
         upstream_config(fake.addr)
     );
@@ -723,4 +731,21 @@ async fn logged_in_sessions_free_their_prelogin_place_but_count_as_connections()
         assert!(Instant::now() < deadline, "the place was not given back");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// ALPACA (CVE-2021-3618): an HTTP request sent to the POP3 port is cut
+/// off after `max_prelogin_errors` (5) refusals, before its body's USER.
+#[tokio::test]
+async fn an_http_request_is_cut_off_after_five_errors() {
+    metrics::install();
+    let fake = FakePop3::start(Behaviour::Serve).await;
+    let proxy = proxy(&fake, "max_prelogin_errors = 5\n").await;
+    let before = client_errors("too_many_errors");
+    let lines = http_request_lines(proxy.addr("pop3")).await;
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    assert!(lines[..5].iter().all(|l| l.starts_with("-ERR ")), "{lines:#?}");
+    assert_eq!(lines[5], "-ERR Too many invalid commands");
+    assert!(client_errors("too_many_errors") >= before + 1.0);
+    assert_eq!(fake.seen().connections, 0, "nothing reached the upstream");
+    still_serving(&proxy).await;
 }

@@ -31,12 +31,15 @@ use tokio::time::Instant;
 
 use support::client::Client;
 use support::fake_smtp::{Behaviour, FakeSmtp, smtp_listeners, upstream_config};
-use support::hostile::{silent_crowd, slowloris};
+use support::hostile::{http_request_lines, silent_crowd, slowloris};
 use support::metrics;
 use support::proxy::Proxy;
 
 /// A 3 s pre-login timeout, for the slowloris and backpressure rows.
 const SHORT: &str = "prelogin_timeout_secs = 3\n";
+/// Rows send many bad commands on one connection to show each reply; the
+/// cut-off after `max_prelogin_errors` has its own row.
+const MANY_ERRORS: &str = "max_prelogin_errors = 1000\n";
 const GREETING: &str = "220 proxy.pec.example ESMTP PEC mail proxy ready";
 const USER: &str = "someone@pec.example";
 
@@ -47,8 +50,13 @@ fn ip(s: &str) -> IpAddr {
 /// A proxy in front of a fake upstream with `limits` as its `[limits]`
 /// table ([`SHORT`] unless a row needs more).
 async fn proxy(fake: &FakeSmtp, limits: &str) -> Proxy {
+    let many = if limits.contains("max_prelogin_errors") {
+        ""
+    } else {
+        MANY_ERRORS
+    };
     let config = format!(
-        "{}{}\n[limits]\n{limits}\n[penalty]\nenabled = false\n",
+        "{}{}\n[limits]\n{limits}{many}\n[penalty]\nenabled = false\n",
         smtp_listeners(),
         upstream_config(fake.addr)
     );
@@ -722,5 +730,25 @@ async fn bdat_is_never_offered_and_a_4_gib_chunk_is_not_awaited() {
     );
     assert_eq!(exchange(&mut c, b"NOOP\r\n").await, "250 2.0.0 Ok");
     assert_eq!(fake.seen().commands, ["EHLO", "AUTH", "EHLO", "NOOP"]);
+    still_serving(&proxy, &fake).await;
+}
+
+/// ALPACA (CVE-2021-3618): an HTTP request sent to the submission port is
+/// cut off after `max_prelogin_errors` (5) refusals, before its body's AUTH.
+#[tokio::test]
+async fn an_http_request_is_cut_off_after_five_errors() {
+    metrics::install();
+    let fake = FakeSmtp::start(Behaviour::Serve).await;
+    let proxy = proxy(&fake, "max_prelogin_errors = 5\n").await;
+    let before = client_errors("too_many_errors");
+    let lines = http_request_lines(proxy.addr("submission")).await;
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    assert!(lines[..5].iter().all(|l| l.starts_with("5")), "{lines:#?}");
+    assert_eq!(
+        lines[5],
+        "421 4.7.0 Too many invalid commands, closing connection"
+    );
+    assert!(client_errors("too_many_errors") >= before + 1.0);
+    assert_eq!(fake.seen().connections, 0, "nothing reached the upstream");
     still_serving(&proxy, &fake).await;
 }

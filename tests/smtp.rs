@@ -277,7 +277,9 @@ async fn access_rules_apply_to_smtp() {
 async fn bad_input_gets_the_right_codes_and_the_proxy_keeps_serving() {
     let op = Operator::new();
     op.add_mailbox("alice@pec.example", ALICE_PW);
-    let proxy = proxy(&op, "").await;
+    // Each bad command's reply on one connection: past the default cut-off
+    // of five (tests/hostile_smtp.rs has that row).
+    let proxy = proxy(&op, "[limits]\nmax_prelogin_errors = 100\n").await;
 
     // Commands pipelined after STARTTLS are discarded, never executed.
     let mut c = Client::plain(proxy.addr("submission")).await;

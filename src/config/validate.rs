@@ -105,6 +105,10 @@ impl Validator<'_> {
                 limits.upstream_login_timeout_secs,
             ),
             ("limits.max_login_failures", u64::from(limits.max_login_failures)),
+            (
+                "limits.max_prelogin_errors",
+                u64::from(limits.max_prelogin_errors),
+            ),
             ("limits.max_connections", limits.max_connections as u64),
             (
                 "limits.max_connections_per_ip",

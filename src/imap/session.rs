@@ -79,6 +79,7 @@ async fn open(
     let goodbyes = Goodbyes {
         shutdown: b"* BYE Server shutting down\r\n",
         timeout: b"* BYE Disconnected: login timeout\r\n",
+        too_many_errors: b"* BYE Too many invalid commands\r\n",
     };
     let step = ImapLogin { ctx, addrs };
     let phase = session::prelogin_phase(
@@ -162,8 +163,9 @@ impl LoginStep<ImapFrontend> for ImapLogin<'_> {
     }
 }
 
-/// Counts the front-end's refusals of bad input, by kind.
-fn count_refusals(reply: &[u8]) {
+/// Counts the front-end's refusals of bad input, by kind; says whether
+/// `reply` was one.
+fn count_refusals(reply: &[u8]) -> bool {
     let kind = if reply.starts_with(b"* BYE Command line too long") {
         "line_too_long"
     } else if reply.windows(8).any(|w| w == b"[TOOBIG]") {
@@ -180,9 +182,10 @@ fn count_refusals(reply: &[u8]) {
         // Undecodable or malformed SASL data (SMTP's name for the same).
         "bad_base64"
     } else {
-        return;
+        return false;
     };
     metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "imap", "kind" => kind).increment(1);
+    true
 }
 
 /// The login step: the gate (account store rules, or pass-through), then

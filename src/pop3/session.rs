@@ -63,6 +63,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
         // RFC 3206 §4: SYS/TEMP, the client may come back later.
         shutdown: b"-ERR [SYS/TEMP] Server shutting down\r\n",
         timeout: b"-ERR Disconnected: login timeout\r\n",
+        too_many_errors: b"-ERR Too many invalid commands\r\n",
     };
     let step = Pop3Login { ctx: &ctx, peer };
     let phase = session::prelogin_phase(
@@ -158,8 +159,9 @@ impl LoginStep<Pop3Frontend> for Pop3Login<'_> {
     }
 }
 
-/// Counts the front-end's refusals of bad input, by kind.
-fn count_refusals(reply: &[u8]) {
+/// Counts the front-end's refusals of bad input, by kind; says whether
+/// `reply` was one.
+fn count_refusals(reply: &[u8]) -> bool {
     let kind = if reply.starts_with(b"-ERR Command line too long") {
         "line_too_long"
     } else if reply.starts_with(b"-ERR Invalid command:") {
@@ -176,9 +178,10 @@ fn count_refusals(reply: &[u8]) {
         // Undecodable or malformed SASL data (SMTP's name for the same).
         "bad_base64"
     } else {
-        return;
+        return false;
     };
     metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "pop3", "kind" => kind).increment(1);
+    true
 }
 
 /// The login step: the gate (account store rules, or pass-through), then

@@ -62,6 +62,8 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
         // RFC 5321 §3.8 and RFC 3463 X.3.2: shutting down, try again later.
         shutdown: b"421 4.3.2 Service shutting down\r\n",
         timeout: &timeout_line,
+        // RFC 5321 §3.8: 421 closes the session; 4.7.0 as for the per-address refusal.
+        too_many_errors: b"421 4.7.0 Too many invalid commands, closing connection\r\n",
     };
     let step = SmtpLogin { ctx: &ctx, peer };
     let phase = session::prelogin_phase(
@@ -243,8 +245,9 @@ impl LoginStep<SmtpFrontend> for SmtpLogin<'_> {
     }
 }
 
-/// Counts the front-end's refusals of bad input, by kind.
-fn count_refusals(reply: &[u8]) {
+/// Counts the front-end's refusals of bad input, by kind; says whether
+/// `reply` was one.
+fn count_refusals(reply: &[u8]) -> bool {
     let kind = if reply.starts_with(reply::LINE_TOO_LONG.as_bytes())
         || reply.starts_with(reply::AUTH_LINE_TOO_LONG.as_bytes())
     {
@@ -260,9 +263,10 @@ fn count_refusals(reply: &[u8]) {
     } else if reply.starts_with(reply::BAD_BASE64.as_bytes()) {
         "bad_base64"
     } else {
-        return;
+        return false;
     };
     metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "smtp", "kind" => kind).increment(1);
+    true
 }
 
 /// The login step: the gate (account store rules, or pass-through), then

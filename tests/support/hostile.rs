@@ -61,3 +61,28 @@ pub async fn silent_crowd(
     }
     (silent, refusals)
 }
+
+/// What a browser sends when a web page makes it POST to a mail port
+/// (ALPACA, CVE-2021-3618): lines that are each an invalid command, with
+/// mail commands in the body. The proxy must stop after
+/// `max_prelogin_errors` of them, before the body's commands.
+pub const HTTP_REQUEST: &[u8] = b"POST / HTTP/1.1\r\n\
+Host: mail.pec.example:143\r\n\
+User-Agent: Mozilla/5.0\r\n\
+Accept: */*\r\n\
+Content-Type: text/plain\r\n\
+Origin: http://attacker.example\r\n\
+Content-Length: 38\r\n\
+\r\n\
+a LOGIN x y\r\nUSER x\r\nAUTH PLAIN AHgAeQ==\r\n";
+
+/// Sends [`HTTP_REQUEST`] on a fresh plain connection to `addr`, past its
+/// greeting, and returns every line the proxy sends until it closes.
+pub async fn http_request_lines(addr: SocketAddr) -> Vec<String> {
+    let mut c = Client::plain(addr).await;
+    c.line().await;
+    c.send(HTTP_REQUEST).await;
+    tokio::time::timeout(Duration::from_secs(20), c.expect_closed())
+        .await
+        .expect("the connection was closed")
+}
