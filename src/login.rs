@@ -28,7 +28,8 @@ use crate::penalty::Penalties;
 use crate::policy::{Denial, DenyReason, Permit};
 use crate::protocol::Protocol;
 use crate::sasl::Credentials;
-use crate::upstream::{Upstream, UpstreamError};
+use crate::server::ListenerContext;
+use crate::upstream::{ServerFault, Upstream, UpstreamError, with_failover};
 
 /// Who decides whether a password is right.
 #[derive(Clone)]
@@ -226,6 +227,34 @@ fn record(
         reason,
         "login decision"
     );
+}
+
+/// Logs in upstream: `attempt` against each address of `upstream` in turn
+/// ([`with_failover`]) under the listener's login deadline, every failing
+/// address counted and logged, the whole timed in
+/// `pec_proxy_upstream_connect_duration_seconds`.
+pub async fn upstream_login<T, E, F, Fut>(
+    ctx: &ListenerContext,
+    upstream: &Upstream,
+    attempt: F,
+) -> Result<T, E>
+where
+    E: ServerFault,
+    F: FnMut(Upstream) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let protocol = ctx.listener.protocol;
+    let started = Instant::now();
+    let result = with_failover(
+        upstream,
+        started + ctx.limits.upstream_login_timeout(),
+        |address, e| record_upstream_error(protocol, address, e),
+        attempt,
+    )
+    .await;
+    metrics::histogram!(m::UPSTREAM_CONNECT_DURATION_SECONDS, "protocol" => protocol.as_str(), "upstream" => ctx.upstream_label.clone())
+        .record(started.elapsed().as_secs_f64());
+    result
 }
 
 /// Counts an upstream failure by kind, and logs it.

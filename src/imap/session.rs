@@ -13,7 +13,9 @@ use tracing::info;
 use super::frontend::{FrontendOptions, ImapFrontend, LoginAttempt};
 use super::upstream::{self as imap_upstream, ClientAddrs, Identity, LoggedIn};
 use crate::client_limits::Admission;
-use crate::login::{LoginOutcome, LoginRequest, Verdict, record_upstream_error, upstream_for};
+use crate::login::{
+    LoginOutcome, LoginRequest, Verdict, record_upstream_error, upstream_for, upstream_login,
+};
 use crate::metrics as m;
 use crate::net::Stream;
 use crate::policy::DenyReason;
@@ -21,7 +23,7 @@ use crate::protocol::Protocol;
 use crate::relay::{self, RelayOptions};
 use crate::server::{ListenerContext, SessionGauge, accept_tls};
 use crate::session::{self, Goodbyes, LoginResult, LoginStep};
-use crate::upstream::{UpstreamError, with_failover};
+use crate::upstream::UpstreamError;
 
 /// Why a login did not lead to a session.
 enum LoginFailure {
@@ -227,17 +229,10 @@ async fn login(
                 },
                 Verdict::Mailbox(permit) => Identity::Mailbox(&permit.mailbox),
             };
-            let connect_started = Instant::now();
-            // A second address, when configured, is tried if the first fails.
-            let result = with_failover(
-                &upstream,
-                Instant::now() + ctx.limits.upstream_login_timeout(),
-                |address, e| record_upstream_error(Protocol::Imap, address, e),
-                |one| async move { imap_upstream::login(&one, identity, addrs).await },
-            )
+            let result = upstream_login(ctx, &upstream, |one| async move {
+                imap_upstream::login(&one, identity, addrs).await
+            })
             .await;
-            metrics::histogram!(m::UPSTREAM_CONNECT_DURATION_SECONDS, "protocol" => "imap", "upstream" => ctx.upstream_label.clone())
-                .record(connect_started.elapsed().as_secs_f64());
             match (result, &verdict) {
                 (Ok(logged_in), Verdict::Mailbox(permit)) => (
                     LoginOutcome::Ok {

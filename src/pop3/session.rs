@@ -16,14 +16,16 @@ use super::guard::DeleGuard;
 use super::upstream::{self as pop3_upstream, Identity, LoginError};
 use crate::account::Pop3Delete;
 use crate::client_limits::Admission;
-use crate::login::{LoginOutcome, LoginRequest, Verdict, record_upstream_error, upstream_for};
+use crate::login::{
+    LoginOutcome, LoginRequest, Verdict, record_upstream_error, upstream_for, upstream_login,
+};
 use crate::metrics as m;
 use crate::policy::DenyReason;
 use crate::protocol::Protocol;
 use crate::relay::{self, RelayOptions};
 use crate::server::{ListenerContext, SessionGauge, accept_tls};
 use crate::session::{self, Goodbyes, LoginResult, LoginStep};
-use crate::upstream::{Connection, UpstreamError, with_failover};
+use crate::upstream::{Connection, UpstreamError};
 
 /// What the client is told when the upstream cannot log it in now (RFC 3206 §4).
 const UNAVAILABLE: &str = "-ERR [SYS/TEMP] The mail server is not available now. Try again later.";
@@ -228,17 +230,10 @@ async fn login(
                     permit.collaborator.is_some(),
                 ),
             };
-            let connect_started = Instant::now();
-            // A second address, when configured, is tried if the first fails.
-            let result = with_failover(
-                &upstream,
-                Instant::now() + ctx.limits.upstream_login_timeout(),
-                |address, e| record_upstream_error(Protocol::Pop3, address, e),
-                |one| async move { pop3_upstream::login(&one, identity, peer).await },
-            )
+            let result = upstream_login(ctx, &upstream, |one| async move {
+                pop3_upstream::login(&one, identity, peer).await
+            })
             .await;
-            metrics::histogram!(m::UPSTREAM_CONNECT_DURATION_SECONDS, "protocol" => "pop3", "upstream" => ctx.upstream_label.clone())
-                .record(connect_started.elapsed().as_secs_f64());
             match (result, &verdict) {
                 (Ok(conn), _) => (
                     LoginOutcome::Ok { collaborator },

@@ -17,14 +17,16 @@ use super::guard::{Guard, GuardOptions};
 use super::reply;
 use super::upstream::{self as smtp_upstream, Identity, LoggedIn};
 use crate::client_limits::Admission;
-use crate::login::{LoginOutcome, LoginRequest, Verdict, record_upstream_error, upstream_for};
+use crate::login::{
+    LoginOutcome, LoginRequest, Verdict, record_upstream_error, upstream_for, upstream_login,
+};
 use crate::metrics as m;
 use crate::policy::DenyReason;
 use crate::protocol::Protocol;
 use crate::relay::{ByteCounter, RelayOptions, RelayStats};
 use crate::server::{ListenerContext, SessionGauge, accept_tls};
 use crate::session::{self, Goodbyes, LoginResult, LoginStep};
-use crate::upstream::{UpstreamError, with_failover};
+use crate::upstream::UpstreamError;
 
 /// RFC 5321 §4.5.3.2.6: a client waits 10 minutes for the reply to the
 /// final dot; the proxy waits as long for the upstream's.
@@ -310,21 +312,11 @@ async fn login(
                 ),
                 Verdict::Mailbox(permit) => (Identity::Mailbox(&permit.mailbox), permit.mailbox.clone()),
             };
-            let connect_started = Instant::now();
-            // A second address, when configured, is tried if the first fails.
             let hostname = &ctx.smtp.hostname;
-            let result =
-                with_failover(
-                    &upstream,
-                    Instant::now() + ctx.limits.upstream_login_timeout(),
-                    |address, e| record_upstream_error(Protocol::Smtp, address, e),
-                    |one| async move {
-                        smtp_upstream::login(&one, identity, peer.ip(), client_name, hostname).await
-                    },
-                )
-                .await;
-            metrics::histogram!(m::UPSTREAM_CONNECT_DURATION_SECONDS, "protocol" => "smtp", "upstream" => ctx.upstream_label.clone())
-                .record(connect_started.elapsed().as_secs_f64());
+            let result = upstream_login(ctx, &upstream, |one| async move {
+                smtp_upstream::login(&one, identity, peer.ip(), client_name, hostname).await
+            })
+            .await;
             let collaborator = matches!(&verdict, Verdict::Mailbox(p) if p.collaborator.is_some());
             match (result, &verdict) {
                 (Ok(logged_in), _) => (LoginOutcome::Ok { collaborator }, Ok((logged_in, mailbox))),
