@@ -109,6 +109,12 @@ impl DeleGuard {
         self.refused
     }
 
+    /// Bytes of the client's current, incomplete command line held: at most
+    /// `max_line_bytes` (a longer line is dropped as it arrives).
+    pub fn buffered(&self) -> usize {
+        self.line.len()
+    }
+
     /// Whether the session may read more client input now.
     pub fn wants_client_input(&self) -> bool {
         self.owed.len() < MAX_OUTSTANDING

@@ -60,10 +60,10 @@ pub struct GuardOptions {
 const MAX_PIPELINED: usize = 100;
 /// Client bytes held while the guard waits (a DATA waiting for earlier
 /// replies, the upstream's 354); beyond, the client is not read.
-const MAX_CLIENT_BUFFER: usize = 64 * 1024;
+pub const MAX_CLIENT_BUFFER: usize = 64 * 1024;
 /// Longest upstream reply (all its lines): RFC 5321 §4.5.3.1.5 gives 512
 /// per line; EHLO replies run to a few dozen lines.
-const MAX_UPSTREAM_REPLY: usize = 64 * 1024;
+pub const MAX_UPSTREAM_REPLY: usize = 64 * 1024;
 
 const BARE_NEWLINE: &str = "550 5.6.0 Bare CR or LF in message content (RFC 5321 2.3.8), message refused";
 
@@ -124,6 +124,20 @@ enum Mode {
 struct Transaction {
     reserved: bool,
     rcpts: u64,
+}
+
+/// What a [`Guard`] holds between calls, each bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffered {
+    /// Client bytes not consumed yet: under [`MAX_CLIENT_BUFFER`] plus one
+    /// read, as long as the session heeds [`Guard::wants_client_input`].
+    pub client: usize,
+    /// The header block held back for the PEC header rules: at most
+    /// `max_header_bytes`.
+    pub header_block: usize,
+    /// The start of an upstream reply whose last line has not arrived: at
+    /// most [`MAX_UPSTREAM_REPLY`].
+    pub upstream: usize,
 }
 
 /// The post-login SMTP guard for one session.
@@ -203,6 +217,19 @@ impl Guard {
         self.pending
             .iter()
             .any(|p| matches!(p, Pending::Upstream(Expect::DataEnd)))
+    }
+
+    /// What the guard holds now (for tests and the fuzz targets).
+    pub fn buffered(&self) -> Buffered {
+        let header_block = match &self.mode {
+            Mode::Header { block } | Mode::AwaitingGoAhead { block, .. } => block.len(),
+            _ => 0,
+        };
+        Buffered {
+            client: self.client_in.len(),
+            header_block,
+            upstream: self.upstream_in.len(),
+        }
     }
 
     /// The upstream closed or failed.
