@@ -61,6 +61,23 @@ enum Scan {
     Line,
 }
 
+/// What the last byte scanned ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    No,
+    /// The response to the command at the front of the queue.
+    Tracked,
+    /// A line nobody asked for (passed through).
+    Untracked,
+}
+
+impl Ended {
+    /// The end of a status line, `tracked` if it answers the front command.
+    fn line(tracked: bool) -> Self {
+        if tracked { Ended::Tracked } else { Ended::Untracked }
+    }
+}
+
 /// A piece of what goes to the client: a range of the upstream chunk just
 /// scanned, or a reply of ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,9 +193,11 @@ impl DeleGuard {
         out.to_upstream.extend_from_slice(line);
     }
 
-    /// A reply of ours: written now if nothing is owed before it.
+    /// A reply of ours: written now if nothing is owed before it and the
+    /// upstream is not in the middle of a line nobody asked for (a
+    /// farewell split across reads): ours waits for that line's end.
     fn owe_local(&mut self, reply: &'static [u8], out: &mut ClientOutput) {
-        if self.owed.is_empty() {
+        if self.owed.is_empty() && self.scan == Scan::Start {
             out.to_client.extend_from_slice(reply);
         } else {
             self.owed.push_back(Owed::Local(reply));
@@ -202,9 +221,11 @@ impl DeleGuard {
                 }
             }
             let b = chunk[i];
-            if self.step(b) {
-                // A response ended at byte i.
-                if matches!(self.owed.front(), Some(Owed::Upstream { .. })) {
+            let ended = self.step(b);
+            if ended != Ended::No {
+                // A response (or a line nobody asked for) ended at byte i.
+                if ended == Ended::Tracked {
+                    debug_assert!(matches!(self.owed.front(), Some(Owed::Upstream { .. })));
                     self.owed.pop_front();
                 }
                 let mut locals = self.take_ready_locals().peekable();
@@ -234,8 +255,8 @@ impl DeleGuard {
         })
     }
 
-    /// Advances the scanner by one byte; true at the last byte of a response.
-    fn step(&mut self, b: u8) -> bool {
+    /// Advances the scanner by one byte; says whether a response ended there.
+    fn step(&mut self, b: u8) -> Ended {
         let (next, ended) = match self.scan {
             Scan::Start => {
                 let (multiline, tracked) = match self.owed.front() {
@@ -250,9 +271,9 @@ impl DeleGuard {
                     tracked,
                 };
                 if b == b'\n' {
-                    (Scan::Start, tracked)
+                    (Scan::Start, Ended::line(tracked))
                 } else {
-                    (status, false)
+                    (status, Ended::No)
                 }
             }
             Scan::Status {
@@ -260,29 +281,29 @@ impl DeleGuard {
                 multiline,
                 tracked,
             } => match b {
-                b'\n' if positive && multiline => (Scan::LineStart, false),
-                b'\n' => (Scan::Start, tracked),
-                _ => (self.scan, false),
+                b'\n' if positive && multiline => (Scan::LineStart, Ended::No),
+                b'\n' => (Scan::Start, Ended::line(tracked)),
+                _ => (self.scan, Ended::No),
             },
             Scan::LineStart => match b {
-                b'.' => (Scan::Dot, false),
-                b'\n' => (Scan::LineStart, false),
-                _ => (Scan::Line, false),
+                b'.' => (Scan::Dot, Ended::No),
+                b'\n' => (Scan::LineStart, Ended::No),
+                _ => (Scan::Line, Ended::No),
             },
             Scan::Dot => match b {
-                b'\r' => (Scan::DotCr, false),
+                b'\r' => (Scan::DotCr, Ended::No),
                 // A lone "." ended by a bare LF: tolerated as the end.
-                b'\n' => (Scan::Start, true),
+                b'\n' => (Scan::Start, Ended::Tracked),
                 // ".." and ".x": byte-stuffed content.
-                _ => (Scan::Line, false),
+                _ => (Scan::Line, Ended::No),
             },
             Scan::DotCr => match b {
-                b'\n' => (Scan::Start, true),
-                _ => (Scan::Line, false),
+                b'\n' => (Scan::Start, Ended::Tracked),
+                _ => (Scan::Line, Ended::No),
             },
             Scan::Line => match b {
-                b'\n' => (Scan::LineStart, false),
-                _ => (Scan::Line, false),
+                b'\n' => (Scan::LineStart, Ended::No),
+                _ => (Scan::Line, Ended::No),
             },
         };
         self.scan = next;
@@ -446,6 +467,37 @@ mod tests {
         assert_eq!(client, "-ERR Disconnected for inactivity.\r\n");
         let (_, client) = run(&mut g, &[(true, b"DELE 1\r\n")]);
         assert_eq!(client, REFUSAL);
+    }
+
+    /// With nothing owed, a refusal still waits for the end of a line the
+    /// upstream is in the middle of (a farewell split across reads): it
+    /// never lands inside that line.
+    #[test]
+    fn refusal_never_splits_an_unsolicited_line() {
+        let mut g = DeleGuard::new(255);
+        let (_, client) = run(
+            &mut g,
+            &[
+                (false, b"-ERR Disconnected"),
+                (true, b"DELE 1\r\n"),
+                (false, b" for inactivity.\r\n"),
+            ],
+        );
+        assert_eq!(client, format!("-ERR Disconnected for inactivity.\r\n{REFUSAL}"));
+        // A command sent meanwhile is answered after the refusal, and the
+        // line nobody asked for is not taken for its answer.
+        let mut g = DeleGuard::new(255);
+        let (up, client) = run(
+            &mut g,
+            &[
+                (false, b"-ERR bye"),
+                (true, b"DELE 1\r\nSTAT\r\n"),
+                (false, b"\r\n+OK 1 2\r\n"),
+                (true, b"DELE 2\r\n"),
+            ],
+        );
+        assert_eq!(up, "STAT\r\n");
+        assert_eq!(client, format!("-ERR bye\r\n{REFUSAL}+OK 1 2\r\n{REFUSAL}"));
     }
 
     /// However the upstream's bytes are chunked, the client gets the same
