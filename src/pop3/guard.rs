@@ -173,9 +173,14 @@ impl DeleGuard {
     }
 
     fn command_line(&mut self, line: &[u8], out: &mut ClientOutput) {
+        // `keyword = 3*4VCHAR` (RFC 2449 §3): the visible characters at the
+        // start, however the line goes on. Dovecot splits at SP, but reads
+        // the line as a C string ("DELE\0 1" is DELE there); other servers
+        // split at any white space ("DELE\t1"). What any of them could read
+        // as DELE is refused.
         let keyword_end = line
             .iter()
-            .position(|&b| b == b' ' || b == b'\r' || b == b'\n')
+            .position(|b| !b.is_ascii_graphic())
             .unwrap_or(line.len());
         let keyword = &line[..keyword_end];
         let has_argument = line.get(keyword_end) == Some(&b' ');
@@ -348,6 +353,27 @@ mod tests {
         assert_eq!(up, "");
         assert_eq!(client, REFUSAL.repeat(3));
         assert_eq!(g.refused(), 3);
+    }
+
+    #[test]
+    fn dele_is_refused_however_its_keyword_ends() {
+        for line in [
+            &b"DELE\t1\r\n"[..],
+            b"DELE\x001\r\n",
+            b"DELE\x00 1\r\n",
+            b"dele\x0b1\r\n",
+            b"DELE\xc2\xa01\r\n",
+            b"DELE\x7f\r\n",
+            b"DELE\n",
+        ] {
+            let mut g = DeleGuard::new(255);
+            let out = g.check_client(line);
+            assert_eq!(out.to_upstream, b"", "{:?}", String::from_utf8_lossy(line));
+            assert_eq!(out.to_client, DELE_REFUSAL);
+        }
+        // Longer keywords are other commands.
+        let mut g = DeleGuard::new(255);
+        assert_eq!(g.check_client(b"DELEX 1\r\n").to_upstream, b"DELEX 1\r\n");
     }
 
     #[test]
