@@ -600,19 +600,29 @@ impl Guard {
     }
 }
 
-/// The last line of a reply, without CRLF, for re-sending it as ours.
+/// The client's verdict on a message the upstream would not take, from
+/// its reply to our DATA: that reply's last line, re-sent as ours, when it
+/// is a 4xx or 5xx refusal; printable ASCII only. Anything else (a 2xx, or
+/// bytes that are no reply) must not reach the client as the verdict on a
+/// message that was never sent: a temporary failure instead.
 fn reply_text(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let last = text
-        .trim_end()
-        .rsplit('\n')
+    let last = bytes
+        .trim_ascii_end()
+        .rsplit(|&b| b == b'\n')
         .next()
-        .unwrap_or("451 4.3.0 Error")
-        .to_owned();
-    last.replacen('-', " ", 1)
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect()
+        .unwrap_or_default();
+    let refusal = matches!(last.first(), Some(b'4' | b'5'))
+        && last.get(1..3).is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+        && matches!(last.get(3), None | Some(b' '));
+    if !refusal {
+        return reply::DATA_NOT_TAKEN.to_owned();
+    }
+    let text: String = last
+        .iter()
+        .filter(|b| (0x20..0x7f).contains(*b))
+        .map(|&b| char::from(b))
+        .collect();
+    text.trim_end().to_owned()
 }
 
 fn metrics_header_line_too_long() {

@@ -311,6 +311,38 @@ fn upstream_refusing_data_is_the_clients_verdict() {
 }
 
 #[test]
+fn the_verdict_on_a_message_the_upstream_would_not_take_is_a_well_formed_refusal() {
+    // The upstream's answer to our DATA, and what the client is told once
+    // it has sent the content: never a 2xx for a message that did not go,
+    // never a malformed line of ours.
+    for (answer, verdict) in [
+        (
+            "451 4.3.0 Queue file write error\r\n",
+            "451 4.3.0 Queue file write error",
+        ),
+        (
+            "554-5.3.4 Message too big\r\n554 5.3.4 for system \u{e8}\u{1}\r\n",
+            "554 5.3.4 for system",
+        ),
+        ("550\r\n", "550"),
+        ("250 2.0.0 Ok\r\n", reply::DATA_NOT_TAKEN),
+        ("\n", reply::DATA_NOT_TAKEN),
+        ("xyz\r\n", reply::DATA_NOT_TAKEN),
+        ("4x1 no\r\n", reply::DATA_NOT_TAKEN),
+    ] {
+        let mut g = guard_with(opts(), 0);
+        client(&mut g, ENVELOPE);
+        upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+        client(&mut g, "From: alice@pec.example\r\n\r\nbody\r\n");
+        let (up, down) = upstream(&mut g, answer);
+        assert_eq!((up.as_str(), down.as_str()), ("", ""), "{answer:?}");
+        let (up, down) = client(&mut g, ".\r\n");
+        assert_eq!(up, "RSET\r\n");
+        assert_eq!(down, format!("{verdict}\r\n"), "{answer:?}");
+    }
+}
+
+#[test]
 fn end_scan_known_answers() {
     // (input, emitted, outcome as (kind, offset))
     type Case<'a> = (&'a [u8], &'a [u8], (&'a str, usize));
