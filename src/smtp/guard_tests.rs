@@ -297,6 +297,40 @@ fn bare_newlines_in_content_are_refused() {
     assert!(g.finished());
 }
 
+/// `CR CR LF "." CR LF`: the first CR is bare, the CRLF after it ends the
+/// line, and `"." CRLF` ends the data. The message is refused, and the
+/// client gets its answer there (it used to wait for another final dot).
+#[test]
+fn a_bare_cr_does_not_hide_the_final_dot_after_it() {
+    // In the header block: refused, the session goes on.
+    let mut g = guard_with(opts(), 0);
+    client(&mut g, ENVELOPE);
+    upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+    let (up, down) = client(&mut g, "From: alice@pec.example\nx\r\r\n.\r\nNOOP\r\n");
+    assert_eq!(up, "RSET\r\nNOOP\r\n");
+    assert!(down.starts_with("550 5.6.0 Bare CR or LF"), "{down}");
+    // In the body, in one read or split after the bare CR: refused, and
+    // the upstream connection dropped.
+    for reads in [
+        &["a\r\r\n.\r\n"][..],
+        &["a\r", "\r\n.\r\n"],
+        &["a\r\r", "\n.\r\n"],
+    ] {
+        let mut g = guard_with(opts(), 0);
+        client(&mut g, ENVELOPE);
+        upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+        client(&mut g, "From: alice@pec.example\r\n\r\n");
+        upstream(&mut g, "354 go\r\n");
+        let mut down = String::new();
+        for r in reads {
+            down += &client(&mut g, r).1;
+        }
+        assert!(down.starts_with("550 5.6.0 Bare CR or LF"), "{reads:?}: {down}");
+        assert!(down.ends_with(&format!("{}\r\n", reply::UPSTREAM_LOST)));
+        assert!(g.finished());
+    }
+}
+
 #[test]
 fn upstream_refusing_data_is_the_clients_verdict() {
     let mut g = guard_with(opts(), 0);
@@ -352,9 +386,12 @@ fn end_scan_known_answers() {
         (b"..x\r\n", b"..x\r\n", ("more", 0)),
         (b".x\r\n", b".x\r\n", ("more", 0)),
         (b"a\r\n.", b"a\r\n", ("more", 0)),
-        (b"a\nb", b"a", ("bare", 1)),
+        // Bare: the offset where the scan goes on.
+        (b"a\nb", b"a", ("bare", 2)),
         (b"a\rb", b"a\r", ("bare", 2)),
-        (b".\n", b"", ("bare", 1)),
+        (b"a\r\r\n", b"a\r", ("bare", 2)),
+        (b".\n", b"", ("bare", 2)),
+        (b".\r.\r\n", b"", ("bare", 2)),
     ];
     for (input, emitted, (kind, at)) in cases {
         let mut scan = EndScan::line_start();

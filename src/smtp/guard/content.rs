@@ -136,8 +136,8 @@ impl Guard {
                         self.pending.push_back(Pending::Upstream(Expect::DataEnd));
                         self.client_in = BytesMut::from(&data[used..]);
                     }
-                    Scan::Bare(at) => {
-                        self.client_in = BytesMut::from(&data[at + 1..]);
+                    Scan::Bare(resume) => {
+                        self.client_in = BytesMut::from(&data[resume..]);
                         self.refuse_content(BARE_NEWLINE, true, EndScan::mid_line());
                     }
                 }
@@ -165,8 +165,8 @@ impl Guard {
                             break;
                         }
                         // Already refusing: a bare newline is just dropped.
-                        Scan::Bare(at) => {
-                            off += at + 1;
+                        Scan::Bare(resume) => {
+                            off += resume;
                             scan.state = EndState::Mid;
                         }
                     }
