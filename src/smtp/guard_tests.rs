@@ -209,6 +209,33 @@ fn size_declared_and_streamed() {
     assert!(g.finished());
 }
 
+/// The read that takes a message over the size ends with a line end, and
+/// the final dot comes in the next read: the data still ends there (the
+/// guard used to go on dropping content as if mid-line, and the client
+/// waited for an answer that never came).
+#[test]
+fn a_message_cut_for_size_ends_at_its_final_dot_in_any_read() {
+    for last in ["\r\n", "\r\n.", "\r\n.\r", "\r"] {
+        let mut g = guard_with(opts(), 0);
+        client(&mut g, ENVELOPE);
+        upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+        client(&mut g, "From: alice@pec.example\r\n\r\n");
+        upstream(&mut g, "354 go\r\n");
+        client(&mut g, &format!("{}\r\n", "x".repeat(600)));
+        let (up, down) = client(&mut g, &format!("{}{last}", "y".repeat(600)));
+        assert_eq!((up.as_str(), down.as_str()), ("", ""));
+        let rest = &"\r\n.\r\n"[last.len()..];
+        let (up, down) = client(&mut g, rest);
+        assert_eq!(up, "", "{last:?}");
+        assert_eq!(
+            down,
+            format!("{}\r\n{}\r\n", reply::TOO_BIG, reply::UPSTREAM_LOST),
+            "{last:?}"
+        );
+        assert!(g.finished());
+    }
+}
+
 #[test]
 fn rate_limit_counts_submitted_messages_and_refunds_others() {
     let mut g = guard_with(opts(), 1);

@@ -100,29 +100,28 @@ impl Guard {
                     checks::count(Check::Size, false);
                     // This chunk never leaves; what went before cannot be called back.
                     self.to_upstream.truncate(start);
-                    self.mode = Mode::Swallow {
-                        scan,
-                        reply: reply::TOO_BIG.to_owned(),
-                        kill_upstream: true,
-                    };
-                    self.client_in = match outcome {
-                        Scan::More => BytesMut::new(),
-                        Scan::End(_) | Scan::Bare(_) => data,
-                    };
-                    if let Mode::Swallow { scan, .. } = &mut self.mode {
-                        *scan = EndScan::line_start();
-                        if matches!(outcome, Scan::More) {
-                            scan.state = EndState::Mid;
-                        }
-                    }
-                    if matches!(outcome, Scan::End(_)) {
+                    match outcome {
                         // The whole message is here: refuse it now.
-                        let used = match outcome {
-                            Scan::End(u) => u,
-                            _ => 0,
-                        };
-                        self.client_in.advance(used);
-                        self.refused(reply::TOO_BIG, true);
+                        Scan::End(used) => {
+                            self.client_in = BytesMut::from(&data[used..]);
+                            self.refused(reply::TOO_BIG, true);
+                        }
+                        // Drop the rest of the message, going on from where
+                        // the scan stopped: the end of this read (in the
+                        // state it reached there: a final dot may start the
+                        // next read), or just past a bare line end.
+                        Scan::More | Scan::Bare(_) => {
+                            let (scan, rest) = match outcome {
+                                Scan::Bare(resume) => (EndScan::mid_line(), &data[resume..]),
+                                _ => (scan, &data[data.len()..]),
+                            };
+                            self.client_in = BytesMut::from(rest);
+                            self.mode = Mode::Swallow {
+                                scan,
+                                reply: reply::TOO_BIG.to_owned(),
+                                kill_upstream: true,
+                            };
+                        }
                     }
                     return true;
                 }
