@@ -133,7 +133,8 @@ pub struct Buffered {
     /// read, as long as the session heeds [`Guard::wants_client_input`].
     pub client: usize,
     /// The header block held back for the PEC header rules: at most
-    /// `max_header_bytes`.
+    /// `max_header_bytes`, and the final dot's 3 bytes when the message
+    /// ends in it.
     pub header_block: usize,
     /// The start of an upstream reply whose last line has not arrived: at
     /// most [`MAX_UPSTREAM_REPLY`].

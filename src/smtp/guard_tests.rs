@@ -142,6 +142,46 @@ fn refused_body_is_swallowed_across_reads() {
     assert_eq!(down, format!("{}\r\n", reply::BCC_PRESENT));
 }
 
+/// The header block's limit counts header lines and the empty line after
+/// them, not the final dot: a message that ends within the limit is
+/// checked and sent, in one read or with the dot split over reads. It
+/// used to be refused as too large at its final dot, which it then ate,
+/// and the client got no answer.
+#[test]
+fn the_final_dot_does_not_count_against_the_header_block() {
+    let headers = "From: alice@pec.example\r\nSubject: 0123456789\r\n";
+    let small = GuardOptions {
+        max_header_bytes: headers.len(),
+        ..opts()
+    };
+    for reads in [&[".\r\n"][..], &[".", "\r\n"], &[".\r", "\n"]] {
+        let mut g = guard_with(small.clone(), 0);
+        client(&mut g, ENVELOPE);
+        upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+        let (up, _) = client(&mut g, headers);
+        assert_eq!(up, "");
+        let mut up = String::new();
+        for r in reads {
+            up += &client(&mut g, r).0;
+        }
+        assert_eq!(up, "DATA\r\n", "{reads:?}");
+        let (up, _) = upstream(&mut g, "354 go\r\n");
+        assert_eq!(up, format!("{headers}.\r\n"));
+    }
+    // One byte more of header, or an empty line: too large, refused at
+    // the final dot and not before.
+    for more in ["\r\n", "X\r\n"] {
+        let mut g = guard_with(small.clone(), 0);
+        client(&mut g, ENVELOPE);
+        upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+        let (up, down) = client(&mut g, &format!("{headers}{more}"));
+        assert_eq!((up.as_str(), down.as_str()), ("", ""));
+        let (up, down) = client(&mut g, ".\r\nNOOP\r\n");
+        assert_eq!(up, "RSET\r\nNOOP\r\n");
+        assert_eq!(down, format!("{}\r\n", reply::HEADER_TOO_LARGE));
+    }
+}
+
 #[test]
 fn data_before_rcpt_and_without_mail() {
     let mut g = guard_with(opts(), 0);

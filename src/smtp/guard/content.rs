@@ -12,8 +12,11 @@ impl Guard {
             return false;
         };
         let Some(lf) = self.client_in.iter().position(|&b| b == b'\n') else {
-            if block.len() + self.client_in.len() > self.opts.max_header_bytes {
-                self.refuse_content(reply::HEADER_TOO_LARGE, false, EndScan::mid_line());
+            // The partial line starts a line; "." or "." CR may still be
+            // the final dot, which is no header and does not count.
+            let maybe_end = b".\r\n".starts_with(&self.client_in);
+            if block.len() + self.client_in.len() > self.opts.max_header_bytes && !maybe_end {
+                self.refuse_content(reply::HEADER_TOO_LARGE, false, EndScan::line_start());
                 return true;
             }
             return false;
@@ -31,12 +34,12 @@ impl Guard {
             self.refuse_content(BARE_NEWLINE, false, EndScan::line_start());
             return true;
         }
-        block.extend_from_slice(&line);
-        if block.len() > self.opts.max_header_bytes {
+        let end_of_data = &line[..] == b".\r\n";
+        if !end_of_data && block.len() + line.len() > self.opts.max_header_bytes {
             self.refuse_content(reply::HEADER_TOO_LARGE, false, EndScan::line_start());
             return true;
         }
-        let end_of_data = &line[..] == b".\r\n";
+        block.extend_from_slice(&line);
         if &line[..] != b"\r\n" && !end_of_data {
             return true;
         }
