@@ -276,6 +276,32 @@ fn a_message_cut_for_size_ends_at_its_final_dot_in_any_read() {
     }
 }
 
+/// The header block goes upstream whole at the 354, and may be the whole
+/// message: it is held to size x recipients before it goes (a message
+/// ending in its header block used to go unchecked).
+#[test]
+fn the_header_block_is_held_to_the_size_limit_before_it_goes() {
+    let envelope =
+        "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<a@pec.example>\r\nRCPT TO:<b@pec.example>\r\nDATA\r\n";
+    // 1000 octets at most; two recipients: 600 octets is too much.
+    let headers = format!("From: alice@pec.example\r\nX-Pad: {}\r\n", "p".repeat(560));
+    for rest in [".\r\n", "\r\nbody\r\n.\r\n"] {
+        let mut g = guard_with(opts(), 0);
+        client(&mut g, envelope);
+        upstream(&mut g, "250 Ok\r\n250 Ok\r\n250 Ok\r\n");
+        let (up, down) = client(&mut g, &format!("{headers}{rest}NOOP\r\n"));
+        assert_eq!(up, "RSET\r\nNOOP\r\n", "{rest:?}");
+        assert_eq!(down, format!("{}\r\n", reply::TOO_BIG));
+        assert!(!g.finished(), "nothing went upstream: the session goes on");
+    }
+    // One recipient: it goes.
+    let mut g = guard_with(opts(), 0);
+    client(&mut g, ENVELOPE);
+    upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+    let (up, _) = client(&mut g, &format!("{headers}.\r\n"));
+    assert_eq!(up, "DATA\r\n");
+}
+
 #[test]
 fn rate_limit_counts_submitted_messages_and_refunds_others() {
     let mut g = guard_with(opts(), 1);

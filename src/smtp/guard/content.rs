@@ -49,7 +49,23 @@ impl Guard {
         };
         let headers = &block[..block.len() - line.len()];
         match checks::check_headers(headers, &self.mailbox, self.opts.header_rules) {
-            Ok(()) => self.mode = self.go_ahead(block, end_of_data),
+            Ok(()) => {
+                // The block goes upstream whole at the 354, before any read
+                // of the body is checked; it may be the whole message.
+                let size = (block.len() - if end_of_data { line.len() } else { 0 }) as u64;
+                let rcpts = self.tx.as_ref().map_or(1, |t| t.rcpts.max(1));
+                let ok = size.saturating_mul(rcpts) <= self.opts.max_message_bytes;
+                if self.opts.check_size && (!ok || end_of_data) {
+                    checks::count(Check::Size, ok);
+                }
+                if !self.opts.check_size || ok {
+                    self.mode = self.go_ahead(block, end_of_data);
+                } else if end_of_data {
+                    self.refused(reply::TOO_BIG, false);
+                } else {
+                    self.refuse_content(reply::TOO_BIG, false, EndScan::line_start());
+                }
+            }
             Err(refusal) => {
                 if refusal == HeaderRefusal::LineTooLong {
                     metrics_header_line_too_long();
