@@ -172,7 +172,15 @@ fn parse_address(raw: &str) -> Result<String, LoginNameError> {
     if raw.len() > MAX_ADDRESS {
         return Err(LoginNameError::TooLong);
     }
-    let mut parts = raw.split('@');
+    // The rules hold for the lower-case form, which is what is stored and
+    // compared: Unicode lower case can bring in characters they refuse
+    // ("İ" is "i" and a combining dot) or lengthen a name ("Ⱥ", 2 octets,
+    // is "ⱥ", 3).
+    let address = raw.to_lowercase();
+    if address.len() > MAX_ADDRESS {
+        return Err(LoginNameError::TooLong);
+    }
+    let mut parts = address.split('@');
     let (Some(local), Some(domain)) = (parts.next(), parts.next()) else {
         return Err(LoginNameError::MissingAt);
     };
@@ -181,7 +189,7 @@ fn parse_address(raw: &str) -> Result<String, LoginNameError> {
     }
     check_local_part(local)?;
     check_domain(domain)?;
-    Ok(raw.to_lowercase())
+    Ok(address)
 }
 
 /// `dot-atom-text = 1*atext *("." 1*atext)` (RFC 5322 §3.2.3); non-ASCII
@@ -315,6 +323,35 @@ mod tests {
                 "input {:?}",
                 String::from_utf8_lossy(input)
             );
+        }
+    }
+
+    /// The rules hold for the lower-case form: a name is refused when its
+    /// lower case breaks them, so a canonical name always parses to itself.
+    #[test]
+    fn names_are_checked_in_lower_case() {
+        let label_62 = format!("a@{}\u{23a}.it", "b".repeat(61));
+        let local_64 = format!("{}\u{23a}@pec.it", "a".repeat(62));
+        let table: Vec<(&[u8], Result<LoginName, LoginNameError>)> = vec![
+            ("b/b@\u{130}".as_bytes(), Err(E::BadDomain)),
+            ("\u{130}lk\u{e9}@pec.it".as_bytes(), Err(E::BadLocalPart)),
+            // 63 octets as typed, 64 in lower case.
+            (label_62.as_bytes(), Err(E::BadDomain)),
+            (local_64.as_bytes(), Err(E::LocalPartTooLong)),
+            (
+                "\u{c4}RGER@P\u{c9}C.IT".as_bytes(),
+                ok("\u{e4}rger@p\u{e9}c.it", None),
+            ),
+        ];
+        for (input, expected) in table {
+            let got = parse_login_name(input, DEFAULT_SEPARATOR);
+            assert_eq!(got, expected, "input {:?}", String::from_utf8_lossy(input));
+            if let Ok(name) = got {
+                assert_eq!(
+                    parse_login_name(name.mailbox.as_bytes(), DEFAULT_SEPARATOR),
+                    Ok(name)
+                );
+            }
         }
     }
 

@@ -4,7 +4,8 @@
 //! fixed number of inputs made by a seeded generator from the seeds and the
 //! target's dictionary (`fuzz/dict/`): splices, byte flips, insertions of
 //! dictionary tokens, truncations. Deterministic, so a failure reproduces;
-//! `FUZZ_SMOKE_ITERS` changes the count (default 20000 per target).
+//! `FUZZ_SMOKE_ITERS` changes the count (default 20000 per target, 5000
+//! for the slow `smtp_guard`).
 //!
 //! This is a smoke test, not coverage-guided fuzzing: `fuzz/run.sh` runs
 //! the same bodies under libFuzzer with cargo-fuzz.
@@ -113,10 +114,16 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>], dict: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn run(target: &str, dict_name: &str, body: fn(&[u8])) {
+    run_n(target, dict_name, body, 20_000);
+}
+
+/// [`run`] with another default count, for a target slow to run
+/// unoptimised; `FUZZ_SMOKE_ITERS` still sets the count for all.
+fn run_n(target: &str, dict_name: &str, body: fn(&[u8]), default_iterations: usize) {
     let iterations: usize = std::env::var("FUZZ_SMOKE_ITERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+        .unwrap_or(default_iterations);
     for input in files(&fuzz_dir().join("regressions").join(target)) {
         body(&input);
     }
@@ -159,4 +166,36 @@ fn sasl() {
 #[test]
 fn login_name() {
     run("login_name", "login_name", targets::login_name);
+}
+
+#[test]
+fn pop3_parse() {
+    run("pop3_parse", "pop3", targets::pop3_parse);
+}
+
+#[test]
+fn pop3_frontend() {
+    run("pop3_frontend", "pop3", targets::pop3_frontend);
+}
+
+#[test]
+fn pop3_guard() {
+    run("pop3_guard", "pop3", targets::pop3_guard);
+}
+
+#[test]
+fn smtp_parse() {
+    run("smtp_parse", "smtp", targets::smtp_parse);
+}
+
+#[test]
+fn smtp_frontend() {
+    run("smtp_frontend", "smtp", targets::smtp_frontend);
+}
+
+/// Each input runs twice, the second time byte by byte, through two
+/// models of the peers: about 1 ms per input unoptimised, so 5000 (4 s).
+#[test]
+fn smtp_guard() {
+    run_n("smtp_guard", "smtp", targets::smtp_guard, 5_000);
 }

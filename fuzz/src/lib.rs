@@ -3,6 +3,14 @@
 //! stable toolchain with a seeded generator and the saved regression inputs.
 //! Each asserts the invariants of what it drives, beyond "does not panic".
 
+mod pop3;
+mod smtp;
+mod smtp_guard;
+
+pub use pop3::{pop3_frontend, pop3_guard, pop3_parse};
+pub use smtp::{smtp_frontend, smtp_parse};
+pub use smtp_guard::smtp_guard;
+
 use pec_proxy::imap::frontend::{Event, FrontendOptions, ImapFrontend};
 use pec_proxy::imap::parse::{self, Decode};
 use pec_proxy::login_name::{LoginName, parse_login_name};
@@ -132,6 +140,13 @@ pub fn imap_frontend(data: &[u8]) {
             frontend.buffered()
         );
     }
+}
+
+/// The pieces of a two-sided input: split at each 0xFF byte, the pieces
+/// go alternately to the client side (even) and the upstream side (odd).
+/// Two 0xFF in a row split one side's bytes into two reads.
+fn segments(data: &[u8]) -> Vec<&[u8]> {
+    data.split(|&b| b == 0xff).collect()
 }
 
 fn check_credentials(c: &sasl::Credentials) {

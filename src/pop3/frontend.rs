@@ -132,6 +132,14 @@ impl Pop3Frontend {
         self.tls
     }
 
+    /// Bytes received and not consumed yet. After [`Self::next_event`] has
+    /// returned `None` this is within the line limit of the current state:
+    /// `max_line_bytes` for a command, [`MAX_AUTH_LINE_BYTES`] in an AUTH
+    /// exchange.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Bytes received from the client. Parsing happens in [`Self::next_event`].
     /// Bytes of a line being discarded are dropped here, so an endless line
     /// costs no memory.

@@ -61,6 +61,23 @@ enum Scan {
     Line,
 }
 
+/// What the last byte scanned ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    No,
+    /// The response to the command at the front of the queue.
+    Tracked,
+    /// A line nobody asked for (passed through).
+    Untracked,
+}
+
+impl Ended {
+    /// The end of a status line, `tracked` if it answers the front command.
+    fn line(tracked: bool) -> Self {
+        if tracked { Ended::Tracked } else { Ended::Untracked }
+    }
+}
+
 /// A piece of what goes to the client: a range of the upstream chunk just
 /// scanned, or a reply of ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +126,12 @@ impl DeleGuard {
         self.refused
     }
 
+    /// Bytes of the client's current, incomplete command line held: at most
+    /// `max_line_bytes` (a longer line is dropped as it arrives).
+    pub fn buffered(&self) -> usize {
+        self.line.len()
+    }
+
     /// Whether the session may read more client input now.
     pub fn wants_client_input(&self) -> bool {
         self.owed.len() < MAX_OUTSTANDING
@@ -150,9 +173,14 @@ impl DeleGuard {
     }
 
     fn command_line(&mut self, line: &[u8], out: &mut ClientOutput) {
+        // `keyword = 3*4VCHAR` (RFC 2449 §3): the visible characters at the
+        // start, however the line goes on. Dovecot splits at SP, but reads
+        // the line as a C string ("DELE\0 1" is DELE there); other servers
+        // split at any white space ("DELE\t1"). What any of them could read
+        // as DELE is refused.
         let keyword_end = line
             .iter()
-            .position(|&b| b == b' ' || b == b'\r' || b == b'\n')
+            .position(|b| !b.is_ascii_graphic())
             .unwrap_or(line.len());
         let keyword = &line[..keyword_end];
         let has_argument = line.get(keyword_end) == Some(&b' ');
@@ -170,9 +198,11 @@ impl DeleGuard {
         out.to_upstream.extend_from_slice(line);
     }
 
-    /// A reply of ours: written now if nothing is owed before it.
+    /// A reply of ours: written now if nothing is owed before it and the
+    /// upstream is not in the middle of a line nobody asked for (a
+    /// farewell split across reads): ours waits for that line's end.
     fn owe_local(&mut self, reply: &'static [u8], out: &mut ClientOutput) {
-        if self.owed.is_empty() {
+        if self.owed.is_empty() && self.scan == Scan::Start {
             out.to_client.extend_from_slice(reply);
         } else {
             self.owed.push_back(Owed::Local(reply));
@@ -196,9 +226,11 @@ impl DeleGuard {
                 }
             }
             let b = chunk[i];
-            if self.step(b) {
-                // A response ended at byte i.
-                if matches!(self.owed.front(), Some(Owed::Upstream { .. })) {
+            let ended = self.step(b);
+            if ended != Ended::No {
+                // A response (or a line nobody asked for) ended at byte i.
+                if ended == Ended::Tracked {
+                    debug_assert!(matches!(self.owed.front(), Some(Owed::Upstream { .. })));
                     self.owed.pop_front();
                 }
                 let mut locals = self.take_ready_locals().peekable();
@@ -228,8 +260,8 @@ impl DeleGuard {
         })
     }
 
-    /// Advances the scanner by one byte; true at the last byte of a response.
-    fn step(&mut self, b: u8) -> bool {
+    /// Advances the scanner by one byte; says whether a response ended there.
+    fn step(&mut self, b: u8) -> Ended {
         let (next, ended) = match self.scan {
             Scan::Start => {
                 let (multiline, tracked) = match self.owed.front() {
@@ -244,9 +276,9 @@ impl DeleGuard {
                     tracked,
                 };
                 if b == b'\n' {
-                    (Scan::Start, tracked)
+                    (Scan::Start, Ended::line(tracked))
                 } else {
-                    (status, false)
+                    (status, Ended::No)
                 }
             }
             Scan::Status {
@@ -254,29 +286,29 @@ impl DeleGuard {
                 multiline,
                 tracked,
             } => match b {
-                b'\n' if positive && multiline => (Scan::LineStart, false),
-                b'\n' => (Scan::Start, tracked),
-                _ => (self.scan, false),
+                b'\n' if positive && multiline => (Scan::LineStart, Ended::No),
+                b'\n' => (Scan::Start, Ended::line(tracked)),
+                _ => (self.scan, Ended::No),
             },
             Scan::LineStart => match b {
-                b'.' => (Scan::Dot, false),
-                b'\n' => (Scan::LineStart, false),
-                _ => (Scan::Line, false),
+                b'.' => (Scan::Dot, Ended::No),
+                b'\n' => (Scan::LineStart, Ended::No),
+                _ => (Scan::Line, Ended::No),
             },
             Scan::Dot => match b {
-                b'\r' => (Scan::DotCr, false),
+                b'\r' => (Scan::DotCr, Ended::No),
                 // A lone "." ended by a bare LF: tolerated as the end.
-                b'\n' => (Scan::Start, true),
+                b'\n' => (Scan::Start, Ended::Tracked),
                 // ".." and ".x": byte-stuffed content.
-                _ => (Scan::Line, false),
+                _ => (Scan::Line, Ended::No),
             },
             Scan::DotCr => match b {
-                b'\n' => (Scan::Start, true),
-                _ => (Scan::Line, false),
+                b'\n' => (Scan::Start, Ended::Tracked),
+                _ => (Scan::Line, Ended::No),
             },
             Scan::Line => match b {
-                b'\n' => (Scan::LineStart, false),
-                _ => (Scan::Line, false),
+                b'\n' => (Scan::LineStart, Ended::No),
+                _ => (Scan::Line, Ended::No),
             },
         };
         self.scan = next;
@@ -321,6 +353,27 @@ mod tests {
         assert_eq!(up, "");
         assert_eq!(client, REFUSAL.repeat(3));
         assert_eq!(g.refused(), 3);
+    }
+
+    #[test]
+    fn dele_is_refused_however_its_keyword_ends() {
+        for line in [
+            &b"DELE\t1\r\n"[..],
+            b"DELE\x001\r\n",
+            b"DELE\x00 1\r\n",
+            b"dele\x0b1\r\n",
+            b"DELE\xc2\xa01\r\n",
+            b"DELE\x7f\r\n",
+            b"DELE\n",
+        ] {
+            let mut g = DeleGuard::new(255);
+            let out = g.check_client(line);
+            assert_eq!(out.to_upstream, b"", "{:?}", String::from_utf8_lossy(line));
+            assert_eq!(out.to_client, DELE_REFUSAL);
+        }
+        // Longer keywords are other commands.
+        let mut g = DeleGuard::new(255);
+        assert_eq!(g.check_client(b"DELEX 1\r\n").to_upstream, b"DELEX 1\r\n");
     }
 
     #[test]
@@ -440,6 +493,37 @@ mod tests {
         assert_eq!(client, "-ERR Disconnected for inactivity.\r\n");
         let (_, client) = run(&mut g, &[(true, b"DELE 1\r\n")]);
         assert_eq!(client, REFUSAL);
+    }
+
+    /// With nothing owed, a refusal still waits for the end of a line the
+    /// upstream is in the middle of (a farewell split across reads): it
+    /// never lands inside that line.
+    #[test]
+    fn refusal_never_splits_an_unsolicited_line() {
+        let mut g = DeleGuard::new(255);
+        let (_, client) = run(
+            &mut g,
+            &[
+                (false, b"-ERR Disconnected"),
+                (true, b"DELE 1\r\n"),
+                (false, b" for inactivity.\r\n"),
+            ],
+        );
+        assert_eq!(client, format!("-ERR Disconnected for inactivity.\r\n{REFUSAL}"));
+        // A command sent meanwhile is answered after the refusal, and the
+        // line nobody asked for is not taken for its answer.
+        let mut g = DeleGuard::new(255);
+        let (up, client) = run(
+            &mut g,
+            &[
+                (false, b"-ERR bye"),
+                (true, b"DELE 1\r\nSTAT\r\n"),
+                (false, b"\r\n+OK 1 2\r\n"),
+                (true, b"DELE 2\r\n"),
+            ],
+        );
+        assert_eq!(up, "STAT\r\n");
+        assert_eq!(client, format!("-ERR bye\r\n{REFUSAL}+OK 1 2\r\n{REFUSAL}"));
     }
 
     /// However the upstream's bytes are chunked, the client gets the same

@@ -21,7 +21,10 @@ pub enum Scan {
     More,
     /// The final dot ends at this many bytes into the input.
     End(usize),
-    /// A bare CR or LF at this offset (bytes before it were emitted).
+    /// A bare CR or LF, and the offset where the scan goes on, mid-line:
+    /// just past a bare LF, or at the byte after a bare CR (that byte may
+    /// start a CRLF of its own: in `CR CR LF "." CR LF` the data ends). The
+    /// bytes before the bare one were emitted.
     Bare(usize),
 }
 
@@ -50,19 +53,22 @@ impl EndScan {
                     Dot
                 }
                 (LineStart | Mid, b'\r') => Cr,
-                (LineStart | Mid, b'\n') | (Cr, _) if b != b'\n' || self.state != Cr => {
+                (LineStart | Mid, b'\n') | (Dot, b'\n') => {
+                    out.extend_from_slice(&input[from..i]);
+                    return Scan::Bare(i + 1);
+                }
+                (LineStart | Mid, _) => Mid,
+                (Cr, b'\n') => LineStart,
+                (DotCr, b'\n') => return Scan::End(i + 1),
+                // The CR before this byte was bare; this byte is not part
+                // of it, and is read again mid-line.
+                (Cr | DotCr, _) => {
                     out.extend_from_slice(&input[from..i]);
                     return Scan::Bare(i);
                 }
-                (LineStart | Mid, _) => Mid,
-                (Cr, _) => LineStart,
                 (Dot, b'\r') => {
                     from = i + 1;
                     DotCr
-                }
-                (Dot, b'\n') | (DotCr, _) if b != b'\n' || self.state == Dot => {
-                    out.extend_from_slice(&input[from..i]);
-                    return Scan::Bare(i);
                 }
                 (Dot, _) => {
                     // A dot-stuffed or dot-started line: release the dot.
@@ -70,7 +76,6 @@ impl EndScan {
                     from = i;
                     Mid
                 }
-                (DotCr, _) => return Scan::End(i + 1),
             };
         }
         out.extend_from_slice(&input[from..]);

@@ -116,6 +116,13 @@ impl SmtpFrontend {
         self.tls
     }
 
+    /// Bytes received and not consumed yet. After [`Self::next_event`] has
+    /// returned `None` this is within the current line's limit: the command
+    /// line limit (500 octets more for `MAIL`), or the AUTH line limit.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Bytes received from the client. Parsing happens in [`Self::next_event`].
     pub fn receive(&mut self, data: &[u8]) {
         if !matches!(self.state, State::Closed) {

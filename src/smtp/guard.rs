@@ -60,10 +60,10 @@ pub struct GuardOptions {
 const MAX_PIPELINED: usize = 100;
 /// Client bytes held while the guard waits (a DATA waiting for earlier
 /// replies, the upstream's 354); beyond, the client is not read.
-const MAX_CLIENT_BUFFER: usize = 64 * 1024;
+pub const MAX_CLIENT_BUFFER: usize = 64 * 1024;
 /// Longest upstream reply (all its lines): RFC 5321 §4.5.3.1.5 gives 512
 /// per line; EHLO replies run to a few dozen lines.
-const MAX_UPSTREAM_REPLY: usize = 64 * 1024;
+pub const MAX_UPSTREAM_REPLY: usize = 64 * 1024;
 
 const BARE_NEWLINE: &str = "550 5.6.0 Bare CR or LF in message content (RFC 5321 2.3.8), message refused";
 
@@ -124,6 +124,21 @@ enum Mode {
 struct Transaction {
     reserved: bool,
     rcpts: u64,
+}
+
+/// What a [`Guard`] holds between calls, each bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffered {
+    /// Client bytes not consumed yet: under [`MAX_CLIENT_BUFFER`] plus one
+    /// read, as long as the session heeds [`Guard::wants_client_input`].
+    pub client: usize,
+    /// The header block held back for the PEC header rules: at most
+    /// `max_header_bytes`, and the final dot's 3 bytes when the message
+    /// ends in it.
+    pub header_block: usize,
+    /// The start of an upstream reply whose last line has not arrived: at
+    /// most [`MAX_UPSTREAM_REPLY`].
+    pub upstream: usize,
 }
 
 /// The post-login SMTP guard for one session.
@@ -203,6 +218,19 @@ impl Guard {
         self.pending
             .iter()
             .any(|p| matches!(p, Pending::Upstream(Expect::DataEnd)))
+    }
+
+    /// What the guard holds now (for tests and the fuzz targets).
+    pub fn buffered(&self) -> Buffered {
+        let header_block = match &self.mode {
+            Mode::Header { block } | Mode::AwaitingGoAhead { block, .. } => block.len(),
+            _ => 0,
+        };
+        Buffered {
+            client: self.client_in.len(),
+            header_block,
+            upstream: self.upstream_in.len(),
+        }
     }
 
     /// The upstream closed or failed. Returns whether it was lost: closed
@@ -577,19 +605,29 @@ impl Guard {
     }
 }
 
-/// The last line of a reply, without CRLF, for re-sending it as ours.
+/// The client's verdict on a message the upstream would not take, from
+/// its reply to our DATA: that reply's last line, re-sent as ours, when it
+/// is a 4xx or 5xx refusal; printable ASCII only. Anything else (a 2xx, or
+/// bytes that are no reply) must not reach the client as the verdict on a
+/// message that was never sent: a temporary failure instead.
 fn reply_text(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let last = text
-        .trim_end()
-        .rsplit('\n')
+    let last = bytes
+        .trim_ascii_end()
+        .rsplit(|&b| b == b'\n')
         .next()
-        .unwrap_or("451 4.3.0 Error")
-        .to_owned();
-    last.replacen('-', " ", 1)
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect()
+        .unwrap_or_default();
+    let refusal = matches!(last.first(), Some(b'4' | b'5'))
+        && last.get(1..3).is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+        && matches!(last.get(3), None | Some(b' '));
+    if !refusal {
+        return reply::DATA_NOT_TAKEN.to_owned();
+    }
+    let text: String = last
+        .iter()
+        .filter(|b| (0x20..0x7f).contains(*b))
+        .map(|&b| char::from(b))
+        .collect();
+    text.trim_end().to_owned()
 }
 
 fn metrics_header_line_too_long() {

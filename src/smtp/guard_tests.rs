@@ -142,6 +142,46 @@ fn refused_body_is_swallowed_across_reads() {
     assert_eq!(down, format!("{}\r\n", reply::BCC_PRESENT));
 }
 
+/// The header block's limit counts header lines and the empty line after
+/// them, not the final dot: a message that ends within the limit is
+/// checked and sent, in one read or with the dot split over reads. It
+/// used to be refused as too large at its final dot, which it then ate,
+/// and the client got no answer.
+#[test]
+fn the_final_dot_does_not_count_against_the_header_block() {
+    let headers = "From: alice@pec.example\r\nSubject: 0123456789\r\n";
+    let small = GuardOptions {
+        max_header_bytes: headers.len(),
+        ..opts()
+    };
+    for reads in [&[".\r\n"][..], &[".", "\r\n"], &[".\r", "\n"]] {
+        let mut g = guard_with(small.clone(), 0);
+        client(&mut g, ENVELOPE);
+        upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+        let (up, _) = client(&mut g, headers);
+        assert_eq!(up, "");
+        let mut up = String::new();
+        for r in reads {
+            up += &client(&mut g, r).0;
+        }
+        assert_eq!(up, "DATA\r\n", "{reads:?}");
+        let (up, _) = upstream(&mut g, "354 go\r\n");
+        assert_eq!(up, format!("{headers}.\r\n"));
+    }
+    // One byte more of header, or an empty line: too large, refused at
+    // the final dot and not before.
+    for more in ["\r\n", "X\r\n"] {
+        let mut g = guard_with(small.clone(), 0);
+        client(&mut g, ENVELOPE);
+        upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+        let (up, down) = client(&mut g, &format!("{headers}{more}"));
+        assert_eq!((up.as_str(), down.as_str()), ("", ""));
+        let (up, down) = client(&mut g, ".\r\nNOOP\r\n");
+        assert_eq!(up, "RSET\r\nNOOP\r\n");
+        assert_eq!(down, format!("{}\r\n", reply::HEADER_TOO_LARGE));
+    }
+}
+
 #[test]
 fn data_before_rcpt_and_without_mail() {
     let mut g = guard_with(opts(), 0);
@@ -207,6 +247,59 @@ fn size_declared_and_streamed() {
         format!("{}\r\n{}\r\n", reply::TOO_BIG, reply::UPSTREAM_LOST)
     );
     assert!(g.finished());
+}
+
+/// The read that takes a message over the size ends with a line end, and
+/// the final dot comes in the next read: the data still ends there (the
+/// guard used to go on dropping content as if mid-line, and the client
+/// waited for an answer that never came).
+#[test]
+fn a_message_cut_for_size_ends_at_its_final_dot_in_any_read() {
+    for last in ["\r\n", "\r\n.", "\r\n.\r", "\r"] {
+        let mut g = guard_with(opts(), 0);
+        client(&mut g, ENVELOPE);
+        upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+        client(&mut g, "From: alice@pec.example\r\n\r\n");
+        upstream(&mut g, "354 go\r\n");
+        client(&mut g, &format!("{}\r\n", "x".repeat(600)));
+        let (up, down) = client(&mut g, &format!("{}{last}", "y".repeat(600)));
+        assert_eq!((up.as_str(), down.as_str()), ("", ""));
+        let rest = &"\r\n.\r\n"[last.len()..];
+        let (up, down) = client(&mut g, rest);
+        assert_eq!(up, "", "{last:?}");
+        assert_eq!(
+            down,
+            format!("{}\r\n{}\r\n", reply::TOO_BIG, reply::UPSTREAM_LOST),
+            "{last:?}"
+        );
+        assert!(g.finished());
+    }
+}
+
+/// The header block goes upstream whole at the 354, and may be the whole
+/// message: it is held to size x recipients before it goes (a message
+/// ending in its header block used to go unchecked).
+#[test]
+fn the_header_block_is_held_to_the_size_limit_before_it_goes() {
+    let envelope =
+        "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<a@pec.example>\r\nRCPT TO:<b@pec.example>\r\nDATA\r\n";
+    // 1000 octets at most; two recipients: 600 octets is too much.
+    let headers = format!("From: alice@pec.example\r\nX-Pad: {}\r\n", "p".repeat(560));
+    for rest in [".\r\n", "\r\nbody\r\n.\r\n"] {
+        let mut g = guard_with(opts(), 0);
+        client(&mut g, envelope);
+        upstream(&mut g, "250 Ok\r\n250 Ok\r\n250 Ok\r\n");
+        let (up, down) = client(&mut g, &format!("{headers}{rest}NOOP\r\n"));
+        assert_eq!(up, "RSET\r\nNOOP\r\n", "{rest:?}");
+        assert_eq!(down, format!("{}\r\n", reply::TOO_BIG));
+        assert!(!g.finished(), "nothing went upstream: the session goes on");
+    }
+    // One recipient: it goes.
+    let mut g = guard_with(opts(), 0);
+    client(&mut g, ENVELOPE);
+    upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+    let (up, _) = client(&mut g, &format!("{headers}.\r\n"));
+    assert_eq!(up, "DATA\r\n");
 }
 
 #[test]
@@ -297,6 +390,40 @@ fn bare_newlines_in_content_are_refused() {
     assert!(g.finished());
 }
 
+/// `CR CR LF "." CR LF`: the first CR is bare, the CRLF after it ends the
+/// line, and `"." CRLF` ends the data. The message is refused, and the
+/// client gets its answer there (it used to wait for another final dot).
+#[test]
+fn a_bare_cr_does_not_hide_the_final_dot_after_it() {
+    // In the header block: refused, the session goes on.
+    let mut g = guard_with(opts(), 0);
+    client(&mut g, ENVELOPE);
+    upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+    let (up, down) = client(&mut g, "From: alice@pec.example\nx\r\r\n.\r\nNOOP\r\n");
+    assert_eq!(up, "RSET\r\nNOOP\r\n");
+    assert!(down.starts_with("550 5.6.0 Bare CR or LF"), "{down}");
+    // In the body, in one read or split after the bare CR: refused, and
+    // the upstream connection dropped.
+    for reads in [
+        &["a\r\r\n.\r\n"][..],
+        &["a\r", "\r\n.\r\n"],
+        &["a\r\r", "\n.\r\n"],
+    ] {
+        let mut g = guard_with(opts(), 0);
+        client(&mut g, ENVELOPE);
+        upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+        client(&mut g, "From: alice@pec.example\r\n\r\n");
+        upstream(&mut g, "354 go\r\n");
+        let mut down = String::new();
+        for r in reads {
+            down += &client(&mut g, r).1;
+        }
+        assert!(down.starts_with("550 5.6.0 Bare CR or LF"), "{reads:?}: {down}");
+        assert!(down.ends_with(&format!("{}\r\n", reply::UPSTREAM_LOST)));
+        assert!(g.finished());
+    }
+}
+
 #[test]
 fn upstream_refusing_data_is_the_clients_verdict() {
     let mut g = guard_with(opts(), 0);
@@ -311,6 +438,38 @@ fn upstream_refusing_data_is_the_clients_verdict() {
 }
 
 #[test]
+fn the_verdict_on_a_message_the_upstream_would_not_take_is_a_well_formed_refusal() {
+    // The upstream's answer to our DATA, and what the client is told once
+    // it has sent the content: never a 2xx for a message that did not go,
+    // never a malformed line of ours.
+    for (answer, verdict) in [
+        (
+            "451 4.3.0 Queue file write error\r\n",
+            "451 4.3.0 Queue file write error",
+        ),
+        (
+            "554-5.3.4 Message too big\r\n554 5.3.4 for system \u{e8}\u{1}\r\n",
+            "554 5.3.4 for system",
+        ),
+        ("550\r\n", "550"),
+        ("250 2.0.0 Ok\r\n", reply::DATA_NOT_TAKEN),
+        ("\n", reply::DATA_NOT_TAKEN),
+        ("xyz\r\n", reply::DATA_NOT_TAKEN),
+        ("4x1 no\r\n", reply::DATA_NOT_TAKEN),
+    ] {
+        let mut g = guard_with(opts(), 0);
+        client(&mut g, ENVELOPE);
+        upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+        client(&mut g, "From: alice@pec.example\r\n\r\nbody\r\n");
+        let (up, down) = upstream(&mut g, answer);
+        assert_eq!((up.as_str(), down.as_str()), ("", ""), "{answer:?}");
+        let (up, down) = client(&mut g, ".\r\n");
+        assert_eq!(up, "RSET\r\n");
+        assert_eq!(down, format!("{verdict}\r\n"), "{answer:?}");
+    }
+}
+
+#[test]
 fn end_scan_known_answers() {
     // (input, emitted, outcome as (kind, offset))
     type Case<'a> = (&'a [u8], &'a [u8], (&'a str, usize));
@@ -320,9 +479,12 @@ fn end_scan_known_answers() {
         (b"..x\r\n", b"..x\r\n", ("more", 0)),
         (b".x\r\n", b".x\r\n", ("more", 0)),
         (b"a\r\n.", b"a\r\n", ("more", 0)),
-        (b"a\nb", b"a", ("bare", 1)),
+        // Bare: the offset where the scan goes on.
+        (b"a\nb", b"a", ("bare", 2)),
         (b"a\rb", b"a\r", ("bare", 2)),
-        (b".\n", b"", ("bare", 1)),
+        (b"a\r\r\n", b"a\r", ("bare", 2)),
+        (b".\n", b"", ("bare", 2)),
+        (b".\r.\r\n", b"", ("bare", 2)),
     ];
     for (input, emitted, (kind, at)) in cases {
         let mut scan = EndScan::line_start();

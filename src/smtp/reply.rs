@@ -53,6 +53,8 @@ pub const LOGIN_TIMEOUT: &str = "421 4.4.2 Timeout waiting for authentication, c
 pub const IDLE_TIMEOUT: &str = "421 4.4.2 Idle timeout, closing connection";
 pub const UPSTREAM_UNAVAILABLE: &str = "454 4.7.0 Temporary authentication failure, try again later";
 pub const UPSTREAM_NOT_RESPONDING: &str = "454 4.4.1 Mail server not responding, try again later";
+/// The upstream answered our DATA with neither 354 nor a refusal.
+pub const DATA_NOT_TAKEN: &str = "451 4.3.0 The mail server did not take the message, try again later";
 pub const UPSTREAM_LOST: &str = "421 4.4.2 Connection to the mail server lost, closing connection";
 
 // PEC submission checks (RFC 6109 §3.1.1).

@@ -12,8 +12,11 @@ impl Guard {
             return false;
         };
         let Some(lf) = self.client_in.iter().position(|&b| b == b'\n') else {
-            if block.len() + self.client_in.len() > self.opts.max_header_bytes {
-                self.refuse_content(reply::HEADER_TOO_LARGE, false, EndScan::mid_line());
+            // The partial line starts a line; "." or "." CR may still be
+            // the final dot, which is no header and does not count.
+            let maybe_end = b".\r\n".starts_with(&self.client_in);
+            if block.len() + self.client_in.len() > self.opts.max_header_bytes && !maybe_end {
+                self.refuse_content(reply::HEADER_TOO_LARGE, false, EndScan::line_start());
                 return true;
             }
             return false;
@@ -31,12 +34,12 @@ impl Guard {
             self.refuse_content(BARE_NEWLINE, false, EndScan::line_start());
             return true;
         }
-        block.extend_from_slice(&line);
-        if block.len() > self.opts.max_header_bytes {
+        let end_of_data = &line[..] == b".\r\n";
+        if !end_of_data && block.len() + line.len() > self.opts.max_header_bytes {
             self.refuse_content(reply::HEADER_TOO_LARGE, false, EndScan::line_start());
             return true;
         }
-        let end_of_data = &line[..] == b".\r\n";
+        block.extend_from_slice(&line);
         if &line[..] != b"\r\n" && !end_of_data {
             return true;
         }
@@ -46,7 +49,23 @@ impl Guard {
         };
         let headers = &block[..block.len() - line.len()];
         match checks::check_headers(headers, &self.mailbox, self.opts.header_rules) {
-            Ok(()) => self.mode = self.go_ahead(block, end_of_data),
+            Ok(()) => {
+                // The block goes upstream whole at the 354, before any read
+                // of the body is checked; it may be the whole message.
+                let size = (block.len() - if end_of_data { line.len() } else { 0 }) as u64;
+                let rcpts = self.tx.as_ref().map_or(1, |t| t.rcpts.max(1));
+                let ok = size.saturating_mul(rcpts) <= self.opts.max_message_bytes;
+                if self.opts.check_size && (!ok || end_of_data) {
+                    checks::count(Check::Size, ok);
+                }
+                if !self.opts.check_size || ok {
+                    self.mode = self.go_ahead(block, end_of_data);
+                } else if end_of_data {
+                    self.refused(reply::TOO_BIG, false);
+                } else {
+                    self.refuse_content(reply::TOO_BIG, false, EndScan::line_start());
+                }
+            }
             Err(refusal) => {
                 if refusal == HeaderRefusal::LineTooLong {
                     metrics_header_line_too_long();
@@ -100,29 +119,28 @@ impl Guard {
                     checks::count(Check::Size, false);
                     // This chunk never leaves; what went before cannot be called back.
                     self.to_upstream.truncate(start);
-                    self.mode = Mode::Swallow {
-                        scan,
-                        reply: reply::TOO_BIG.to_owned(),
-                        kill_upstream: true,
-                    };
-                    self.client_in = match outcome {
-                        Scan::More => BytesMut::new(),
-                        Scan::End(_) | Scan::Bare(_) => data,
-                    };
-                    if let Mode::Swallow { scan, .. } = &mut self.mode {
-                        *scan = EndScan::line_start();
-                        if matches!(outcome, Scan::More) {
-                            scan.state = EndState::Mid;
-                        }
-                    }
-                    if matches!(outcome, Scan::End(_)) {
+                    match outcome {
                         // The whole message is here: refuse it now.
-                        let used = match outcome {
-                            Scan::End(u) => u,
-                            _ => 0,
-                        };
-                        self.client_in.advance(used);
-                        self.refused(reply::TOO_BIG, true);
+                        Scan::End(used) => {
+                            self.client_in = BytesMut::from(&data[used..]);
+                            self.refused(reply::TOO_BIG, true);
+                        }
+                        // Drop the rest of the message, going on from where
+                        // the scan stopped: the end of this read (in the
+                        // state it reached there: a final dot may start the
+                        // next read), or just past a bare line end.
+                        Scan::More | Scan::Bare(_) => {
+                            let (scan, rest) = match outcome {
+                                Scan::Bare(resume) => (EndScan::mid_line(), &data[resume..]),
+                                _ => (scan, &data[data.len()..]),
+                            };
+                            self.client_in = BytesMut::from(rest);
+                            self.mode = Mode::Swallow {
+                                scan,
+                                reply: reply::TOO_BIG.to_owned(),
+                                kill_upstream: true,
+                            };
+                        }
                     }
                     return true;
                 }
@@ -136,8 +154,8 @@ impl Guard {
                         self.pending.push_back(Pending::Upstream(Expect::DataEnd));
                         self.client_in = BytesMut::from(&data[used..]);
                     }
-                    Scan::Bare(at) => {
-                        self.client_in = BytesMut::from(&data[at + 1..]);
+                    Scan::Bare(resume) => {
+                        self.client_in = BytesMut::from(&data[resume..]);
                         self.refuse_content(BARE_NEWLINE, true, EndScan::mid_line());
                     }
                 }
@@ -165,8 +183,8 @@ impl Guard {
                             break;
                         }
                         // Already refusing: a bare newline is just dropped.
-                        Scan::Bare(at) => {
-                            off += at + 1;
+                        Scan::Bare(resume) => {
+                            off += resume;
                             scan.state = EndState::Mid;
                         }
                     }
