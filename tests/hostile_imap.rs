@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use support::client::Client;
 use support::fake_imap::{Behaviour, FakeImap, upstream_config};
-use support::hostile::{http_request_lines, silent_crowd, slowloris};
+use support::hostile::{http_request_lines, silent_crowd, slowloris, write_without_reading};
 use support::metrics;
 use support::proxy::{Proxy, imap_listeners};
 
@@ -322,32 +322,17 @@ async fn a_client_that_never_starts_tls_is_cut_at_the_handshake_timeout() {
 async fn a_client_that_stops_reading_cannot_make_us_buffer_without_bound() {
     let fake = FakeImap::start(Behaviour::Serve).await;
     let proxy = proxy(&fake, SHORT).await;
-    let mut tcp = TcpStream::connect(proxy.addr("imap")).await.unwrap();
+    let mut c = Client::plain(proxy.addr("imap")).await;
     // Requests whose answers are larger than they are, never reading one.
-    let chunk = b"a CAPABILITY\r\n".repeat(4096);
-    let mut written = 0usize;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_millis(500), tcp.write(&chunk)).await {
-            Ok(Ok(n)) => written += n,
-            Ok(Err(_)) => break, // closed by the proxy
-            Err(_) => break,     // blocked: the proxy stopped reading
-        }
-    }
+    let written = write_without_reading(&mut c, &b"a CAPABILITY\r\n".repeat(4096)).await;
     // Loopback socket buffers hold a few MB at most; without backpressure
     // the proxy would have taken everything we could write in 2 s.
     eprintln!("backpressure: the proxy took {written} bytes, then stopped reading");
     assert!(written < 32 << 20, "the proxy took {written} bytes");
     still_serving(&proxy).await;
     // The pre-login timeout ends the stuck session; its BYE write is bounded.
-    let mut sink = vec![0u8; 1 << 16];
     let ended = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match tcp.read(&mut sink).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
+        while c.try_line().await.is_some() {}
     })
     .await;
     assert!(ended.is_ok(), "the stuck session was closed");

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use support::client::Client;
 use support::fake_pop3::{Behaviour, FakePop3, upstream_config};
-use support::hostile::{http_request_lines, silent_crowd, slowloris};
+use support::hostile::{http_request_lines, silent_crowd, slowloris, write_without_reading};
 use support::metrics;
 use support::operator::Operator;
 use support::proxy::{Proxy, pop3_listeners};
@@ -548,30 +548,15 @@ const BACKPRESSURE_BOUND: usize = 32 << 20;
 async fn a_client_that_stops_reading_before_login_cannot_make_us_buffer_without_bound() {
     let fake = FakePop3::start(Behaviour::Serve).await;
     let proxy = proxy(&fake, SHORT).await;
-    let mut tcp = TcpStream::connect(proxy.addr("pop3")).await.unwrap();
+    let mut c = Client::plain(proxy.addr("pop3")).await;
     // Requests whose answers are larger than they are, never reading one.
-    let chunk = b"CAPA\r\n".repeat(4096);
-    let mut written = 0usize;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_millis(500), tcp.write(&chunk)).await {
-            Ok(Ok(n)) => written += n,
-            Ok(Err(_)) => break, // closed by the proxy
-            Err(_) => break,     // blocked: the proxy stopped reading
-        }
-    }
+    let written = write_without_reading(&mut c, &b"CAPA\r\n".repeat(4096)).await;
     eprintln!("backpressure before login: the proxy took {written} bytes, then stopped reading");
     assert!(written < BACKPRESSURE_BOUND, "the proxy took {written} bytes");
     still_serving(&proxy).await;
     // The pre-login timeout ends the stuck session; its -ERR write is bounded.
-    let mut sink = vec![0u8; 1 << 16];
     let ended = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match tcp.read(&mut sink).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
+        while c.try_line().await.is_some() {}
     })
     .await;
     assert!(ended.is_ok(), "the stuck session was closed");

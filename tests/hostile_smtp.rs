@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use support::client::Client;
 use support::fake_smtp::{Behaviour, FakeSmtp, smtp_listeners, upstream_config};
-use support::hostile::{http_request_lines, silent_crowd, slowloris};
+use support::hostile::{http_request_lines, silent_crowd, slowloris, write_without_reading};
 use support::metrics;
 use support::proxy::Proxy;
 
@@ -618,21 +618,6 @@ async fn slowloris_is_cut_at_the_prelogin_timeout() {
     );
     assert!(client_errors("prelogin_timeout") >= before + 1.0);
     still_serving(&proxy, &fake).await;
-}
-
-/// Writes `chunk` again and again for 2 s without reading, until a write
-/// blocks for 500 ms or fails; returns how many bytes were taken.
-async fn write_without_reading(c: &mut Client, chunk: &[u8]) -> usize {
-    let mut written = 0usize;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_millis(500), c.send_raw(chunk)).await {
-            Ok(Ok(())) => written += chunk.len(),
-            Ok(Err(_)) => break, // closed by the proxy
-            Err(_) => break,     // blocked: the proxy stopped reading
-        }
-    }
-    written
 }
 
 #[tokio::test]

@@ -86,3 +86,18 @@ pub async fn http_request_lines(addr: SocketAddr) -> Vec<String> {
         .await
         .expect("the connection was closed")
 }
+
+/// Writes `chunk` again and again for 2 s without reading, until a write
+/// blocks for 500 ms or fails; returns how many bytes were taken.
+pub async fn write_without_reading(c: &mut Client, chunk: &[u8]) -> usize {
+    let mut written = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(500), c.send_raw(chunk)).await {
+            Ok(Ok(())) => written += chunk.len(),
+            Ok(Err(_)) => break, // closed by the proxy
+            Err(_) => break,     // blocked: the proxy stopped reading
+        }
+    }
+    written
+}
