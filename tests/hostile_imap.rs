@@ -15,7 +15,10 @@ use tokio::time::Instant;
 
 use support::client::Client;
 use support::fake_imap::{Behaviour, FakeImap, upstream_config};
-use support::hostile::{http_request_lines, silent_crowd, slowloris, write_without_reading};
+use support::hostile::{
+    garbage_instead_of_tls, http_request_lines, silent_crowd, slowloris, told_to_start_tls,
+    write_without_reading,
+};
 use support::metrics;
 use support::proxy::{Proxy, imap_listeners};
 
@@ -261,19 +264,13 @@ async fn tls_client_hello_garbage_is_closed_and_counted() {
         b"\x16\x03\x03\xff\xff",
         &[0u8; 600],
     ];
+    // On the IMAPS port, and on the STARTTLS port after its tagged OK.
     for bytes in garbage {
-        let mut tcp = TcpStream::connect(proxy.addr("imaps")).await.unwrap();
-        let _ = tcp.write_all(bytes).await;
-        let mut reply = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(15), tcp.read_to_end(&mut reply)).await;
-        assert!(
-            read.is_ok(),
-            "the proxy closes a connection that sends {bytes:02x?}"
-        );
-        assert!(
-            reply.is_empty() || reply[0] == 0x15,
-            "only a TLS alert, if anything: {reply:02x?}"
-        );
+        let tcp = TcpStream::connect(proxy.addr("imaps")).await.unwrap();
+        garbage_instead_of_tls(tcp, bytes).await;
+        let ok = b"a OK Begin TLS negotiation now.\r\n";
+        let tcp = told_to_start_tls(proxy.addr("imap"), b"a STARTTLS\r\n", ok).await;
+        garbage_instead_of_tls(tcp, bytes).await;
     }
     assert!(metrics::value("pec_proxy_tls_handshakes_total", &[("result", "error")]) >= before + 3.0);
     still_serving(&proxy).await;

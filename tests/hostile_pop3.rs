@@ -25,7 +25,10 @@ use tokio::time::Instant;
 
 use support::client::Client;
 use support::fake_pop3::{Behaviour, FakePop3, upstream_config};
-use support::hostile::{http_request_lines, silent_crowd, slowloris, write_without_reading};
+use support::hostile::{
+    garbage_instead_of_tls, http_request_lines, silent_crowd, slowloris, told_to_start_tls,
+    write_without_reading,
+};
 use support::metrics;
 use support::operator::Operator;
 use support::proxy::{Proxy, pop3_listeners};
@@ -452,35 +455,12 @@ async fn tls_client_hello_garbage_is_closed_and_counted() {
         &[0u8; 600],
     ];
     // On the POP3S port, and on the STLS port after `+OK` to STLS.
-    for stls in [false, true] {
-        for bytes in garbage {
-            let listener = if stls { "pop3" } else { "pop3s" };
-            let mut tcp = TcpStream::connect(proxy.addr(listener)).await.unwrap();
-            if stls {
-                tcp.write_all(b"STLS\r\n").await.unwrap();
-                let mut reply = [0u8; 128];
-                let mut got = Vec::new();
-                while !got.ends_with(b"+OK Begin TLS negotiation now\r\n") {
-                    let n = tokio::time::timeout(Duration::from_secs(15), tcp.read(&mut reply))
-                        .await
-                        .expect("STLS answered")
-                        .unwrap();
-                    assert!(n > 0, "closed before STLS was answered");
-                    got.extend_from_slice(&reply[..n]);
-                }
-            }
-            let _ = tcp.write_all(bytes).await;
-            let mut reply = Vec::new();
-            let read = tokio::time::timeout(Duration::from_secs(15), tcp.read_to_end(&mut reply)).await;
-            assert!(
-                read.is_ok(),
-                "{listener}: the proxy closes a connection that sends {bytes:02x?}"
-            );
-            assert!(
-                reply.is_empty() || reply[0] == 0x15,
-                "only a TLS alert, if anything: {reply:02x?}"
-            );
-        }
+    for bytes in garbage {
+        let tcp = TcpStream::connect(proxy.addr("pop3s")).await.unwrap();
+        garbage_instead_of_tls(tcp, bytes).await;
+        let stls = b"+OK Begin TLS negotiation now\r\n";
+        let tcp = told_to_start_tls(proxy.addr("pop3"), b"STLS\r\n", stls).await;
+        garbage_instead_of_tls(tcp, bytes).await;
     }
     assert!(errors() >= before + 6.0, "counted: {} -> {}", before, errors());
     assert_eq!(fake.seen().connections, 0);

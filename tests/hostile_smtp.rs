@@ -31,7 +31,10 @@ use tokio::time::Instant;
 
 use support::client::Client;
 use support::fake_smtp::{Behaviour, FakeSmtp, smtp_listeners, upstream_config};
-use support::hostile::{http_request_lines, silent_crowd, slowloris, write_without_reading};
+use support::hostile::{
+    garbage_instead_of_tls, http_request_lines, silent_crowd, slowloris, told_to_start_tls,
+    write_without_reading,
+};
 use support::metrics;
 use support::proxy::Proxy;
 
@@ -506,37 +509,14 @@ async fn bytes_pipelined_after_starttls_are_never_executed() {
     still_serving(&proxy, &fake).await;
 }
 
-/// Opens a TCP connection, sends `bytes`, and reads to the end: the proxy
-/// must close within 15 s and send nothing but a TLS alert.
-async fn garbage_instead_of_tls(mut tcp: TcpStream, bytes: &[u8]) {
-    let _ = tcp.write_all(bytes).await;
-    let mut reply = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(15), tcp.read_to_end(&mut reply)).await;
-    assert!(
-        read.is_ok(),
-        "the proxy closes a connection that sends {bytes:02x?}"
-    );
-    assert!(
-        reply.is_empty() || reply[0] == 0x15,
-        "only a TLS alert, if anything: {reply:02x?}"
-    );
-}
-
 /// A plain connection to `submission` that has been told to start TLS.
 async fn after_starttls(proxy: &Proxy) -> TcpStream {
-    let mut tcp = TcpStream::connect(proxy.addr("submission")).await.unwrap();
-    tcp.write_all(b"EHLO c\r\nSTARTTLS\r\n").await.unwrap();
-    let mut seen = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !seen.ends_with(b"220 2.0.0 Ready to start TLS\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(20), tcp.read(&mut chunk))
-            .await
-            .expect("the STARTTLS answer")
-            .unwrap();
-        assert!(n > 0, "closed before STARTTLS was answered");
-        seen.extend_from_slice(&chunk[..n]);
-    }
-    tcp
+    told_to_start_tls(
+        proxy.addr("submission"),
+        b"EHLO c\r\nSTARTTLS\r\n",
+        b"220 2.0.0 Ready to start TLS\r\n",
+    )
+    .await
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -100,4 +100,38 @@ pub async fn write_without_reading(c: &mut Client, chunk: &[u8]) -> usize {
         }
     }
     written
+}
+
+/// Opens a TCP connection, sends `bytes`, and reads to the end: the proxy
+/// must close within 15 s and send nothing but a TLS alert.
+pub async fn garbage_instead_of_tls(mut tcp: TcpStream, bytes: &[u8]) {
+    let _ = tcp.write_all(bytes).await;
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), tcp.read_to_end(&mut reply)).await;
+    assert!(
+        read.is_ok(),
+        "the proxy closes a connection that sends {bytes:02x?}"
+    );
+    assert!(
+        reply.is_empty() || reply[0] == 0x15,
+        "only a TLS alert, if anything: {reply:02x?}"
+    );
+}
+
+/// A plain connection to `addr` that sent `request` (STLS, STARTTLS) and
+/// read up to the proxy's `ready` line: the next bytes must be TLS.
+pub async fn told_to_start_tls(addr: SocketAddr, request: &[u8], ready: &[u8]) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !seen.ends_with(ready) {
+        let n = tokio::time::timeout(Duration::from_secs(20), tcp.read(&mut chunk))
+            .await
+            .expect("the answer to the TLS request")
+            .unwrap();
+        assert!(n > 0, "closed before the TLS request was answered");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    tcp
 }
