@@ -40,10 +40,7 @@ async fn login(proxy: &Proxy, user: &str) -> (Client, String) {
 }
 
 fn errors(kind: &str, upstream: SocketAddr) -> f64 {
-    metrics::value(
-        "pec_proxy_upstream_errors_total",
-        &[("kind", kind), ("upstream", &upstream.to_string())],
-    )
+    metrics::upstream_errors("imap", kind, upstream)
 }
 
 #[tokio::test]

@@ -52,14 +52,7 @@ async fn login(proxy: &Proxy, user: &str, password: &str) -> (Client, String) {
 }
 
 fn errors(kind: &str, upstream: SocketAddr) -> f64 {
-    metrics::value(
-        "pec_proxy_upstream_errors_total",
-        &[
-            ("protocol", "pop3"),
-            ("kind", kind),
-            ("upstream", &upstream.to_string()),
-        ],
-    )
+    metrics::upstream_errors("pop3", kind, upstream)
 }
 
 fn logins(result: &str, reason: &str) -> f64 {

@@ -74,14 +74,7 @@ async fn login(proxy: &Proxy, user: &str, password: &str) -> (Client, String) {
 }
 
 fn errors(kind: &str, upstream: SocketAddr) -> f64 {
-    metrics::value(
-        "pec_proxy_upstream_errors_total",
-        &[
-            ("protocol", "smtp"),
-            ("kind", kind),
-            ("upstream", &upstream.to_string()),
-        ],
-    )
+    metrics::upstream_errors("smtp", kind, upstream)
 }
 
 /// [`errors`] of `kind`; a reset may surface as a read error (`io`) or as

@@ -106,10 +106,7 @@ impl FakePop3 {
 
     /// An address where nothing listens (connection refused).
     pub async fn refused_addr() -> SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let a = l.local_addr().unwrap();
-        drop(l);
-        a
+        super::fake_imap::FakeImap::refused_addr().await
     }
 }
 

@@ -41,3 +41,15 @@ pub fn value(name: &str, labels: &[(&str, &str)]) -> f64 {
         })
         .sum()
 }
+
+/// `pec_proxy_upstream_errors_total` for one protocol, kind and upstream address.
+pub fn upstream_errors(protocol: &str, kind: &str, upstream: std::net::SocketAddr) -> f64 {
+    value(
+        "pec_proxy_upstream_errors_total",
+        &[
+            ("protocol", protocol),
+            ("kind", kind),
+            ("upstream", &upstream.to_string()),
+        ],
+    )
+}
