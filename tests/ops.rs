@@ -234,6 +234,21 @@ impl ProxyProcess {
         fs::write(self.dir.path().join("pec-proxy.toml"), setup.config()).unwrap();
     }
 
+    /// Writes `setup` as the configuration, sends SIGHUP, and waits until
+    /// `pec_proxy_config_reloads_total{result}` reaches `count`.
+    async fn reload(&mut self, setup: &Setup, result: &str, count: f64) {
+        self.rewrite_config(setup);
+        self.signal("HUP");
+        let what = format!("{count} reloads with result {result}");
+        self.wait_until(&what, async |p| {
+            p.metrics()
+                .await
+                .sum("pec_proxy_config_reloads_total", &[("result", result)])
+                == count
+        })
+        .await;
+    }
+
     fn signal(&self, name: &str) {
         let ok = Command::new("kill")
             .arg(format!("-{name}"))
@@ -518,15 +533,7 @@ async fn reload_swaps_the_certificate_under_an_idle_session_and_rejects_a_broken
 
     // SIGHUP with alt.pem as the only (default) certificate.
     setup.cert = "alt";
-    p.rewrite_config(&setup);
-    p.signal("HUP");
-    p.wait_until("reloaded", async |p| {
-        p.metrics()
-            .await
-            .sum("pec_proxy_config_reloads_total", &[("result", "ok")])
-            == 1.0
-    })
-    .await;
+    p.reload(&setup, "ok", 1.0).await;
     let mut fresh = Client::tls_with(p.imaps(), tls_config(), "mail.other.example")
         .await
         .expect("handshake with the new certificate");
@@ -553,15 +560,7 @@ async fn reload_swaps_the_certificate_under_an_idle_session_and_rejects_a_broken
 
     // A broken configuration is rejected, logged, counted; service goes on.
     setup.extra = "[limits]\nno_such_key = 1\n";
-    p.rewrite_config(&setup);
-    p.signal("HUP");
-    p.wait_until("reload rejected", async |p| {
-        p.metrics()
-            .await
-            .sum("pec_proxy_config_reloads_total", &[("result", "error")])
-            == 1.0
-    })
-    .await;
+    p.reload(&setup, "error", 1.0).await;
     let log = p.log();
     assert!(log.contains("reload rejected"), "{log}");
     assert!(log.contains("limits"), "the error names the key:\n{log}");
@@ -570,15 +569,7 @@ async fn reload_swaps_the_certificate_under_an_idle_session_and_rejects_a_broken
     // A certificate file gone at reload: rejected the same way, naming it.
     setup.extra = "";
     setup.cert = "no-such-certificate";
-    p.rewrite_config(&setup);
-    p.signal("HUP");
-    p.wait_until("reload without its certificate rejected", async |p| {
-        p.metrics()
-            .await
-            .sum("pec_proxy_config_reloads_total", &[("result", "error")])
-            == 2.0
-    })
-    .await;
+    p.reload(&setup, "error", 2.0).await;
     let log = p.log();
     assert!(
         log.contains("no-such-certificate.pem"),
@@ -618,15 +609,7 @@ async fn readyz_asks_the_account_store_and_a_reload_reopens_it() {
     logout(c).await;
 
     // SIGHUP with the other store: its mailboxes log in, the first's no longer.
-    p.rewrite_config(&setup.with_store(&op2));
-    p.signal("HUP");
-    p.wait_until("reloaded", async |p| {
-        p.metrics()
-            .await
-            .sum("pec_proxy_config_reloads_total", &[("result", "ok")])
-            == 1.0
-    })
-    .await;
+    p.reload(&setup.with_store(&op2), "ok", 1.0).await;
     logout(logged_in(&p, &second, "second-Store-pw").await).await;
     let mut c = imaps(&p).await;
     let no = c
