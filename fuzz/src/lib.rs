@@ -75,6 +75,20 @@ fn check_reply(reply: &[u8]) {
     }
 }
 
+/// A front-end that said `Close` stays closed: it says so again, and again
+/// after `more` input.
+fn stays_closed<F: pec_proxy::frontend::Frontend>(frontend: &mut F, more: &[u8]) {
+    assert!(matches!(
+        frontend.next_event(),
+        Some(pec_proxy::frontend::Event::Close)
+    ));
+    frontend.receive(more);
+    assert!(matches!(
+        frontend.next_event(),
+        Some(pec_proxy::frontend::Event::Close)
+    ));
+}
+
 /// The IMAP pre-login state machine fed arbitrary bytes in arbitrary
 /// chunks. The first byte picks the listener kind and how logins end; the
 /// rest is the client's stream. Invariants: no panic, every reply is
@@ -129,7 +143,7 @@ pub fn imap_frontend(data: &[u8]) {
                     }
                 }
                 Event::Close => {
-                    assert!(matches!(frontend.next_event(), Some(Event::Close)));
+                    stays_closed(&mut frontend, b"a NOOP\r\n");
                     return;
                 }
             }

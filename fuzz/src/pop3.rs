@@ -6,7 +6,7 @@ use pec_proxy::pop3::frontend::{FrontendOptions, LoginMechanism, MAX_AUTH_LINE_B
 use pec_proxy::pop3::guard::{DELE_REFUSAL, DeleGuard, Segment};
 use pec_proxy::pop3::parse::{self, Command, Decode};
 
-use super::{check_credentials, check_reply, segments};
+use super::{check_credentials, check_reply, segments, stays_closed};
 
 fn is_base64(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'='
@@ -237,9 +237,7 @@ pub fn pop3_frontend(data: &[u8]) {
                     }
                 }
                 Event::Close => {
-                    assert!(matches!(frontend.next_event(), Some(Event::Close)));
-                    frontend.receive(b"CAPA\r\n");
-                    assert!(matches!(frontend.next_event(), Some(Event::Close)));
+                    stays_closed(&mut frontend, b"CAPA\r\n");
                     return;
                 }
             }

@@ -4,7 +4,7 @@ use pec_proxy::frontend::Event;
 use pec_proxy::smtp::frontend::{FrontendOptions, SmtpFrontend, invalid_reply};
 use pec_proxy::smtp::parse::{self, Command, Decode, Param, ReversePath};
 
-use super::{check_credentials, check_reply};
+use super::{check_credentials, check_reply, stays_closed};
 
 pub(crate) const HOSTNAME: &str = "proxy.example";
 
@@ -359,9 +359,7 @@ pub fn smtp_frontend(data: &[u8]) {
                     }
                 }
                 Event::Close => {
-                    assert!(matches!(frontend.next_event(), Some(Event::Close)));
-                    frontend.receive(b"NOOP\r\n");
-                    assert!(matches!(frontend.next_event(), Some(Event::Close)));
+                    stays_closed(&mut frontend, b"NOOP\r\n");
                     return;
                 }
             }
