@@ -5,13 +5,13 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use pec_proxy::account::MailboxRecord;
-use pec_proxy::login_name::parse_login_name;
-use pec_proxy::password::{HashCost, hash_password_with};
-use pec_proxy::policy::{self, LoginRequest, PasswordCheck};
+use pec_proxy::access::login_name::parse_login_name;
+use pec_proxy::access::password::{HashCost, hash_password_with};
+use pec_proxy::access::policy::{self, LoginRequest, PasswordCheck};
+use pec_proxy::access::verified::VerifiedCache;
 use pec_proxy::protocol::Protocol;
 use pec_proxy::secret::Secret;
-use pec_proxy::verified::VerifiedCache;
+use pec_proxy::store::account::MailboxRecord;
 
 fn pop3(c: &mut Criterion) {
     let mut group = c.benchmark_group("pop3");

@@ -8,8 +8,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use pec_proxy::admin::AdminCommand;
 use pec_proxy::config::Config;
-use pec_proxy::server::{RunningServer, Server};
-use pec_proxy::status::Status;
+use pec_proxy::listener::{RunningServer, Server};
+use pec_proxy::ops::http::Status;
 use pec_proxy::store::SqliteStore;
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
@@ -176,14 +176,14 @@ async fn run(path: PathBuf, mut config: Config) -> anyhow::Result<()> {
     let mut signals = Signals::new().context("signal handlers")?;
     let status = match config.metrics_listen {
         Some(addr) => {
-            let handle = pec_proxy::metrics::install().context("metrics recorder")?;
+            let handle = pec_proxy::ops::metrics::install().context("metrics recorder")?;
             let listener = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot serve metrics on {addr}"))?;
             info!(%addr, "status listener: /metrics /healthz /readyz");
             let status = Status::new(handle.clone());
-            tokio::spawn(pec_proxy::metrics::run_upkeep(handle));
-            tokio::spawn(pec_proxy::status::serve(listener, status.clone()));
+            tokio::spawn(pec_proxy::ops::metrics::run_upkeep(handle));
+            tokio::spawn(pec_proxy::ops::http::serve(listener, status.clone()));
             Some(status)
         }
         None => None,
@@ -255,7 +255,7 @@ async fn reload(path: &Path, config: &mut Config, running: &RunningServer) {
             }
         },
     };
-    pec_proxy::metrics::config_reload(ok);
+    pec_proxy::ops::metrics::config_reload(ok);
     if ok {
         info!(
             sessions = running.sessions(),

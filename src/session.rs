@@ -10,12 +10,12 @@ use tokio::time::Instant;
 use tracing::info;
 
 use crate::frontend::{Event, Frontend};
-use crate::metrics as m;
+use crate::listener::{ListenerContext, upgrade_tls};
 use crate::net::Stream;
+use crate::ops::metrics as m;
+use crate::ops::shutdown::goodbye;
 use crate::protocol::Protocol;
 use crate::relay::RelayStats;
-use crate::server::{ListenerContext, upgrade_tls};
-use crate::shutdown::goodbye;
 
 /// A protocol's login step: credentials in, a session or a reply out.
 pub trait LoginStep<F: Frontend> {

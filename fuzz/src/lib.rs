@@ -11,10 +11,10 @@ pub use pop3::{pop3_frontend, pop3_guard, pop3_parse};
 pub use smtp::{smtp_frontend, smtp_parse};
 pub use smtp_guard::smtp_guard;
 
+use pec_proxy::access::login_name::{LoginName, parse_login_name};
+use pec_proxy::frontend::sasl::{self, Exchange, MAX_FIELD_BYTES, Mechanism, Step};
 use pec_proxy::imap::frontend::{Event, FrontendOptions, ImapFrontend};
 use pec_proxy::imap::parse::{self, Decode};
-use pec_proxy::login_name::{LoginName, parse_login_name};
-use pec_proxy::sasl::{self, Exchange, MAX_FIELD_BYTES, Mechanism, Step};
 
 /// The IMAP pre-login parsers: `decode_command`, `decode_auth_line`, `head`,
 /// `leading_tag`. A decoded command consumed a whole line of the input and

@@ -10,12 +10,12 @@ use super::{
     AdminCommand, AdminError, AdminOptions, AppPasswordCommand, CollaboratorCommand, MailboxCommand,
     PasswordSource, Pop3DeleteArg,
 };
-use crate::account::{Pop3Delete, Rights};
-use crate::app_password;
-use crate::login_name::{DEFAULT_SEPARATOR, parse_login_name, parse_mailbox_address};
-use crate::password::{PasswordScheme, hash_password_with, verify_password};
+use crate::access::app_password;
+use crate::access::login_name::{DEFAULT_SEPARATOR, parse_login_name, parse_mailbox_address};
+use crate::access::password::{PasswordScheme, hash_password_with, verify_password};
 use crate::protocol::Protocol;
 use crate::secret::Secret;
+use crate::store::account::{Pop3Delete, Rights};
 use crate::store::{AccountStore, NewAppPassword, unix_now};
 
 const DAY: i64 = 86_400;
@@ -266,9 +266,11 @@ impl Context<'_> {
                 }
                 let collaborator = collaborator
                     .map(|c| {
-                        crate::login_name::parse_collaborator_name(&c).map_err(|e| AdminError::Invalid {
-                            what: "collaborator name",
-                            why: e.to_string(),
+                        crate::access::login_name::parse_collaborator_name(&c).map_err(|e| {
+                            AdminError::Invalid {
+                                what: "collaborator name",
+                                why: e.to_string(),
+                            }
                         })
                     })
                     .transpose()?;

@@ -12,7 +12,7 @@ use std::io::{BufRead, Write};
 use clap::{Args, Subcommand, ValueEnum};
 use thiserror::Error;
 
-use crate::password::{HashCost, PasswordError};
+use crate::access::password::{HashCost, PasswordError};
 use crate::store::{AccountStore, DEFAULT_RETENTION_DAYS, StoreError};
 
 mod exec;

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::AdminError;
-use crate::account::MailboxRecord;
 use crate::secret::Secret;
+use crate::store::account::MailboxRecord;
 use crate::store::{AccessLogRow, AppPasswordInfo};
 
 /// A unix time as RFC 3339 UTC, `never` for `None`.

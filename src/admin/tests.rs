@@ -6,8 +6,8 @@ use std::sync::Arc;
 use clap::Parser;
 
 use super::*;
-use crate::auth::{AuthRequest, Authenticator};
-use crate::policy::DenyReason;
+use crate::access::authenticator::{AuthRequest, Authenticator};
+use crate::access::policy::DenyReason;
 use crate::protocol::Protocol;
 use crate::secret::Secret;
 use crate::store::{CachedStore, SqliteStore};

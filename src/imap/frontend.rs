@@ -8,7 +8,7 @@
 use bytes::{Buf, BytesMut};
 
 use super::parse::{self, Command, CommandBody, Decode};
-use crate::sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
+use crate::frontend::sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
 use crate::secret::Secret;
 
 /// Limits and switches for one listener's IMAP front-end.

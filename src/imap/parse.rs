@@ -107,7 +107,7 @@ pub fn decode_command(input: &[u8]) -> Decode<Command<'_>> {
 }
 
 /// One line of an AUTHENTICATE exchange: `authenticate-data = base64 CRLF`
-/// or `"*" CRLF` to cancel. Returned without the CRLF, for [`crate::sasl`].
+/// or `"*" CRLF` to cancel. Returned without the CRLF, for [`crate::frontend::sasl`].
 pub fn decode_auth_line(input: &[u8]) -> Decode<&[u8]> {
     finish(input, auth_line(input))
 }

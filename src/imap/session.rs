@@ -12,16 +12,16 @@ use tracing::info;
 
 use super::frontend::{FrontendOptions, ImapFrontend, LoginAttempt};
 use super::upstream::{self as imap_upstream, ClientAddrs, Identity, LoggedIn};
-use crate::client_limits::Admission;
-use crate::login::{
+use crate::access::gate::{
     LoginOutcome, LoginRequest, Verdict, record_upstream_error, upstream_for, upstream_login,
 };
-use crate::metrics as m;
+use crate::access::policy::DenyReason;
+use crate::listener::client_limits::Admission;
+use crate::listener::{ListenerContext, SessionGauge, accept_tls};
 use crate::net::Stream;
-use crate::policy::DenyReason;
+use crate::ops::metrics as m;
 use crate::protocol::Protocol;
 use crate::relay::{self, RelayOptions};
-use crate::server::{ListenerContext, SessionGauge, accept_tls};
 use crate::session::{self, Goodbyes, LoginResult, LoginStep};
 use crate::upstream::UpstreamError;
 

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use zeroize::Zeroizing;
 
 use crate::config::{TlsMode, UpstreamLogin};
-use crate::sasl;
+use crate::frontend::sasl;
 use crate::secret::Secret;
 use crate::upstream::{Connection, Upstream, UpstreamError};
 

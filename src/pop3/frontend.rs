@@ -15,7 +15,7 @@
 use bytes::{Buf, BytesMut};
 
 use super::parse::{self, Command, Decode};
-use crate::sasl::{self, Credentials, Exchange, Mechanism, SaslError, Step};
+use crate::frontend::sasl::{self, Credentials, Exchange, Mechanism, SaslError, Step};
 use crate::secret::Secret;
 
 /// Limits and switches for one listener's POP3 front-end.
@@ -171,7 +171,7 @@ impl Pop3Frontend {
 
     /// The login of the last [`Event::Login`] was refused with `line` (a
     /// whole `-ERR ...` line without CRLF, e.g. from
-    /// [`crate::policy::Denial::pop3_reply`]). `counts` says whether it
+    /// [`crate::access::policy::Denial::pop3_reply`]). `counts` says whether it
     /// counts as a failed attempt (credentials or rules) or not (server
     /// unavailable, mailbox in use). Returns the reply and whether to close:
     /// after too many failures the connection is closed after the reply.

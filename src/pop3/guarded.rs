@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::guard::{DeleGuard, Segment};
-use crate::metrics as m;
+use crate::ops::metrics as m;
 use crate::relay::{ByteCounter, RelayEnd, RelayOptions, RelayStats};
 
 /// Relays under the guard until the upstream closes, one side fails, the

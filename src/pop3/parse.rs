@@ -90,7 +90,7 @@ pub fn decode_command(input: &[u8]) -> Decode<Command<'_>> {
 }
 
 /// One client line of an AUTH exchange: `base64 CRLF`, or `"*" CRLF` to
-/// cancel (RFC 5034 §4). Returned without the CRLF, for [`crate::sasl`].
+/// cancel (RFC 5034 §4). Returned without the CRLF, for [`crate::frontend::sasl`].
 pub fn decode_auth_line(input: &[u8]) -> Decode<&[u8]> {
     finish(input, auth_line(input))
 }

@@ -14,17 +14,17 @@ use tracing::info;
 use super::frontend::{FrontendOptions, LoginAttempt, Pop3Frontend};
 use super::guard::DeleGuard;
 use super::upstream::{self as pop3_upstream, Identity, LoginError};
-use crate::account::Pop3Delete;
-use crate::client_limits::Admission;
-use crate::login::{
+use crate::access::gate::{
     LoginOutcome, LoginRequest, Verdict, record_upstream_error, upstream_for, upstream_login,
 };
-use crate::metrics as m;
-use crate::policy::DenyReason;
+use crate::access::policy::DenyReason;
+use crate::listener::client_limits::Admission;
+use crate::listener::{ListenerContext, SessionGauge, accept_tls};
+use crate::ops::metrics as m;
 use crate::protocol::Protocol;
 use crate::relay::{self, RelayOptions};
-use crate::server::{ListenerContext, SessionGauge, accept_tls};
 use crate::session::{self, Goodbyes, LoginResult, LoginStep};
+use crate::store::account::Pop3Delete;
 use crate::upstream::{Connection, UpstreamError};
 
 /// What the client is told when the upstream cannot log it in now (RFC 3206 §4).

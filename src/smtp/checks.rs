@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::reply;
-use crate::metrics as m;
+use crate::ops::metrics as m;
 
 /// The checks, as metric labels of `pec_proxy_pec_checks_total{check}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use bytes::{Buf, BytesMut};
 
 use super::parse::{self, Command, Decode, Invalid};
 use super::reply::{self, Extensions};
-use crate::sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
+use crate::frontend::sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
 
 /// Limits and switches for one listener's SMTP front-end.
 #[derive(Debug, Clone)]
@@ -141,7 +141,7 @@ impl SmtpFrontend {
     }
 
     /// The login of the last [`Event::Login`] was refused; `line` is the
-    /// whole reply (e.g. [`crate::policy::DenyReason::smtp_reply`]). Returns
+    /// whole reply (e.g. [`crate::access::policy::DenyReason::smtp_reply`]). Returns
     /// the bytes to send and whether to close after them.
     pub fn login_failed(&mut self, line: &str) -> (Vec<u8>, bool) {
         self.failures += 1;
@@ -399,5 +399,4 @@ pub fn invalid_reply(invalid: Invalid) -> Vec<u8> {
 }
 
 #[cfg(test)]
-#[path = "frontend_tests.rs"]
 mod tests;

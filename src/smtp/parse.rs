@@ -241,7 +241,7 @@ pub fn decode_command(input: &[u8]) -> Decode<Command<'_>> {
 }
 
 /// One line of an AUTH exchange (RFC 4954 §4): `base64 CRLF`, `"=" CRLF`
-/// or `"*" CRLF` to cancel. Returned without the CRLF, for [`crate::sasl`];
+/// or `"*" CRLF` to cancel. Returned without the CRLF, for [`crate::frontend::sasl`];
 /// `Failed` when it is not base64.
 pub fn decode_auth_line(input: &[u8]) -> Decode<&[u8]> {
     let line = match line(input) {
@@ -517,5 +517,4 @@ fn crlf(input: &[u8]) -> PResult<'_, &[u8]> {
 }
 
 #[cfg(test)]
-#[path = "parse_tests.rs"]
 mod tests;

@@ -16,15 +16,15 @@ use super::frontend::{FrontendOptions, Greeting, LoginAttempt, SmtpFrontend};
 use super::guard::{Guard, GuardOptions};
 use super::reply;
 use super::upstream::{self as smtp_upstream, Identity, LoggedIn};
-use crate::client_limits::Admission;
-use crate::login::{
+use crate::access::gate::{
     LoginOutcome, LoginRequest, Verdict, record_upstream_error, upstream_for, upstream_login,
 };
-use crate::metrics as m;
-use crate::policy::DenyReason;
+use crate::access::policy::DenyReason;
+use crate::listener::client_limits::Admission;
+use crate::listener::{ListenerContext, SessionGauge, accept_tls};
+use crate::ops::metrics as m;
 use crate::protocol::Protocol;
 use crate::relay::{ByteCounter, RelayOptions, RelayStats};
-use crate::server::{ListenerContext, SessionGauge, accept_tls};
 use crate::session::{self, Goodbyes, LoginResult, LoginStep};
 use crate::upstream::UpstreamError;
 

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use zeroize::Zeroizing;
 
 use crate::config::{TlsMode, UpstreamLogin};
-use crate::sasl;
+use crate::frontend::sasl;
 use crate::secret::Secret;
 use crate::upstream::{Connection, Upstream, UpstreamError};
 

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{AccessLogEntry, AccessLogRow, AccountStore, AppPasswordInfo, NewAppPassword, StoreError};
-use crate::account::{MailboxRecord, Pop3Delete, Rights};
 use crate::protocol::Protocol;
+use crate::store::account::{MailboxRecord, Pop3Delete, Rights};
 
 /// How often the generation is checked: the issue asks that a running proxy
 /// see admin changes "within a second".

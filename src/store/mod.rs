@@ -14,10 +14,11 @@ use async_trait::async_trait;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::account::{MailboxRecord, Pop3Delete, Rights};
 use crate::protocol::Protocol;
+use crate::store::account::{MailboxRecord, Pop3Delete, Rights};
 
 mod access_log;
+pub mod account;
 pub mod cache;
 pub mod sqlite;
 mod sqlite_rows;
@@ -79,7 +80,7 @@ pub struct AccessLogEntry {
     /// From IMAP `ID` when the client sent one.
     pub client_name: Option<String>,
     pub result: LoginResult,
-    /// A [`crate::policy::DenyReason::label`] on failure.
+    /// A [`crate::access::policy::DenyReason::label`] on failure.
     pub reason: Option<String>,
 }
 

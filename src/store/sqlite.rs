@@ -28,8 +28,8 @@ use super::sqlite_rows::{
     APP_PASSWORD_COLUMNS, app_password_info, insert_app_password, load_mailbox, mailbox_must_exist,
 };
 use super::{AccessLogEntry, AccessLogRow, AccountStore, AppPasswordInfo, NewAppPassword, StoreError};
-use crate::account::{MailboxRecord, Pop3Delete, Rights};
 use crate::protocol::Protocol;
+use crate::store::account::{MailboxRecord, Pop3Delete, Rights};
 
 /// How long a writer waits for another (the admin CLI and the proxy share
 /// the file) before giving up with "database is locked".
@@ -522,5 +522,4 @@ impl SqliteStore {
 }
 
 #[cfg(test)]
-#[path = "sqlite_tests.rs"]
 mod tests;

@@ -4,7 +4,7 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{AppPasswordInfo, NewAppPassword, StoreError};
-use crate::account::{AppPassword, Collaborator, MailboxRecord, Pop3Delete, ProtocolSwitches, Rights};
+use crate::store::account::{AppPassword, Collaborator, MailboxRecord, Pop3Delete, ProtocolSwitches, Rights};
 
 /// Reads the whole record of one mailbox, in one read transaction (a
 /// consistent snapshot of the three tables).

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use pec_proxy::config::Config;
-use pec_proxy::server::Server;
+use pec_proxy::listener::Server;
 use tokio::sync::oneshot;
 
 pub struct Proxy {

@@ -6,7 +6,7 @@
 //!
 //! # What a protocol session calls (the IMAP, POP3 and SMTP sessions all do)
 //! 1. `serve(tcp, peer, ctx, admission)`: the accept loop hands over the
-//!    client's per-IP places ([`crate::client_limits::Admission`]); call
+//!    client's per-IP places ([`crate::listener::client_limits::Admission`]); call
 //!    `admission.logged_in()` next to `gauge.to_relay()`.
 //! 2. `ctx.gate.check(&request)`: the brute-force penalty (a delay, or
 //!    `Err(Denial)` with [`DenyReason::TooManyFailures`]: answer it with
@@ -22,13 +22,13 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::auth::{AuthRequest, Authenticator};
-use crate::metrics as m;
-use crate::penalty::Penalties;
-use crate::policy::{Denial, DenyReason, Permit};
+use crate::access::authenticator::{AuthRequest, Authenticator};
+use crate::access::penalty::Penalties;
+use crate::access::policy::{Denial, DenyReason, Permit};
+use crate::frontend::sasl::Credentials;
+use crate::listener::ListenerContext;
+use crate::ops::metrics as m;
 use crate::protocol::Protocol;
-use crate::sasl::Credentials;
-use crate::server::ListenerContext;
 use crate::upstream::{ServerFault, Upstream, UpstreamError, with_failover};
 
 /// Who decides whether a password is right.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::account::ProtocolSwitches;
+use crate::store::account::ProtocolSwitches;
 use crate::store::{CachedStore, LoginResult};
 
 const T: i64 = 1_800_000_000;

@@ -1,7 +1,7 @@
 use super::*;
 
 fn b64(s: &[u8]) -> String {
-    crate::sasl::encode(s)
+    crate::frontend::sasl::encode(s)
 }
 
 /// Feeds `input`, returns everything the front-end would send, and the

@@ -20,7 +20,7 @@
 //!   `454 4.7.0` temporary authentication failure, and `550 5.7.1` (RFC 3463
 //!   X.7.1 "not authorized") for a refusal no other password would change.
 
-use crate::policy::{Denial, DenyReason};
+use crate::access::policy::{Denial, DenyReason};
 use crate::protocol::Protocol;
 
 impl DenyReason {

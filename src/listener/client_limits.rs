@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use crate::client_ip::{ClientGroup, Network, is_trusted};
+use crate::net::client_ip::{ClientGroup, Network, is_trusted};
 use crate::protocol::Protocol;
 
 /// Which per-client limit refused a connection.

@@ -32,12 +32,12 @@
 
 use std::net::IpAddr;
 
-use crate::account::{AppPassword, Collaborator, MailboxRecord, Pop3Delete};
-use crate::app_password;
-use crate::login_name::LoginName;
-use crate::password::{verify_dummy, verify_password};
+use crate::access::app_password;
+use crate::access::login_name::LoginName;
+use crate::access::password::{verify_dummy, verify_password};
 use crate::protocol::Protocol;
 use crate::secret::Secret;
+use crate::store::account::{AppPassword, Collaborator, MailboxRecord, Pop3Delete};
 
 /// A login attempt, as the front-end saw it.
 #[derive(Debug, Clone, Copy)]
@@ -293,5 +293,4 @@ fn identify(
 }
 
 #[cfg(test)]
-#[path = "policy_tests.rs"]
 mod tests;

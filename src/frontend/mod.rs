@@ -2,6 +2,8 @@
 //! hands to its session, and the few calls the session makes on it. Pure;
 //! [`crate::session::prelogin`] drives any [`Frontend`] over a connection.
 
+pub mod sasl;
+
 /// What a session does next, in any protocol.
 #[derive(Debug)]
 pub enum Event<L> {

@@ -631,12 +631,11 @@ fn reply_text(bytes: &[u8]) -> String {
 }
 
 fn metrics_header_line_too_long() {
-    metrics::counter!(crate::metrics::CLIENT_ERRORS_TOTAL, "protocol" => "smtp", "kind" => "header_line_too_long")
+    metrics::counter!(crate::ops::metrics::CLIENT_ERRORS_TOTAL, "protocol" => "smtp", "kind" => "header_line_too_long")
         .increment(1);
 }
 
 mod content;
 
 #[cfg(test)]
-#[path = "guard_tests.rs"]
 mod tests;

@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use crate::login_name::{LoginName, parse_login_name};
-use crate::policy::{self, Denial, DenyReason, Hashes, LoginRequest, PasswordCheck, Permit};
+use crate::access::login_name::{LoginName, parse_login_name};
+use crate::access::policy::{self, Denial, DenyReason, Hashes, LoginRequest, PasswordCheck, Permit};
+use crate::access::verified::VerifiedCache;
 use crate::protocol::Protocol;
 use crate::secret::Secret;
 use crate::store::{AccessLogEntry, AccountStore, LoginResult, unix_now};
-use crate::verified::VerifiedCache;
 
 /// The longest client name (IMAP `ID` "name" and "version") we record.
 pub const MAX_CLIENT_NAME: usize = 128;
@@ -93,7 +93,7 @@ impl Authenticator {
         }
     }
 
-    /// Remembers successful verifications for `ttl` (see [`crate::verified`]);
+    /// Remembers successful verifications for `ttl` (see [`crate::access::verified`]);
     /// a zero `ttl` leaves the cache off.
     pub fn with_verified_cache(mut self, ttl: std::time::Duration) -> Self {
         self.verified = (!ttl.is_zero()).then(|| Arc::new(VerifiedCache::new(ttl)));
@@ -228,5 +228,4 @@ fn clean_client_name(raw: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "auth_tests.rs"]
 mod tests;

@@ -3,8 +3,13 @@
 //! bounded by a count and a duration. See `benches/README.md`.
 #![forbid(unsafe_code)]
 
-#[path = "../bench/mod.rs"]
-mod bench;
+mod conn;
+mod dialog;
+mod floor;
+mod modes;
+mod proc_stats;
+mod sim;
+mod stats;
 
 use clap::{Parser, Subcommand};
 
@@ -21,15 +26,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Mode {
     /// N concurrent clients: connect, TLS, login, logout, again.
-    Login(bench::modes::LoginArgs),
+    Login(modes::LoginArgs),
     /// K authenticated IMAP sessions held in IDLE; RSS per session, NOOP latency.
-    Idle(bench::modes::IdleArgs),
+    Idle(modes::IdleArgs),
     /// FETCH / RETR a large message M times; MiB/s and CPU per GiB.
-    Bulk(bench::modes::BulkArgs),
+    Bulk(modes::BulkArgs),
     /// Minimal IMAP/POP3/SMTP upstream (and TLS baselines) for the capacity modes.
-    UpstreamSim(bench::sim::SimArgs),
+    UpstreamSim(sim::SimArgs),
     /// The least an IMAPS login proxy can do on pec-proxy's stack: a measuring stick.
-    FloorProxy(bench::floor::FloorArgs),
+    FloorProxy(floor::FloorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,11 +45,11 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.mode {
-            Mode::Login(a) => bench::modes::login(a).await,
-            Mode::Idle(a) => bench::modes::idle(a).await,
-            Mode::Bulk(a) => bench::modes::bulk(a).await,
-            Mode::UpstreamSim(a) => bench::sim::run(a).await,
-            Mode::FloorProxy(a) => bench::floor::run(a).await,
+            Mode::Login(a) => modes::login(a).await,
+            Mode::Idle(a) => modes::idle(a).await,
+            Mode::Bulk(a) => modes::bulk(a).await,
+            Mode::UpstreamSim(a) => sim::run(a).await,
+            Mode::FloorProxy(a) => floor::run(a).await,
         }
     })
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::client_ip::Network;
-use crate::penalty::PenaltyConfig;
+use crate::access::penalty::PenaltyConfig;
+use crate::net::client_ip::Network;
 use crate::protocol::Protocol;
 use crate::secret::Secret;
 

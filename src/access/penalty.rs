@@ -45,8 +45,8 @@ use dashmap::DashMap;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::client_ip::{ClientGroup, Network, is_trusted};
-use crate::metrics as m;
+use crate::net::client_ip::{ClientGroup, Network, is_trusted};
+use crate::ops::metrics as m;
 use crate::protocol::Protocol;
 
 /// The `[penalty]` table. Each default says where it comes from.
@@ -457,5 +457,4 @@ pub struct Refused {
 }
 
 #[cfg(test)]
-#[path = "penalty_tests.rs"]
 mod tests;

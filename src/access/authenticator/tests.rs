@@ -1,9 +1,9 @@
 //! Authenticator against a temporary SQLite store.
 
 use super::*;
-use crate::account::Rights;
-use crate::app_password;
-use crate::password::{HashCost, hash_password_with};
+use crate::access::app_password;
+use crate::access::password::{HashCost, hash_password_with};
+use crate::store::account::Rights;
 use crate::store::{CachedStore, NewAppPassword, SqliteStore};
 
 const OWNER_PW: &str = "Owner-Password-4f9c1";

@@ -2,6 +2,8 @@
 //! connection limit, do the TLS handshake, and hand each connection to its
 //! protocol's session driver.
 
+pub mod client_limits;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,16 +17,16 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::auth::Authenticator;
-use crate::client_limits::{ClientLimits, Refusal, refusal_line};
+use crate::access::authenticator::Authenticator;
+use crate::access::gate::{Authority, Gate};
+use crate::access::penalty::Penalties;
 use crate::config::{Config, Limits, ListenerConfig, TlsMode};
-use crate::login::{Authority, Gate};
-use crate::metrics as m;
+use crate::listener::client_limits::{ClientLimits, Refusal, refusal_line};
 use crate::net::Stream;
-use crate::penalty::Penalties;
+use crate::ops::http::Readiness;
+use crate::ops::metrics as m;
+use crate::ops::shutdown::Shutdown;
 use crate::protocol::Protocol;
-use crate::shutdown::Shutdown;
-use crate::status::Readiness;
 use crate::store::{CachedStore, SqliteStore, StoreError};
 use crate::tls::{self, TlsError};
 use crate::upstream::Upstream;

@@ -3,8 +3,8 @@
 use std::sync::LazyLock;
 
 use super::*;
-use crate::account::{Collaborator, Rights};
-use crate::password::{HashCost, hash_password_with};
+use crate::access::password::{HashCost, hash_password_with};
+use crate::store::account::{Collaborator, Rights};
 
 const NOW: i64 = 1_800_000_000;
 const ADDRESS: &str = "studio@pec.it";
@@ -67,7 +67,7 @@ fn run(
     login: &[u8],
     password: &str,
 ) -> Result<Permit, DenyReason> {
-    let login = crate::login_name::parse_login_name(login, '/').unwrap();
+    let login = crate::access::login_name::parse_login_name(login, '/').unwrap();
     let password = Secret::from_slice(password.as_bytes());
     let req = LoginRequest {
         protocol,

@@ -1,5 +1,7 @@
 //! A connection that may or may not be wrapped in TLS, on either side.
 
+pub mod client_ip;
+
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};

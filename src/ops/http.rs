@@ -16,8 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tracing::debug;
 
-use crate::login::Gate;
-use crate::shutdown::Shutdown;
+use crate::access::gate::Gate;
+use crate::ops::shutdown::Shutdown;
 
 /// Request line plus headers. 8 KiB, nginx's `large_client_header_buffers`
 /// line size; a scraper sends a few hundred bytes.
@@ -49,7 +49,7 @@ impl Readiness {
             return Err("draining");
         }
         let gate = self.gate.borrow().clone();
-        if let crate::login::Authority::Store(auth) = gate.authority {
+        if let crate::access::gate::Authority::Store(auth) = gate.authority {
             match tokio::time::timeout(STORE_PROBE_TIMEOUT, auth.store().generation()).await {
                 Ok(Ok(_)) => {}
                 _ => return Err("account store unavailable"),
