@@ -107,10 +107,4 @@ pub async fn noop_in_idle(c: &mut Conn) -> Result<std::time::Duration, ConnError
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn literal_sizes() {
-        assert_eq!(super::literal_size(b"* 1 FETCH (BODY[] {1234}\r\n"), Some(1234));
-        assert_eq!(super::literal_size(b"* 1 FETCH (BODY[] NIL)\r\n"), None);
-    }
-}
+mod tests;
