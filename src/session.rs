@@ -82,6 +82,11 @@ where
                         return Ok(None);
                     }
                 }
+                Event::BadInput(kind) => {
+                    let protocol = ctx.listener.protocol.as_str();
+                    metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => protocol, "kind" => kind.label())
+                        .increment(1);
+                }
                 Event::StartTls(ok) => {
                     s.write_all(&ok).await?;
                     s.flush().await?;

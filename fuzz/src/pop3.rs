@@ -1,6 +1,8 @@
 //! POP3: the pre-login parsers, the pre-login front-end and the
 //! keep-on-server DELE guard.
 
+use pec_proxy::access::LoginRefusal;
+use pec_proxy::access::policy::DenyReason;
 use pec_proxy::frontend::Event;
 use pec_proxy::pop3::frontend::{FrontendOptions, LoginMechanism, MAX_AUTH_LINE_BYTES, Pop3Frontend};
 use pec_proxy::pop3::guard::{DELE_REFUSAL, DeleGuard, Segment};
@@ -186,6 +188,7 @@ pub fn pop3_frontend(data: &[u8]) {
         while let Some(event) = frontend.next_event() {
             match event {
                 Event::Reply(bytes) => check_pop3_reply(&bytes),
+                Event::BadInput(_) => {}
                 Event::StartTls(bytes) => {
                     check_pop3_reply(&bytes);
                     assert!(bytes.starts_with(b"+OK"));
@@ -228,7 +231,12 @@ pub fn pop3_frontend(data: &[u8]) {
                         return;
                     }
                     let counts = flags & 8 == 0 || logins % 2 == 1;
-                    let (reply, close) = frontend.login_refused("-ERR [AUTH] No.", counts);
+                    let refusal = if counts {
+                        LoginRefusal::Denied(DenyReason::UnknownOrBadPassword)
+                    } else {
+                        LoginRefusal::UpstreamUnavailable { no_answer: false }
+                    };
+                    let (reply, close) = frontend.login_refused(&attempt, &refusal);
                     check_pop3_reply(&reply);
                     assert!(!close || counts);
                     if close {

@@ -4,6 +4,8 @@
 
 pub mod sasl;
 
+use crate::access::LoginRefusal;
+
 /// What a session does next, in any protocol.
 #[derive(Debug)]
 pub enum Event<L> {
@@ -13,10 +15,57 @@ pub enum Event<L> {
     /// client sent after its STARTTLS/STLS command has been discarded
     /// (CVE-2011-0411 class).
     StartTls(Vec<u8>),
+    /// The client sent something refused as bad input (its reply comes as
+    /// a [`Event::Reply`]); the session counts it by kind. The front-end
+    /// itself counts these against `max_prelogin_errors` and closes.
+    BadInput(BadInput),
     /// Check these credentials and log in upstream.
     Login(L),
     /// Close the connection (after the replies already returned).
     Close,
+}
+
+/// Bad input a front-end refused before login, by kind: the
+/// `kind` label of `pec_proxy_client_errors_total`. A reply's wording is
+/// the front-end's; what is counted is this value, never the reply's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BadInput {
+    /// A command line over the protocol's limit.
+    LineTooLong,
+    /// An IMAP literal over its limit (`[TOOBIG]`).
+    LiteralTooBig,
+    /// A command that does not parse.
+    Syntax,
+    /// A command the proxy does not offer before login.
+    UnknownCommand,
+    /// A login attempted in clear where TLS is required.
+    LoginBeforeTls,
+    /// Undecodable or malformed SASL data.
+    BadBase64,
+    /// POP3 `APOP`, which the proxy never offers.
+    Apop,
+    /// SMTP: a mail command before `AUTH`.
+    AuthRequired,
+    /// `max_prelogin_errors` reached: the connection is closed.
+    TooManyErrors,
+}
+
+impl BadInput {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            BadInput::LineTooLong => "line_too_long",
+            BadInput::LiteralTooBig => "literal_too_big",
+            BadInput::Syntax => "syntax",
+            BadInput::UnknownCommand => "unknown_command",
+            BadInput::LoginBeforeTls => "login_before_tls",
+            BadInput::BadBase64 => "bad_base64",
+            BadInput::Apop => "apop",
+            BadInput::AuthRequired => "auth_required",
+            BadInput::TooManyErrors => "too_many_errors",
+        }
+    }
 }
 
 /// A pre-login state machine: bytes in, events out.
@@ -31,6 +80,10 @@ pub trait Frontend {
     fn next_event(&mut self) -> Option<Event<Self::Login>>;
     /// The TLS handshake after STARTTLS/STLS succeeded.
     fn tls_established(&mut self);
+    /// The login of `attempt` (the last [`Event::Login`]) was refused:
+    /// the protocol's words for `refusal`, and whether to close after them
+    /// (too many failed attempts).
+    fn login_refused(&mut self, attempt: &Self::Login, refusal: &LoginRefusal) -> (Vec<u8>, bool);
 }
 
 /// Implements [`Frontend`] by delegating to the type's inherent methods of
@@ -50,6 +103,13 @@ macro_rules! impl_frontend {
             }
             fn tls_established(&mut self) {
                 <$frontend>::tls_established(self)
+            }
+            fn login_refused(
+                &mut self,
+                attempt: &$login,
+                refusal: &$crate::access::LoginRefusal,
+            ) -> (Vec<u8>, bool) {
+                <$frontend>::login_refused(self, attempt, refusal)
             }
         }
     };

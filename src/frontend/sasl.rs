@@ -5,6 +5,7 @@
 //! Pure code shared by the IMAP, POP3 and SMTP front-ends: base64 in,
 //! [`Credentials`] out.
 
+pub use crate::access::Credentials;
 use crate::secret::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -14,17 +15,6 @@ use thiserror::Error;
 /// RFC 4616 §2 allows up to 255 octets per field; we accept more for long
 /// passwords but stay far below any line limit.
 pub const MAX_FIELD_BYTES: usize = 1024;
-
-/// What a client presented to log in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// Authorization identity, when the client asked to act as someone else.
-    /// Clients normally leave it empty.
-    pub authzid: Option<Vec<u8>>,
-    /// The login name as typed by the user (`mailbox@domain` or `name/mailbox@domain`).
-    pub authcid: Vec<u8>,
-    pub password: Secret,
-}
 
 /// The SASL mechanisms we offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,8 @@
 use bytes::{Buf, BytesMut};
 
 use super::parse::{self, Command, CommandBody, Decode};
+use crate::access::LoginRefusal;
+use crate::access::policy::DenyReason;
 use crate::frontend::sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
 use crate::secret::Secret;
 
@@ -243,6 +245,31 @@ impl ImapFrontend {
     pub fn login_unavailable(&mut self, tag: &[u8], text: &str) -> Vec<u8> {
         self.state = State::Commands;
         tagged(tag, "NO", Some("UNAVAILABLE"), text)
+    }
+
+    /// The login of `attempt` was refused: a tagged `NO` with the RFC 5530
+    /// code for `refusal`, plus `* BYE` and a close when the client has
+    /// failed too often.
+    pub fn login_refused(&mut self, attempt: &LoginAttempt, refusal: &LoginRefusal) -> (Vec<u8>, bool) {
+        let tag = &attempt.tag;
+        match refusal {
+            LoginRefusal::Denied(reason) => {
+                let (code, text) = reason.imap_reply();
+                self.login_failed(tag, code, &text)
+            }
+            LoginRefusal::Penalised => {
+                let (code, text) = DenyReason::TooManyFailures.imap_reply();
+                self.login_failed(tag, code, &text)
+            }
+            LoginRefusal::StoreUnavailable | LoginRefusal::UpstreamUnavailable { .. } => (
+                self.login_unavailable(tag, "The mail server is not available now. Try again later."),
+                false,
+            ),
+            LoginRefusal::MailboxInUse(text) => {
+                self.state = State::Commands;
+                (tagged(tag, "NO", Some("INUSE"), text), false)
+            }
+        }
     }
 
     /// After a successful login: the bytes the client pipelined behind its

@@ -15,6 +15,8 @@
 use bytes::{Buf, BytesMut};
 
 use super::parse::{self, Command, Decode};
+use crate::access::LoginRefusal;
+use crate::access::policy::DenyReason;
 use crate::frontend::sasl::{self, Credentials, Exchange, Mechanism, SaslError, Step};
 use crate::secret::Secret;
 
@@ -169,13 +171,12 @@ impl Pop3Frontend {
         self.tls = true;
     }
 
-    /// The login of the last [`Event::Login`] was refused with `line` (a
-    /// whole `-ERR ...` line without CRLF, e.g. from
-    /// [`crate::access::policy::Denial::pop3_reply`]). `counts` says whether it
-    /// counts as a failed attempt (credentials or rules) or not (server
-    /// unavailable, mailbox in use). Returns the reply and whether to close:
-    /// after too many failures the connection is closed after the reply.
-    pub fn login_refused(&mut self, line: &str, counts: bool) -> (Vec<u8>, bool) {
+    /// Refuses the last login with `line` (a whole `-ERR ...` line without
+    /// CRLF). `counts` says whether it counts as a failed attempt
+    /// (credentials or rules) or not (server unavailable, mailbox in use).
+    /// Returns the reply and whether to close: after too many failures the
+    /// connection is closed after the reply.
+    pub(crate) fn refused_with(&mut self, line: &str, counts: bool) -> (Vec<u8>, bool) {
         let mut reply = line.as_bytes().to_vec();
         reply.extend_from_slice(b"\r\n");
         if counts {
@@ -188,6 +189,23 @@ impl Pop3Frontend {
         // RFC 1939 §7: after a failed PASS the client starts again with USER.
         self.state = State::Commands { user: None };
         (reply, false)
+    }
+
+    /// The login of the last [`Event::Login`] was refused: the `-ERR` line
+    /// for `refusal` (RFC 3206 codes), and whether to close after it.
+    pub fn login_refused(&mut self, _attempt: &LoginAttempt, refusal: &LoginRefusal) -> (Vec<u8>, bool) {
+        let line = match refusal {
+            LoginRefusal::Denied(reason) => reason.pop3_reply(),
+            LoginRefusal::Penalised => DenyReason::TooManyFailures.pop3_reply(),
+            LoginRefusal::StoreUnavailable => DenyReason::StoreUnavailable.pop3_reply(),
+            // RFC 3206 §4: SYS/TEMP, the client may come back later.
+            LoginRefusal::UpstreamUnavailable { .. } => {
+                "-ERR [SYS/TEMP] The mail server is not available now. Try again later.".to_owned()
+            }
+            // RFC 2449 §8.1.1: another session holds the mailbox.
+            LoginRefusal::MailboxInUse(text) => format!("-ERR [IN-USE] {text}"),
+        };
+        self.refused_with(&line, refusal.counts_as_failure())
     }
 
     /// After a successful login: the bytes the client pipelined behind its

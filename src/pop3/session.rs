@@ -154,7 +154,7 @@ impl LoginStep<Pop3Frontend> for Pop3Login<'_> {
         match login(self.ctx, &attempt, self.peer, tls).await {
             Ok(upstream) => LoginResult::LoggedIn(upstream),
             Err(failure) => {
-                let (reply, close) = fe.login_refused(&failure.line, failure.counts);
+                let (reply, close) = fe.refused_with(&failure.line, failure.counts);
                 LoginResult::Refused { reply, close }
             }
         }

@@ -10,6 +10,8 @@ use bytes::{Buf, BytesMut};
 
 use super::parse::{self, Command, Decode, Invalid};
 use super::reply::{self, Extensions};
+use crate::access::LoginRefusal;
+use crate::access::policy::DenyReason;
 use crate::frontend::sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
 
 /// Limits and switches for one listener's SMTP front-end.
@@ -160,6 +162,24 @@ impl SmtpFrontend {
     pub fn login_unavailable(&mut self, line: &str) -> Vec<u8> {
         self.state = State::Commands;
         reply::line(line)
+    }
+
+    /// The login of the last [`Event::Login`] was refused: the RFC 4954 §6
+    /// reply for `refusal`, and whether to close after it.
+    pub fn login_refused(&mut self, _attempt: &LoginAttempt, refusal: &LoginRefusal) -> (Vec<u8>, bool) {
+        match refusal {
+            LoginRefusal::Denied(reason) => self.login_failed(&reason.smtp_reply()),
+            LoginRefusal::Penalised => self.login_failed(&DenyReason::TooManyFailures.smtp_reply()),
+            // The connection failing, at any step, is `4.4.1` (RFC 3463 "no
+            // answer from host"); the server answering but not as it should
+            // is `4.7.0`, RFC 4954's temporary authentication failure.
+            LoginRefusal::UpstreamUnavailable { no_answer: true } => {
+                (self.login_unavailable(reply::UPSTREAM_NOT_RESPONDING), false)
+            }
+            LoginRefusal::StoreUnavailable
+            | LoginRefusal::UpstreamUnavailable { no_answer: false }
+            | LoginRefusal::MailboxInUse(_) => (self.login_unavailable(reply::UPSTREAM_UNAVAILABLE), false),
+        }
     }
 
     /// After a successful login: the client's greeting (always `EHLO`, AUTH

@@ -96,7 +96,7 @@ fn pass_needs_a_user_and_a_failed_pass_forgets_it() {
     assert_eq!((out.as_str(), ev.is_none()), ("-ERR Send USER first\r\n", true));
     let (_, ev) = run(&mut fe, b"USER bob@pec.example\r\nPASS wrong\r\n");
     login(ev);
-    let (reply, close) = fe.login_refused("-ERR [AUTH] Authentication failed", true);
+    let (reply, close) = fe.refused_with("-ERR [AUTH] Authentication failed", true);
     assert_eq!(
         (reply.as_slice(), close),
         (&b"-ERR [AUTH] Authentication failed\r\n"[..], false)
@@ -320,7 +320,7 @@ fn too_many_failures_close_after_the_reply() {
     for i in 1..=3 {
         let (_, ev) = run(&mut fe, b"USER a@pec.example\r\nPASS x\r\n");
         login(ev);
-        let (reply, close) = fe.login_refused("-ERR [AUTH] Authentication failed", true);
+        let (reply, close) = fe.refused_with("-ERR [AUTH] Authentication failed", true);
         assert_eq!(reply, b"-ERR [AUTH] Authentication failed\r\n");
         assert_eq!(close, i == 3, "attempt {i}");
     }
@@ -331,7 +331,7 @@ fn too_many_failures_close_after_the_reply() {
     for _ in 0..5 {
         let (_, ev) = run(&mut fe, b"USER a@pec.example\r\nPASS x\r\n");
         login(ev);
-        let (_, close) = fe.login_refused("-ERR [SYS/TEMP] later", false);
+        let (_, close) = fe.refused_with("-ERR [SYS/TEMP] later", false);
         assert!(!close);
     }
 }
