@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::crypto::aws_lc_rs;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -14,7 +15,15 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tracing::debug;
+
 use crate::config::CertificateConfig;
+use crate::net::Stream;
+use crate::ops::metrics as m;
+use crate::protocol::Protocol;
 
 /// TLS set-up errors. They name files, never key material.
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +163,42 @@ pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// The server side of a handshake, under `timeout`, counted by protocol
+/// and version in `pec_proxy_tls_handshakes_total` and timed. `None` when
+/// it failed or timed out (the client is gone: nothing more to say).
+pub async fn accept(
+    tcp: TcpStream,
+    acceptor: &TlsAcceptor,
+    timeout: Duration,
+    protocol: Protocol,
+) -> Option<Stream> {
+    let protocol = protocol.as_str();
+    let started = Instant::now();
+    let result = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    match result {
+        Ok(Ok(tls)) => {
+            let stream = Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls)));
+            let version = stream.tls_version().unwrap_or("other");
+            metrics::counter!(m::TLS_HANDSHAKES_TOTAL, "protocol" => protocol, "result" => "ok", "version" => version)
+                .increment(1);
+            metrics::histogram!(m::TLS_HANDSHAKE_DURATION_SECONDS, "protocol" => protocol).record(elapsed);
+            Some(stream)
+        }
+        Ok(Err(e)) => {
+            debug!(protocol, error = %e, "TLS handshake failed");
+            metrics::counter!(m::TLS_HANDSHAKES_TOTAL, "protocol" => protocol, "result" => "error", "version" => "none")
+                .increment(1);
+            None
+        }
+        Err(_) => {
+            metrics::counter!(m::TLS_HANDSHAKES_TOTAL, "protocol" => protocol, "result" => "timeout", "version" => "none")
+                .increment(1);
+            None
+        }
+    }
 }
 
 #[cfg(test)]

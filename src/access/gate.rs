@@ -4,32 +4,23 @@
 //! opens the upstream session as the mailbox; without one, the upstream
 //! checks the client's own credentials (pass-through).
 //!
-//! # What a protocol session calls (the IMAP, POP3 and SMTP sessions all do)
-//! 1. `serve(tcp, peer, ctx, admission)`: the accept loop hands over the
-//!    client's per-IP places ([`crate::listener::client_limits::Admission`]); call
-//!    `admission.logged_in()` next to `gauge.to_relay()`.
-//! 2. `ctx.gate.check(&request)`: the brute-force penalty (a delay, or
-//!    `Err(Denial)` with [`DenyReason::TooManyFailures`]: answer it with
-//!    `denial.pop3_reply()` / `smtp_reply()`, a temporary error, and count it
-//!    as a failed attempt of the session), then the authority.
-//! 3. Log in upstream through [`crate::upstream::with_failover`], so a second
-//!    address is tried when the first fails.
-//! 4. `ctx.gate.record(&request, mechanism, &outcome, started)` once the
-//!    outcome is known: metrics, the log line, and the penalty's counters.
+//! [`Gate::check`] decides (the brute-force penalty, then the authority);
+//! once the session knows how the login ended, [`Gate::record`] counts it,
+//! logs it, and feeds the penalty. [`crate::session`] calls both, for every
+//! protocol.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::Credentials;
+use super::LoginRefusal;
 use crate::access::authenticator::{AuthRequest, Authenticator};
 use crate::access::penalty::Penalties;
 use crate::access::policy::{Denial, DenyReason, Permit};
-use crate::frontend::sasl::Credentials;
-use crate::listener::ListenerContext;
 use crate::ops::metrics as m;
 use crate::protocol::Protocol;
-use crate::upstream::{ServerFault, Upstream, UpstreamError, with_failover};
 
 /// Who decides whether a password is right.
 #[derive(Clone)]
@@ -120,23 +111,25 @@ impl Gate {
     /// Records how a login ended: counts it and its duration, logs the
     /// decision, and feeds the penalty (a wrong password counts against the
     /// client and the login name; a success forgives that person's own).
+    /// `outcome` is the verdict the session logged in with, or why not.
     pub fn record(
         &self,
         req: &LoginRequest<'_>,
         mechanism: &'static str,
-        outcome: &LoginOutcome,
+        outcome: Result<&Verdict, &LoginRefusal>,
         started: Instant,
     ) {
         let creds = req.credentials;
         let ip = req.peer.ip();
         match outcome {
-            LoginOutcome::Ok { .. } => self.penalties.succeeded(ip, &creds.authcid),
-            LoginOutcome::Denied(DenyReason::UnknownOrBadPassword) | LoginOutcome::UpstreamRefused => self
-                .penalties
-                .failed(ip, &creds.authcid, creds.password.expose(), Instant::now()),
+            Ok(_) => self.penalties.succeeded(ip, &creds.authcid),
+            Err(LoginRefusal::Denied(DenyReason::UnknownOrBadPassword)) => {
+                self.penalties
+                    .failed(ip, &creds.authcid, creds.password.expose(), Instant::now())
+            }
             // Past the password (a switch, two-step verification), refused
             // unchecked, or not carried out: no guess was judged.
-            LoginOutcome::Denied(_) | LoginOutcome::Unavailable(_) => {}
+            Err(_) => {}
         }
         record(
             req.protocol,
@@ -149,63 +142,22 @@ impl Gate {
     }
 }
 
-/// The upstream for a login: the mailbox's route override, when it has one,
-/// with the protocol upstream's TLS and login settings.
-pub fn upstream_for(base: &Upstream, verdict: &Verdict) -> Upstream {
-    match verdict {
-        Verdict::Mailbox(Permit {
-            route: Some(route), ..
-        }) => {
-            let mut routed = base.clone();
-            routed.config.address = route.clone();
-            routed.config.fallback_addresses.clear();
-            routed
-        }
-        _ => base.clone(),
-    }
-}
-
-/// How a login ended, in the terms every protocol reports it.
-#[derive(Debug)]
-pub enum LoginOutcome {
-    Ok {
-        collaborator: bool,
-    },
-    /// Refused: counts as a failed attempt.
-    Denied(DenyReason),
-    /// The upstream refused the client's own credentials (pass-through).
-    UpstreamRefused,
-    /// Could not be carried out now (store or upstream unavailable).
-    Unavailable(&'static str),
-}
-
-impl LoginOutcome {
-    /// `(result, reason)` labels of `pec_proxy_logins_total`.
-    pub fn labels(&self) -> (&'static str, &'static str) {
-        match self {
-            LoginOutcome::Ok { .. } => ("ok", "none"),
-            LoginOutcome::Denied(DenyReason::StoreUnavailable) => ("unavailable", "store_unavailable"),
-            LoginOutcome::Denied(DenyReason::TooManyFailures) => ("refused", "too_many_failures"),
-            LoginOutcome::Denied(r) => ("denied", r.label()),
-            LoginOutcome::UpstreamRefused => ("denied", DenyReason::UnknownOrBadPassword.label()),
-            LoginOutcome::Unavailable(kind) => ("unavailable", kind),
-        }
-    }
-}
-
 /// Counts a login attempt and its duration; logs the decision (one line per
 /// attempt; the login name is cut and escaped, the password never logged).
 /// Sessions call [`Gate::record`], which also feeds the penalty.
 fn record(
     protocol: Protocol,
     mechanism: &'static str,
-    outcome: &LoginOutcome,
+    outcome: Result<&Verdict, &LoginRefusal>,
     peer: SocketAddr,
     user: &[u8],
     started: Instant,
 ) {
-    let (result, reason) = outcome.labels();
-    let collaborator = matches!(outcome, LoginOutcome::Ok { collaborator: true });
+    let (result, reason) = match outcome {
+        Ok(_) => ("ok", "none"),
+        Err(refusal) => refusal.labels(),
+    };
+    let collaborator = matches!(outcome, Ok(Verdict::Mailbox(p)) if p.collaborator.is_some());
     metrics::counter!(
         m::LOGINS_TOTAL,
         "protocol" => protocol.as_str(),
@@ -227,44 +179,4 @@ fn record(
         reason,
         "login decision"
     );
-}
-
-/// Logs in upstream: `attempt` against each address of `upstream` in turn
-/// ([`with_failover`]) under the listener's login deadline, every failing
-/// address counted and logged, the whole timed in
-/// `pec_proxy_upstream_connect_duration_seconds`.
-pub async fn upstream_login<T, E, F, Fut>(
-    ctx: &ListenerContext,
-    upstream: &Upstream,
-    attempt: F,
-) -> Result<T, E>
-where
-    E: ServerFault,
-    F: FnMut(Upstream) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let protocol = ctx.listener.protocol;
-    let started = Instant::now();
-    let result = with_failover(
-        upstream,
-        started + ctx.limits.upstream_login_timeout(),
-        |address, e| record_upstream_error(protocol, address, e),
-        attempt,
-    )
-    .await;
-    metrics::histogram!(m::UPSTREAM_CONNECT_DURATION_SECONDS, "protocol" => protocol.as_str(), "upstream" => ctx.upstream_label.clone())
-        .record(started.elapsed().as_secs_f64());
-    result
-}
-
-/// Counts an upstream failure by kind, and logs it.
-pub fn record_upstream_error(protocol: Protocol, upstream: &str, error: &UpstreamError) {
-    metrics::counter!(
-        m::UPSTREAM_ERRORS_TOTAL,
-        "protocol" => protocol.as_str(),
-        "upstream" => upstream.to_owned(),
-        "kind" => error.kind()
-    )
-    .increment(1);
-    tracing::warn!(protocol = protocol.as_str(), upstream, %error, "upstream login failed");
 }

@@ -13,6 +13,7 @@ pub mod password;
 pub mod penalty;
 pub mod policy;
 pub mod reply;
+pub mod send_rate;
 pub mod verified;
 
 use crate::secret::Secret;

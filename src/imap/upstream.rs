@@ -4,24 +4,12 @@
 //! inside a quoted string with escapes or a literal, or base64-encoded in
 //! SASL PLAIN, so nothing a client sends can become a second command.
 
-use std::net::SocketAddr;
-
 use zeroize::Zeroizing;
 
 use crate::config::{TlsMode, UpstreamLogin};
 use crate::frontend::sasl;
-use crate::secret::Secret;
-use crate::upstream::{Connection, Upstream, UpstreamError};
-
-/// Who to log in as upstream.
-#[derive(Debug, Clone, Copy)]
-pub enum Identity<'a> {
-    /// The client's own credentials, checked by the upstream (pass-through).
-    Client { user: &'a [u8], password: &'a Secret },
-    /// The mailbox, with the proxy's master credentials. Only after the proxy
-    /// itself has verified the client.
-    Mailbox(&'a str),
-}
+use crate::net::ClientAddrs;
+use crate::upstream::{Connection, Identity, Upstream, UpstreamError};
 
 /// A logged-in upstream connection.
 #[derive(Debug)]
@@ -30,13 +18,6 @@ pub struct LoggedIn {
     /// The capabilities the server announced after login, for the client's
     /// tagged `OK [CAPABILITY ...]`.
     pub capabilities: Option<String>,
-}
-
-/// Where the client connects from and to, for `ID x-originating-ip` (RFC 2971, Dovecot).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddrs {
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
 }
 
 struct Tagged {

@@ -12,7 +12,6 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
@@ -20,13 +19,17 @@ use tracing::{debug, error, info, warn};
 use crate::access::authenticator::Authenticator;
 use crate::access::gate::{Authority, Gate};
 use crate::access::penalty::Penalties;
-use crate::config::{Config, Limits, ListenerConfig, TlsMode};
+use crate::access::send_rate::{RATE_LIMITER_MAX_MAILBOXES, RateLimiter};
+use crate::config::{Config, TlsMode};
+use crate::imap::Imap;
 use crate::listener::client_limits::{ClientLimits, Refusal, refusal_line};
-use crate::net::Stream;
 use crate::ops::http::Readiness;
 use crate::ops::metrics as m;
 use crate::ops::shutdown::Shutdown;
+use crate::pop3::Pop3;
 use crate::protocol::Protocol;
+use crate::session::{ListenerContext, serve};
+use crate::smtp::Smtp;
 use crate::store::{CachedStore, SqliteStore, StoreError};
 use crate::tls::{self, TlsError};
 use crate::upstream::Upstream;
@@ -55,97 +58,6 @@ pub enum ServerError {
 /// they must close (a goodbye write, a TLS handshake under its own timeout)
 /// before the process exits regardless.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
-
-/// Everything a session needs from its listener, built from one
-/// configuration and swapped whole on reload: a session keeps the context it
-/// was accepted with.
-pub struct ListenerContext {
-    pub listener: ListenerConfig,
-    pub acceptor: Option<TlsAcceptor>,
-    pub limits: Limits,
-    pub upstream: Upstream,
-    /// The upstream's address, as a (config-bounded) metric label.
-    pub upstream_label: String,
-    pub greeting: String,
-    pub gate: Gate,
-    pub login_name_separator: char,
-    /// Drain and close signals: pre-login loops run under
-    /// [`Shutdown::or_draining`], relays under [`Shutdown::closing`].
-    pub shutdown: Shutdown,
-    /// SMTP greeting name, PEC checks and the shared rate limiter.
-    pub smtp: Arc<crate::smtp::SmtpSettings>,
-}
-
-/// Keeps `pec_proxy_sessions_active{protocol,stage}` right whatever way a session ends.
-pub struct SessionGauge {
-    protocol: Protocol,
-    stage: &'static str,
-}
-
-impl SessionGauge {
-    pub fn prelogin(protocol: Protocol) -> Self {
-        metrics::gauge!(m::SESSIONS_ACTIVE, "protocol" => protocol.as_str(), "stage" => "prelogin")
-            .increment(1.0);
-        Self {
-            protocol,
-            stage: "prelogin",
-        }
-    }
-
-    pub fn to_relay(&mut self) {
-        let p = self.protocol.as_str();
-        metrics::gauge!(m::SESSIONS_ACTIVE, "protocol" => p, "stage" => self.stage).decrement(1.0);
-        self.stage = "relay";
-        metrics::gauge!(m::SESSIONS_ACTIVE, "protocol" => p, "stage" => "relay").increment(1.0);
-    }
-}
-
-impl Drop for SessionGauge {
-    fn drop(&mut self) {
-        metrics::gauge!(m::SESSIONS_ACTIVE, "protocol" => self.protocol.as_str(), "stage" => self.stage)
-            .decrement(1.0);
-    }
-}
-
-/// For implicit-TLS listeners, the handshake; otherwise the plain stream.
-pub async fn accept_tls(tcp: TcpStream, ctx: &ListenerContext) -> Option<Stream> {
-    match ctx.listener.tls {
-        TlsMode::Implicit => upgrade_tls(Stream::Plain(tcp), ctx).await,
-        TlsMode::Starttls | TlsMode::None => Some(Stream::Plain(tcp)),
-    }
-}
-
-/// The server-side TLS handshake under the handshake timeout, counted.
-pub async fn upgrade_tls(stream: Stream, ctx: &ListenerContext) -> Option<Stream> {
-    let protocol = ctx.listener.protocol.as_str();
-    let (Stream::Plain(tcp), Some(acceptor)) = (stream, ctx.acceptor.as_ref()) else {
-        return None;
-    };
-    let started = Instant::now();
-    let result = tokio::time::timeout(ctx.limits.tls_handshake_timeout(), acceptor.accept(tcp)).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    match result {
-        Ok(Ok(tls)) => {
-            let stream = Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls)));
-            let version = stream.tls_version().unwrap_or("other");
-            metrics::counter!(m::TLS_HANDSHAKES_TOTAL, "protocol" => protocol, "result" => "ok", "version" => version)
-                .increment(1);
-            metrics::histogram!(m::TLS_HANDSHAKE_DURATION_SECONDS, "protocol" => protocol).record(elapsed);
-            Some(stream)
-        }
-        Ok(Err(e)) => {
-            debug!(protocol, listener = %ctx.listener.name, error = %e, "TLS handshake failed");
-            metrics::counter!(m::TLS_HANDSHAKES_TOTAL, "protocol" => protocol, "result" => "error", "version" => "none")
-                .increment(1);
-            None
-        }
-        Err(_) => {
-            metrics::counter!(m::TLS_HANDSHAKES_TOTAL, "protocol" => protocol, "result" => "timeout", "version" => "none")
-                .increment(1);
-            None
-        }
-    }
-}
 
 /// Everything built from one configuration: a context per listener (in
 /// configuration order) and the login gate.
@@ -194,9 +106,9 @@ async fn build(
         None => Authority::PassThrough,
     };
     let gate = Gate::new(authority, penalties.clone());
-    let smtp = Arc::new(crate::smtp::SmtpSettings::new(
-        config.smtp_hostname.clone(),
-        config.pec_checks.clone(),
+    let send_rate = Arc::new(RateLimiter::new(
+        config.pec_checks.messages_per_minute,
+        RATE_LIMITER_MAX_MAILBOXES,
     ));
     let mut contexts = Vec::new();
     for l in &config.listeners {
@@ -217,7 +129,9 @@ async fn build(
             gate: gate.clone(),
             login_name_separator: config.login_name_separator,
             shutdown: shutdown.clone(),
-            smtp: smtp.clone(),
+            smtp_hostname: config.smtp_hostname.clone(),
+            pec_checks: config.pec_checks.clone(),
+            send_rate: send_rate.clone(),
         });
     }
     Ok(Generation { contexts, gate })
@@ -490,18 +404,9 @@ async fn accept_loop(
         // `match` inside one future would size every session to the largest.
         // The task detaches: the tracker waits for it on drain.
         let _detached = match ctx.listener.protocol {
-            Protocol::Imap => sessions.spawn(holding(
-                permit,
-                crate::imap::session::serve(tcp, peer, ctx, admission),
-            )),
-            Protocol::Pop3 => sessions.spawn(holding(
-                permit,
-                crate::pop3::session::serve(tcp, peer, ctx, admission),
-            )),
-            Protocol::Smtp => sessions.spawn(holding(
-                permit,
-                crate::smtp::session::serve(tcp, peer, ctx, admission),
-            )),
+            Protocol::Imap => sessions.spawn(holding(permit, serve::<Imap>(tcp, peer, ctx, admission))),
+            Protocol::Pop3 => sessions.spawn(holding(permit, serve::<Pop3>(tcp, peer, ctx, admission))),
+            Protocol::Smtp => sessions.spawn(holding(permit, serve::<Smtp>(tcp, peer, ctx, admission))),
         };
     }
 }

@@ -3,12 +3,21 @@
 pub mod client_ip;
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
+
+/// Where a client connects from (`peer`) and to (`local`): for the
+/// upstream's log (IMAP `ID x-originating-ip`, RFC 2971; `XCLIENT`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddrs {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
 
 /// A TCP connection, in clear or under TLS (as server towards clients, as
 /// client towards upstreams). The TLS state is boxed: it is large, and idle

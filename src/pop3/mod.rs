@@ -1,10 +1,162 @@
 //! POP3 (RFC 1939, RFC 2449 CAPA, RFC 2595 STLS, RFC 5034 AUTH): the
 //! pre-login front-end (pure), the upstream login, the keep-on-server
-//! guard (pure) and its relay, and the session driver.
+//! guard (pure) and its relay, and the protocol's hooks into the one
+//! session.
 
 pub mod frontend;
 pub mod guard;
 pub mod guarded;
 pub mod parse;
-pub mod session;
 pub mod upstream;
+
+use frontend::{FrontendOptions, LoginAttempt, Pop3Frontend};
+use guard::DeleGuard;
+
+use crate::access::Credentials;
+use crate::config::TlsMode;
+use crate::net::{ClientAddrs, Stream};
+use crate::protocol::Protocol;
+use crate::relay::{self, ByteCounter, RelayEnd, RelayOptions, RelayStats};
+use crate::session::{self, Goodbyes, Handoff, ListenerContext, MailProtocol, Principal};
+use crate::store::account::Pop3Delete;
+use crate::upstream::{Connection, Identity, Upstream, UpstreamError};
+
+/// POP3, as the session drives it.
+pub struct Pop3;
+
+/// The keep-on-server guard, and what the client pipelined behind its
+/// login (checked like anything it sends later).
+pub struct Guarded {
+    guard: DeleGuard,
+    pipelined: Vec<u8>,
+}
+
+impl session::LoginAttempt for LoginAttempt {
+    fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+    fn mechanism(&self) -> &'static str {
+        self.mechanism.as_str()
+    }
+}
+
+impl MailProtocol for Pop3 {
+    const PROTOCOL: Protocol = Protocol::Pop3;
+    const GOODBYES: Goodbyes = Goodbyes {
+        // RFC 3206 §4: SYS/TEMP, the client may come back later.
+        shutdown: b"-ERR [SYS/TEMP] Server shutting down\r\n",
+        timeout: b"-ERR Disconnected: login timeout\r\n",
+        too_many_errors: b"-ERR Too many invalid commands\r\n",
+    };
+    type Login = LoginAttempt;
+    type Frontend = Pop3Frontend;
+    type LoggedIn = Connection;
+    type Guard = Guarded;
+
+    fn frontend(ctx: &ListenerContext, tls: bool) -> Pop3Frontend {
+        let opts = FrontendOptions {
+            starttls: ctx.listener.tls == TlsMode::Starttls,
+            allow_plaintext_login: ctx.listener.allow_plaintext_login,
+            max_line_bytes: ctx.limits.pop3_max_line_bytes,
+            max_login_failures: ctx.limits.max_login_failures,
+            greeting: ctx.greeting.clone(),
+        };
+        Pop3Frontend::new(opts, tls)
+    }
+
+    async fn log_in_upstream<'a>(
+        one: Upstream,
+        identity: Identity<'a>,
+        client: ClientAddrs,
+        _frontend: &'a Pop3Frontend,
+        _ctx: &'a ListenerContext,
+    ) -> Result<Connection, UpstreamError> {
+        upstream::login(&one, identity, client.peer).await
+    }
+
+    /// `+OK`, then anything the upstream sent behind its own. What the
+    /// client pipelined behind its login goes upstream, through the guard
+    /// when the mailbox keeps its messages on the server.
+    fn handoff(
+        ctx: &ListenerContext,
+        frontend: Pop3Frontend,
+        _attempt: LoginAttempt,
+        conn: Connection,
+        principal: Principal,
+        _tls: bool,
+    ) -> Handoff<Guarded> {
+        let mut reply = b"+OK Logged in.\r\n".to_vec();
+        reply.extend_from_slice(&conn.buf);
+        let pipelined = frontend.into_pipelined().to_vec();
+        let (to_upstream, guard) = match principal.pop3_delete {
+            Pop3Delete::Allow => (pipelined, None),
+            Pop3Delete::Deny => (
+                Vec::new(),
+                Some(Guarded {
+                    guard: DeleGuard::new(ctx.limits.pop3_max_line_bytes),
+                    pipelined,
+                }),
+            ),
+        };
+        Handoff {
+            to_client: reply,
+            to_upstream,
+            upstream: conn.stream,
+            guard,
+        }
+    }
+
+    async fn relay_guarded(
+        ctx: &ListenerContext,
+        client: Stream,
+        upstream: Stream,
+        guarded: Guarded,
+        counter: &dyn ByteCounter,
+    ) -> (RelayStats, RelayEnd) {
+        let opts = RelayOptions {
+            buffer_bytes: ctx.limits.relay_buffer_bytes.min(relay::GUARDED_BUFFER_BYTES),
+            idle_timeout: ctx.limits.idle_timeout(Protocol::Pop3),
+        };
+        let stop = ctx.shutdown.closing();
+        guarded::relay(
+            client,
+            upstream,
+            guarded.guard,
+            &guarded.pipelined,
+            opts,
+            counter,
+            stop,
+        )
+        .await
+    }
+
+    fn count_refusals(reply: &[u8]) -> bool {
+        count_refusals(reply)
+    }
+}
+
+/// Counts the front-end's refusals of bad input, by kind; says whether
+/// `reply` was one.
+fn count_refusals(reply: &[u8]) -> bool {
+    let kind = if reply.starts_with(b"-ERR Command line too long") {
+        "line_too_long"
+    } else if reply.starts_with(b"-ERR Invalid command:") {
+        "syntax"
+    } else if reply.starts_with(b"-ERR Unknown command") {
+        "unknown_command"
+    } else if reply.starts_with(b"-ERR [AUTH] Plaintext") {
+        "login_before_tls"
+    } else if reply.starts_with(b"-ERR APOP") {
+        "apop"
+    } else if reply.starts_with(b"-ERR Authentication failed:")
+        || reply.starts_with(b"-ERR Invalid authentication exchange")
+    {
+        // Undecodable or malformed SASL data (SMTP's name for the same).
+        "bad_base64"
+    } else {
+        return false;
+    };
+    metrics::counter!(crate::ops::metrics::CLIENT_ERRORS_TOTAL, "protocol" => "pop3", "kind" => kind)
+        .increment(1);
+    true
+}

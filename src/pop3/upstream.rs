@@ -12,44 +12,13 @@ use zeroize::Zeroizing;
 use crate::config::{TlsMode, UpstreamLogin};
 use crate::frontend::sasl;
 use crate::secret::Secret;
-use crate::upstream::{Connection, Upstream, UpstreamError};
+use crate::upstream::{Connection, Identity, Upstream, UpstreamError};
 
 /// RFC 2449 §4: a command line is at most 255 octets, CRLF included.
 const MAX_COMMAND_LINE: usize = 255;
 
 /// Longest `CAPA` answer we read, in lines. Dovecot sends about ten.
 const MAX_CAPA_LINES: usize = 100;
-
-/// Who to log in as upstream.
-#[derive(Debug, Clone, Copy)]
-pub enum Identity<'a> {
-    /// The client's own credentials, checked by the upstream (pass-through).
-    Client { user: &'a [u8], password: &'a Secret },
-    /// The mailbox, with the proxy's master credentials. Only after the proxy
-    /// itself has verified the client.
-    Mailbox(&'a str),
-}
-
-/// Why the upstream login did not give a session.
-#[derive(Debug, thiserror::Error)]
-pub enum LoginError {
-    #[error(transparent)]
-    Upstream(#[from] UpstreamError),
-    /// `-ERR [IN-USE]` (RFC 2449 §8.1.1): another POP3 session holds the
-    /// mailbox. The text (printable, bounded) is passed to the client.
-    #[error("mailbox in use: {0}")]
-    InUse(String),
-}
-
-impl crate::upstream::ServerFault for LoginError {
-    /// `[IN-USE]` is not a fault: another address serves the same mailboxes.
-    fn server_fault(&self) -> Option<&UpstreamError> {
-        match self {
-            LoginError::Upstream(e) => e.server_fault(),
-            LoginError::InUse(_) => None,
-        }
-    }
-}
 
 /// What the server said it supports (RFC 2449 CAPA), the parts we use.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -65,14 +34,14 @@ pub async fn login(
     upstream: &Upstream,
     identity: Identity<'_>,
     peer: SocketAddr,
-) -> Result<Connection, LoginError> {
+) -> Result<Connection, UpstreamError> {
     let mut conn = upstream.connect().await?;
     let greeting = conn.read_line().await?;
     if let Some(text) = greeting.strip_prefix(b"-ERR") {
-        return Err(UpstreamError::Unavailable(printable(text)).into());
+        return Err(UpstreamError::Unavailable(printable(text)));
     }
     if !greeting.starts_with(b"+OK") {
-        return Err(UpstreamError::Protocol("unexpected greeting".into()).into());
+        return Err(UpstreamError::Protocol("unexpected greeting".into()));
     }
     // Dovecot announces XCLIENT to trusted peers in its greeting,
     // `+OK [XCLIENT] ...`, not in CAPA (pop3-login's "extension to avoid
@@ -86,7 +55,10 @@ pub async fn login(
         let reply = conn.read_line().await?;
         if !reply.starts_with(b"+OK") {
             // Never fall back to plain text once TLS is configured.
-            return Err(UpstreamError::Protocol(format!("STLS refused: {}", printable(&reply))).into());
+            return Err(UpstreamError::Protocol(format!(
+                "STLS refused: {}",
+                printable(&reply)
+            )));
         }
         conn = upstream.starttls(conn).await?;
     }
@@ -131,8 +103,7 @@ pub async fn login(
                 if !caps.sasl_plain {
                     return Err(UpstreamError::Protocol(
                         "sasl-authzid login, but the server does not offer SASL PLAIN".into(),
-                    )
-                    .into());
+                    ));
                 }
                 (
                     mailbox.as_bytes(),
@@ -143,8 +114,7 @@ pub async fn login(
             (UpstreamLogin::PassThrough | UpstreamLogin::Xclient, Identity::Mailbox(_)) => {
                 return Err(UpstreamError::Protocol(
                     "pass-through upstream cannot log in as a mailbox".into(),
-                )
-                .into());
+                ));
             }
         };
 
@@ -243,7 +213,7 @@ fn parse_capability(line: &[u8], caps: &mut Capabilities) {
 /// `-ERR [IN-USE]` goes to the client; `[SYS/TEMP]` (RFC 3206 §4) is a
 /// temporary failure; `[AUTH]`, `[SYS/PERM]` or no code: the credentials
 /// were refused.
-fn classify_refusal(reply: &[u8]) -> LoginError {
+fn classify_refusal(reply: &[u8]) -> UpstreamError {
     let text = reply.strip_prefix(b"-ERR").unwrap_or(reply);
     let text = text.strip_prefix(b" ").unwrap_or(text);
     let (code, rest) = match text.strip_prefix(b"[").and_then(|t| {
@@ -254,12 +224,12 @@ fn classify_refusal(reply: &[u8]) -> LoginError {
         None => (Vec::new(), text),
     };
     if !reply.starts_with(b"-ERR") {
-        return UpstreamError::Protocol("unexpected reply to login".into()).into();
+        return UpstreamError::Protocol("unexpected reply to login".into());
     }
     match code.as_slice() {
-        b"IN-USE" => LoginError::InUse(printable(rest)),
-        b"SYS/TEMP" => UpstreamError::Unavailable(printable(rest)).into(),
-        _ => UpstreamError::AuthFailed.into(),
+        b"IN-USE" => UpstreamError::MailboxInUse(printable(rest)),
+        b"SYS/TEMP" => UpstreamError::Unavailable(printable(rest)),
+        _ => UpstreamError::AuthFailed,
     }
 }
 

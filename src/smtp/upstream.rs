@@ -13,16 +13,7 @@ use zeroize::Zeroizing;
 use crate::config::{TlsMode, UpstreamLogin};
 use crate::frontend::sasl;
 use crate::secret::Secret;
-use crate::upstream::{Connection, Upstream, UpstreamError};
-
-/// Who to log in as upstream.
-#[derive(Debug, Clone, Copy)]
-pub enum Identity<'a> {
-    /// The client's own credentials, checked by the upstream (pass-through).
-    Client { user: &'a [u8], password: &'a Secret },
-    /// The mailbox: the proxy has verified the client itself.
-    Mailbox(&'a str),
-}
+use crate::upstream::{Connection, Identity, Upstream, UpstreamError};
 
 /// A logged-in upstream connection, in the state of a fresh authenticated
 /// session after the client's EHLO.

@@ -15,6 +15,11 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{TlsMode, UpstreamConfig};
 use crate::net::Stream;
+use crate::secret::Secret;
+
+mod failover;
+
+pub use failover::{log_in, record_error, with_failover};
 
 /// Longest response line we read from an upstream while logging in. Dovecot's
 /// capability lines are under 1 KiB; 64 KiB leaves room for odd servers.
@@ -44,14 +49,37 @@ pub enum UpstreamError {
     /// The server says it cannot serve now (`NO [UNAVAILABLE]`, `-ERR [SYS/TEMP]`, 4xx).
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
+    /// Another session holds the mailbox (POP3 `-ERR [IN-USE]`, RFC 2449
+    /// §8.1.1). The text (printable, bounded) is passed to the client.
+    #[error("mailbox in use: {0}")]
+    MailboxInUse(String),
 }
 
 impl UpstreamError {
     /// Whether another address of the same upstream may do better: the
     /// server (or the path to it) failed. Not for a refused login (the other
     /// server has the same accounts) nor a timeout (the deadline is spent).
+    /// Nor a mailbox in use: every address serves the same mailboxes.
     pub fn is_server_fault(&self) -> bool {
-        !matches!(self, UpstreamError::AuthFailed | UpstreamError::Timeout)
+        !matches!(
+            self,
+            UpstreamError::AuthFailed | UpstreamError::Timeout | UpstreamError::MailboxInUse(_)
+        )
+    }
+
+    /// Whether the connection failed at some step (RFC 3463 X.4.1, "no
+    /// answer from host"), rather than the server answering as it should
+    /// not. A reset mid-login surfaces as a read error or as end of stream
+    /// depending on timing, and both must read the same.
+    pub fn is_no_answer(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Connect(_)
+                | UpstreamError::ConnectTimeout
+                | UpstreamError::Timeout
+                | UpstreamError::Closed
+                | UpstreamError::Io(_)
+        )
     }
 
     /// Whether [`with_failover`] has already told its `on_fault` about this
@@ -74,8 +102,19 @@ impl UpstreamError {
             UpstreamError::Protocol(_) => "protocol",
             UpstreamError::AuthFailed => "auth_failed",
             UpstreamError::Unavailable(_) => "unavailable",
+            UpstreamError::MailboxInUse(_) => "mailbox_in_use",
         }
     }
+}
+
+/// Who to log in as upstream.
+#[derive(Debug, Clone, Copy)]
+pub enum Identity<'a> {
+    /// The client's own credentials, checked by the upstream (pass-through).
+    Client { user: &'a [u8], password: &'a Secret },
+    /// The mailbox, with the proxy's master credentials. Only after the
+    /// proxy itself has verified the client.
+    Mailbox(&'a str),
 }
 
 /// An upstream endpoint ready to be dialled: the config plus its TLS client
@@ -103,6 +142,17 @@ impl Upstream {
             tls: tls.map(TlsConnector::from),
             connect_timeout,
         }
+    }
+
+    /// This upstream, or the same at `route` (a mailbox's own backend, with
+    /// this upstream's TLS and login settings, and no fallback).
+    pub fn routed(&self, route: Option<&str>) -> Upstream {
+        let mut one = self.clone();
+        if let Some(address) = route {
+            one.config.address = address.to_owned();
+            one.config.fallback_addresses.clear();
+        }
+        one
     }
 
     /// This upstream at each of its addresses, in the order to try them.
@@ -220,79 +270,5 @@ impl Connection {
         self.stream.write_all(bytes).await?;
         self.stream.flush().await?;
         Ok(())
-    }
-}
-
-/// An error that may be a server fault, which another address of the same
-/// upstream might not have. Protocol login errors that carry more than an
-/// [`UpstreamError`] (POP3's `[IN-USE]`) implement it too.
-pub trait ServerFault: From<UpstreamError> + std::fmt::Display {
-    /// The fault, when another address is worth a try.
-    fn server_fault(&self) -> Option<&UpstreamError>;
-}
-
-impl ServerFault for UpstreamError {
-    fn server_fault(&self) -> Option<&UpstreamError> {
-        self.is_server_fault().then_some(self)
-    }
-}
-
-/// Runs `attempt` (connect and log in) against each address of `upstream`
-/// in turn, until one succeeds or fails in a way another address would not
-/// fix ([`ServerFault`]), all before `deadline` (past it:
-/// [`UpstreamError::Timeout`]). Every address but the last has an equal
-/// share of the time left when its turn comes; overrunning it is reported
-/// to `on_fault` as a timeout of that address, and the next one is tried.
-/// `on_fault(address, error)` hears, with the address that failed, every
-/// error for which [`UpstreamError::reported_by_failover`] is true: each
-/// server fault, the last one included, and the deadline. Other errors (a
-/// refused login) are only returned.
-pub async fn with_failover<T, E, F, Fut>(
-    upstream: &Upstream,
-    deadline: tokio::time::Instant,
-    mut on_fault: impl FnMut(&str, &UpstreamError),
-    mut attempt: F,
-) -> Result<T, E>
-where
-    E: ServerFault,
-    F: FnMut(Upstream) -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let candidates = upstream.candidates();
-    let total = candidates.len();
-    let mut candidates = candidates.into_iter().enumerate().peekable();
-    loop {
-        let Some((index, candidate)) = candidates.next() else {
-            return Err(UpstreamError::Protocol("no upstream address".into()).into());
-        };
-        let address = candidate.config.address.clone();
-        // A server that accepts and then hangs must not spend the whole
-        // deadline: each address but the last gets an equal share of what
-        // is left, and running out of its share is a fault of that address.
-        let left = (total - index) as u32;
-        let share = tokio::time::Instant::now()
-            + deadline.saturating_duration_since(tokio::time::Instant::now()) / left;
-        let result = match tokio::time::timeout_at(share, attempt(candidate)).await {
-            Ok(result) => result,
-            Err(_) => {
-                on_fault(&address, &UpstreamError::Timeout);
-                if left > 1 {
-                    continue;
-                }
-                return Err(UpstreamError::Timeout.into());
-            }
-        };
-        match result {
-            Err(e) => match e.server_fault() {
-                Some(fault) => {
-                    on_fault(&address, fault);
-                    if candidates.peek().is_none() {
-                        return Err(e);
-                    }
-                }
-                None => return Err(e),
-            },
-            ok => return ok,
-        }
     }
 }

@@ -4,7 +4,7 @@ use super::*;
 fn refusals_map_to_what_the_client_is_told() {
     let in_use = classify_refusal(b"-ERR [IN-USE] Mailbox is locked by another POP3 session");
     assert!(
-        matches!(&in_use, LoginError::InUse(t) if t == "Mailbox is locked by another POP3 session"),
+        matches!(&in_use, UpstreamError::MailboxInUse(t) if t == "Mailbox is locked by another POP3 session"),
         "{in_use:?}"
     );
     for line in [
@@ -14,24 +14,21 @@ fn refusals_map_to_what_the_client_is_told() {
         b"-ERR",
     ] {
         assert!(
-            matches!(
-                classify_refusal(line),
-                LoginError::Upstream(UpstreamError::AuthFailed)
-            ),
+            matches!(classify_refusal(line), UpstreamError::AuthFailed),
             "{line:?}"
         );
     }
     assert!(matches!(
         classify_refusal(b"-ERR [SYS/TEMP] Temporary authentication failure"),
-        LoginError::Upstream(UpstreamError::Unavailable(t)) if t == "Temporary authentication failure"
+        UpstreamError::Unavailable(t) if t == "Temporary authentication failure"
     ));
     assert!(matches!(
         classify_refusal(b"* OK what"),
-        LoginError::Upstream(UpstreamError::Protocol(_))
+        UpstreamError::Protocol(_)
     ));
     assert!(matches!(
         classify_refusal(b"-ERR [in-use] x\r\x1b"),
-        LoginError::InUse(t) if t == "x??"
+        UpstreamError::MailboxInUse(t) if t == "x??"
     ));
 }
 
@@ -148,7 +145,7 @@ async fn without_sasl_the_client_credentials_go_as_user_pass_unless_unsafe() {
     .await
     .unwrap_err();
     assert!(
-        matches!(&err, LoginError::InUse(t) if t == "Mailbox is locked"),
+        matches!(&err, UpstreamError::MailboxInUse(t) if t == "Mailbox is locked"),
         "{err:?}"
     );
     assert_eq!(
@@ -169,10 +166,7 @@ async fn without_sasl_the_client_credentials_go_as_user_pass_unless_unsafe() {
     )
     .await
     .unwrap_err();
-    assert!(
-        matches!(err, LoginError::Upstream(UpstreamError::AuthFailed)),
-        "{err:?}"
-    );
+    assert!(matches!(err, UpstreamError::AuthFailed), "{err:?}");
     assert_eq!(server.await.unwrap(), ["CAPA\r\n"]);
 }
 
@@ -182,8 +176,5 @@ async fn a_refusing_greeting_is_unavailable() {
     let err = login(&upstream, Identity::Mailbox("a@pec.example"), peer())
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, LoginError::Upstream(UpstreamError::Unavailable(_))),
-        "{err:?}"
-    );
+    assert!(matches!(err, UpstreamError::Unavailable(_)), "{err:?}");
 }

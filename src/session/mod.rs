@@ -1,0 +1,324 @@
+//! One client session, the same for every protocol: TLS, the protocol's
+//! pre-login front-end, the login (the access gate, then the upstream
+//! login as the mailbox), the handoff, and the relay. What differs between
+//! IMAP, POP3 and SMTP is a [`MailProtocol`]: its front-end, its upstream
+//! login, its success reply and, where a rule needs it, its guard.
+//!
+//! ```text
+//! serve ─▶ tls ─▶ prelogin (front-end events) ─▶ login::log_in ─▶ handoff ─▶ relay
+//!                     ▲   refused: Frontend::login_refused ◀─┘
+//! ```
+
+mod login;
+mod prelogin;
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tracing::info;
+
+use crate::access::Credentials;
+use crate::access::gate::Gate;
+use crate::access::send_rate::RateLimiter;
+use crate::config::{Limits, ListenerConfig, PecChecks, TlsMode};
+use crate::frontend::Frontend;
+use crate::listener::client_limits::Admission;
+use crate::net::{ClientAddrs, Stream};
+use crate::ops::metrics as m;
+use crate::ops::shutdown::Shutdown;
+use crate::protocol::Protocol;
+use crate::relay::{self, ByteCounter, RelayEnd, RelayOptions, RelayStats};
+use crate::store::account::Pop3Delete;
+use crate::upstream::{Identity, Upstream, UpstreamError};
+
+/// Everything a session needs from its listener, built from one
+/// configuration and swapped whole on reload: a session keeps the context
+/// it was accepted with.
+pub struct ListenerContext {
+    pub listener: ListenerConfig,
+    pub acceptor: Option<TlsAcceptor>,
+    pub limits: Limits,
+    pub upstream: Upstream,
+    /// The upstream's address, as a (config-bounded) metric label.
+    pub upstream_label: String,
+    pub greeting: String,
+    pub gate: Gate,
+    pub login_name_separator: char,
+    /// Drain and close signals: pre-login phases run under
+    /// [`Shutdown::or_draining`], relays under [`Shutdown::closing`].
+    pub shutdown: Shutdown,
+    /// SMTP: our name in the greeting and EHLO (`[smtp] hostname`).
+    pub smtp_hostname: String,
+    /// SMTP: the PEC submission checks.
+    pub pec_checks: PecChecks,
+    /// SMTP: each mailbox's sending rate, over all its sessions.
+    pub send_rate: Arc<RateLimiter>,
+}
+
+/// Who a logged-in session is, for the rules that still apply after login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The mailbox open upstream (lower case). With pass-through, the login
+    /// name as the client typed it.
+    pub mailbox: String,
+    /// The collaborator who logged in, if one did.
+    pub collaborator: Option<String>,
+    /// Whether POP3 `DELE` reaches the server (keep-on-server otherwise).
+    pub pop3_delete: Pop3Delete,
+}
+
+/// What a front-end's login event carries, in any protocol.
+pub trait LoginAttempt {
+    fn credentials(&self) -> &Credentials;
+    /// The mechanism, as a bounded metric label (`login`, `plain`, ...).
+    fn mechanism(&self) -> &'static str;
+}
+
+/// What a protocol says when the pre-login phase is cut short.
+pub struct Goodbyes {
+    /// On drain (SIGTERM): e.g. `* BYE Server shutting down`.
+    pub shutdown: &'static [u8],
+    /// When the login deadline passes.
+    pub timeout: &'static [u8],
+    /// After `limits.max_prelogin_errors` refused commands.
+    pub too_many_errors: &'static [u8],
+}
+
+/// What the session does at login, as the protocol decides it: the bytes
+/// each side is owed first, and the relay that follows.
+pub struct Handoff<G> {
+    /// The login's success reply, and anything the upstream sent behind its
+    /// own (when no guard reads it).
+    pub to_client: Vec<u8>,
+    /// What the client pipelined behind its login (when no guard reads it).
+    pub to_upstream: Vec<u8>,
+    pub upstream: Stream,
+    /// `Some`: the relay reads the stream through this guard.
+    pub guard: Option<G>,
+}
+
+/// A mail protocol, as the session sees it: the hooks where IMAP, POP3 and
+/// SMTP differ. Everything else (TLS, the login deadline, drain, the
+/// access gate, upstream failover, counting, the relay) is the session's.
+pub trait MailProtocol: Send + Sync + 'static {
+    const PROTOCOL: Protocol;
+    const GOODBYES: Goodbyes;
+    type Login: LoginAttempt + Send + Sync;
+    type Frontend: Frontend<Login = Self::Login> + Send + Sync;
+    /// A logged-in upstream connection and what the handoff needs of it.
+    type LoggedIn: Send;
+    /// The post-login guard, for protocols that have one.
+    type Guard: Send;
+
+    /// A fresh pre-login front-end for a client, over TLS or not yet.
+    fn frontend(ctx: &ListenerContext, tls: bool) -> Self::Frontend;
+
+    /// The client's name and version, for the access log (IMAP `ID`).
+    fn client_name(_frontend: &Self::Frontend) -> Option<String> {
+        None
+    }
+
+    /// Connects to one address of the upstream and logs in as `identity`.
+    /// The session bounds it with the login deadline and tries the next
+    /// address on a server fault.
+    fn log_in_upstream<'a>(
+        upstream: Upstream,
+        identity: Identity<'a>,
+        client: ClientAddrs,
+        frontend: &'a Self::Frontend,
+        ctx: &'a ListenerContext,
+    ) -> impl Future<Output = Result<Self::LoggedIn, UpstreamError>> + Send + 'a;
+
+    /// The handoff after a successful login: the success reply, the
+    /// pipelined bytes, and the guard where the principal needs one.
+    fn handoff(
+        ctx: &ListenerContext,
+        frontend: Self::Frontend,
+        attempt: Self::Login,
+        upstream: Self::LoggedIn,
+        principal: Principal,
+        tls: bool,
+    ) -> Handoff<Self::Guard>;
+
+    /// The relay under `guard`, until the session ends.
+    fn relay_guarded(
+        ctx: &ListenerContext,
+        client: Stream,
+        upstream: Stream,
+        guard: Self::Guard,
+        counter: &dyn ByteCounter,
+    ) -> impl Future<Output = (RelayStats, RelayEnd)> + Send;
+
+    /// Counts the front-end's refusals of bad input, by kind; says whether
+    /// `reply` was one.
+    fn count_refusals(reply: &[u8]) -> bool;
+}
+
+/// Serves one client connection until it ends. `admission` holds the
+/// client's per-IP places; its pre-login one is given back at login.
+pub async fn serve<P: MailProtocol>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ListenerContext>,
+    mut admission: Admission,
+) {
+    let started = Instant::now();
+    let mut gauge = SessionGauge::prelogin(P::PROTOCOL);
+    // Everything up to the relay (handshake, pre-login, login, handoff) runs
+    // in its own allocation, freed at login: the task itself is only as
+    // large as the relay's state for the hours a session may stay in IDLE
+    // (with all of it inline, an IMAP session's task was 17 KiB; ~1 KiB so).
+    let Some((client, upstream, guard)) = Box::pin(open::<P>(tcp, peer, &ctx, started)).await else {
+        return;
+    };
+
+    gauge.relaying();
+    admission.logged_in();
+    let counter = m::RelayCounter::new(P::PROTOCOL);
+    let (stats, end) = match guard {
+        None => {
+            let opts = RelayOptions {
+                buffer_bytes: ctx.limits.relay_buffer_bytes,
+                idle_timeout: ctx.limits.idle_timeout(P::PROTOCOL),
+            };
+            relay::relay_until(client, upstream, opts, &counter, ctx.shutdown.closing()).await
+        }
+        Some(guard) => P::relay_guarded(&ctx, client, upstream, guard, &counter).await,
+    };
+    ended(P::PROTOCOL, &ctx, peer, started, stats, end.label());
+}
+
+/// TLS, the pre-login front-end, the login and the handoff: the client and
+/// upstream streams ready to relay, or `None` when the session ended first.
+async fn open<P: MailProtocol>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: &ListenerContext,
+    started: Instant,
+) -> Option<(Stream, Stream, Option<P::Guard>)> {
+    let local = tcp.local_addr().unwrap_or(peer);
+    let stream = accept_tls(tcp, ctx).await?;
+    let mut frontend = P::frontend(ctx, stream.is_tls());
+    let client = ClientAddrs { peer, local };
+    let (mut stream, logged_in) = prelogin::phase::<P>(stream, &mut frontend, ctx, client, started).await?;
+    let prelogin::LoggedIn {
+        attempt,
+        upstream,
+        principal,
+    } = logged_in;
+    let tls = stream.is_tls();
+    let Handoff {
+        to_client,
+        to_upstream,
+        mut upstream,
+        guard,
+    } = P::handoff(ctx, frontend, attempt, upstream, principal, tls);
+    let handoff = async {
+        stream.write_all(&to_client).await?;
+        stream.flush().await?;
+        if !to_upstream.is_empty() {
+            upstream.write_all(&to_upstream).await?;
+            upstream.flush().await?;
+        }
+        Ok::<_, io::Error>(())
+    };
+    // Bounded like the relay that follows: a client that stopped reading
+    // must not hold the session (and, in POP3, the upstream's lock on the
+    // mailbox) before it is even counted as relaying.
+    let handoff = tokio::time::timeout(ctx.limits.idle_timeout(P::PROTOCOL), handoff)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "client not reading")));
+    if let Err(e) = handoff {
+        info!(protocol = P::PROTOCOL.as_str(), peer = %peer, listener = %ctx.listener.name, error = %e, "session ended during handoff");
+        return None;
+    }
+    Some((stream, upstream, guard))
+}
+
+/// For implicit-TLS listeners, the handshake; otherwise the plain stream.
+async fn accept_tls(tcp: TcpStream, ctx: &ListenerContext) -> Option<Stream> {
+    match ctx.listener.tls {
+        TlsMode::Implicit => upgrade_tls(Stream::Plain(tcp), ctx).await,
+        TlsMode::Starttls | TlsMode::None => Some(Stream::Plain(tcp)),
+    }
+}
+
+/// The server-side TLS handshake on a plain stream (implicit TLS, or after
+/// STARTTLS).
+async fn upgrade_tls(stream: Stream, ctx: &ListenerContext) -> Option<Stream> {
+    let (Stream::Plain(tcp), Some(acceptor)) = (stream, ctx.acceptor.as_ref()) else {
+        return None;
+    };
+    crate::tls::accept(
+        tcp,
+        acceptor,
+        ctx.limits.tls_handshake_timeout(),
+        ctx.listener.protocol,
+    )
+    .await
+}
+
+/// Keeps `pec_proxy_sessions_active{protocol,stage}` right whatever way a
+/// session ends.
+struct SessionGauge {
+    protocol: Protocol,
+    stage: &'static str,
+}
+
+impl SessionGauge {
+    fn prelogin(protocol: Protocol) -> Self {
+        metrics::gauge!(m::SESSIONS_ACTIVE, "protocol" => protocol.as_str(), "stage" => "prelogin")
+            .increment(1.0);
+        Self {
+            protocol,
+            stage: "prelogin",
+        }
+    }
+
+    fn relaying(&mut self) {
+        let p = self.protocol.as_str();
+        metrics::gauge!(m::SESSIONS_ACTIVE, "protocol" => p, "stage" => self.stage).decrement(1.0);
+        self.stage = "relay";
+        metrics::gauge!(m::SESSIONS_ACTIVE, "protocol" => p, "stage" => "relay").increment(1.0);
+    }
+}
+
+impl Drop for SessionGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(m::SESSIONS_ACTIVE, "protocol" => self.protocol.as_str(), "stage" => self.stage)
+            .decrement(1.0);
+    }
+}
+
+/// Records a finished session: its duration histogram and one log line.
+fn ended(
+    protocol: Protocol,
+    ctx: &ListenerContext,
+    peer: SocketAddr,
+    started: Instant,
+    stats: RelayStats,
+    result: &'static str,
+) {
+    let duration = started.elapsed();
+    // By how it ended, so an upstream failing mid-session (`upstream_error`)
+    // is counted, not only logged.
+    metrics::histogram!(m::SESSION_DURATION_SECONDS, "protocol" => protocol.as_str(), "result" => result)
+        .record(duration.as_secs_f64());
+    info!(
+        protocol = protocol.as_str(),
+        listener = %ctx.listener.name,
+        peer = %peer,
+        duration_ms = duration.as_millis() as u64,
+        bytes_in = stats.client_to_upstream,
+        bytes_out = stats.upstream_to_client,
+        result,
+        "session ended"
+    );
+}
