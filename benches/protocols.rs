@@ -7,7 +7,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pec_proxy::access::login_name::parse_login_name;
 use pec_proxy::access::password::{HashCost, hash_password_with};
-use pec_proxy::access::policy::{self, LoginRequest, PasswordCheck};
+use pec_proxy::access::policy::{self, Claim, PasswordCheck};
 use pec_proxy::access::verified::VerifiedCache;
 use pec_proxy::protocol::Protocol;
 use pec_proxy::secret::Secret;
@@ -78,7 +78,7 @@ fn policy_decision(c: &mut Criterion) {
     let mut group = c.benchmark_group("policy");
     let password = Secret::from_slice(b"s3cret-pass");
     let login = parse_login_name(b"alice@pec.example", '/').unwrap();
-    let request = LoginRequest {
+    let request = Claim {
         protocol: Protocol::Imap,
         login: &login,
         password: &password,

@@ -8,35 +8,19 @@
 //! stalling the async threads that relay established sessions, and never
 //! runs more verifications at once than there are cores.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+use crate::access::LoginRequest;
 use crate::access::login_name::{LoginName, parse_login_name};
-use crate::access::policy::{self, Denial, DenyReason, Hashes, LoginRequest, PasswordCheck, Permit};
+use crate::access::policy::{self, Claim, Denial, DenyReason, Hashes, PasswordCheck, Permit};
 use crate::access::verified::VerifiedCache;
-use crate::protocol::Protocol;
 use crate::secret::Secret;
 use crate::store::{AccessLogEntry, AccountStore, LoginResult, unix_now};
 
 /// The longest client name (IMAP `ID` "name" and "version") we record.
 pub const MAX_CLIENT_NAME: usize = 128;
-
-/// One login attempt as a front-end hands it over; owns its data.
-#[derive(Debug, Clone)]
-pub struct AuthRequest {
-    pub protocol: Protocol,
-    /// The login name exactly as the client sent it.
-    pub login: Vec<u8>,
-    pub password: Secret,
-    pub client_ip: IpAddr,
-    pub tls: bool,
-    /// From IMAP `ID`, when the client sent one.
-    pub client_name: Option<String>,
-    /// Collaborator separator from the config (default `/`).
-    pub separator: char,
-}
 
 /// Authenticates logins against an account store.
 #[derive(Clone)]
@@ -107,14 +91,14 @@ impl Authenticator {
 
     /// Decides one login and records it. The password never leaves this
     /// function except into the hash verification.
-    pub async fn authenticate(&self, req: AuthRequest) -> Result<Permit, Denial> {
+    pub async fn authenticate(&self, req: &LoginRequest) -> Result<Permit, Denial> {
         let now = unix_now();
-        let login = match parse_login_name(&req.login, req.separator) {
+        let login = match parse_login_name(&req.credentials.authcid, req.separator) {
             Ok(login) => login,
             Err(error) => {
                 // Not a name any mailbox could have: no lookup, no access-log
                 // row (there is no mailbox to file it under).
-                tracing::info!(protocol = %req.protocol, client_ip = %req.client_ip, %error,
+                tracing::info!(protocol = %req.protocol, client_ip = %req.peer.ip(), %error,
                     "login refused: invalid login name");
                 return Err(DenyReason::UnknownOrBadPassword.into());
             }
@@ -124,7 +108,7 @@ impl Authenticator {
             .as_deref()
             .map(clean_client_name)
             .filter(|n| !n.is_empty());
-        let outcome = self.decide(&req, &login, now).await;
+        let outcome = self.decide(req, &login, now).await;
         if let Some(id) = outcome.as_ref().ok().and_then(|p| p.app_password_id) {
             if let Err(error) = self.store.touch_app_password(id, now).await {
                 tracing::warn!(%error, app_password_id = id, "could not note app password use");
@@ -140,7 +124,7 @@ impl Authenticator {
             protocol = %req.protocol,
             mailbox = %login.mailbox,
             collaborator = login.collaborator.as_deref().unwrap_or(""),
-            client_ip = %req.client_ip,
+            client_ip = %req.peer.ip(),
             client_name = client_name.as_deref().unwrap_or(""),
             tls = req.tls,
             result = result.as_str(),
@@ -152,7 +136,7 @@ impl Authenticator {
             mailbox: login.mailbox,
             collaborator: login.collaborator,
             protocol: req.protocol,
-            client_ip: req.client_ip,
+            client_ip: req.peer.ip(),
             client_name,
             result,
             reason: reason.map(str::to_owned),
@@ -165,7 +149,7 @@ impl Authenticator {
         outcome
     }
 
-    async fn decide(&self, req: &AuthRequest, login: &LoginName, now: i64) -> Result<Permit, Denial> {
+    async fn decide(&self, req: &LoginRequest, login: &LoginName, now: i64) -> Result<Permit, Denial> {
         let record = match self.store.mailbox(&login.mailbox).await {
             Ok(record) => record,
             Err(error) => {
@@ -177,11 +161,11 @@ impl Authenticator {
             // A client seen recently: decided here, without a hash and
             // without a trip to the blocking pool. Anything else, refusals
             // included, is decided in full below.
-            let request = LoginRequest {
+            let request = Claim {
                 protocol: req.protocol,
                 login,
-                password: &req.password,
-                client_ip: req.client_ip,
+                password: &req.credentials.password,
+                client_ip: req.peer.ip(),
                 tls: req.tls,
             };
             if let Ok(permit) = policy::check_with(&request, record.as_ref(), now, &CacheOnly(cache)) {
@@ -191,14 +175,14 @@ impl Authenticator {
         let Ok(verifier) = self.verifiers.clone().acquire_owned().await else {
             return Err(DenyReason::StoreUnavailable.into()); // closed: shutting down
         };
-        let (protocol, client_ip, tls) = (req.protocol, req.client_ip, req.tls);
-        let (login, password) = (login.clone(), req.password.clone());
+        let (protocol, client_ip, tls) = (req.protocol, req.peer.ip(), req.tls);
+        let (login, password) = (login.clone(), req.credentials.password.clone());
         let cache = self.verified.clone();
         let decision = tokio::task::spawn_blocking(move || {
             // Held by the blocking task itself: if the client goes away and
             // this future is dropped, the slot stays taken until the hash is done.
             let _verifier = verifier;
-            let request = LoginRequest {
+            let request = Claim {
                 protocol,
                 login: &login,
                 password: &password,

@@ -14,9 +14,8 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::Credentials;
-use super::LoginRefusal;
-use crate::access::authenticator::{AuthRequest, Authenticator};
+use super::{LoginRefusal, LoginRequest};
+use crate::access::authenticator::Authenticator;
 use crate::access::penalty::Penalties;
 use crate::access::policy::{Denial, DenyReason, Permit};
 use crate::ops::metrics as m;
@@ -38,18 +37,6 @@ pub enum Authority {
 pub struct Gate {
     pub authority: Authority,
     pub penalties: Arc<Penalties>,
-}
-
-/// A login attempt, as any front-end hands it over.
-#[derive(Debug)]
-pub struct LoginRequest<'a> {
-    pub protocol: Protocol,
-    pub credentials: &'a Credentials,
-    pub peer: SocketAddr,
-    pub tls: bool,
-    /// The client's name and version (IMAP `ID`), for the access log.
-    pub client_name: Option<String>,
-    pub separator: char,
 }
 
 /// Who to be upstream.
@@ -76,8 +63,8 @@ impl Gate {
     /// pre-login deadline), or is refused unchecked with
     /// [`DenyReason::TooManyFailures`]. The access log is written by the
     /// authenticator.
-    pub async fn check(&self, req: &LoginRequest<'_>) -> Result<Verdict, Denial> {
-        let creds = req.credentials;
+    pub async fn check(&self, req: &LoginRequest) -> Result<Verdict, Denial> {
+        let creds = &req.credentials;
         // A SASL authorization identity other than the login itself would let a
         // client act as someone else; nobody needs that through the proxy.
         if creds.authzid.as_ref().is_some_and(|z| *z != creds.authcid) {
@@ -93,18 +80,7 @@ impl Gate {
         }
         match &self.authority {
             Authority::PassThrough => Ok(Verdict::PassThrough),
-            Authority::Store(auth) => auth
-                .authenticate(AuthRequest {
-                    protocol: req.protocol,
-                    login: creds.authcid.clone(),
-                    password: creds.password.clone(),
-                    client_ip: req.peer.ip(),
-                    tls: req.tls,
-                    client_name: req.client_name.clone(),
-                    separator: req.separator,
-                })
-                .await
-                .map(Verdict::Mailbox),
+            Authority::Store(auth) => auth.authenticate(req).await.map(Verdict::Mailbox),
         }
     }
 
@@ -114,12 +90,12 @@ impl Gate {
     /// `outcome` is the verdict the session logged in with, or why not.
     pub fn record(
         &self,
-        req: &LoginRequest<'_>,
+        req: &LoginRequest,
         mechanism: &'static str,
         outcome: Result<&Verdict, &LoginRefusal>,
         started: Instant,
     ) {
-        let creds = req.credentials;
+        let creds = &req.credentials;
         let ip = req.peer.ip();
         match outcome {
             Ok(_) => self.penalties.succeeded(ip, &creds.authcid),

@@ -16,8 +16,27 @@ pub mod reply;
 pub mod send_rate;
 pub mod verified;
 
+use std::net::SocketAddr;
+
+use crate::protocol::Protocol;
 use crate::secret::Secret;
 use policy::DenyReason;
+
+/// A login attempt, as any front-end hands it over: what the gate, the
+/// account store's authenticator and the access log see.
+#[derive(Debug)]
+pub struct LoginRequest {
+    pub protocol: Protocol,
+    pub credentials: Credentials,
+    /// The client's address (the penalty's and the access log's).
+    pub peer: SocketAddr,
+    /// Whether the credentials came over TLS.
+    pub tls: bool,
+    /// The client's name and version (IMAP `ID`), for the access log.
+    pub client_name: Option<String>,
+    /// Collaborator separator from the config (default `/`).
+    pub separator: char,
+}
 
 /// What a client presented to log in.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -39,9 +39,10 @@ use crate::protocol::Protocol;
 use crate::secret::Secret;
 use crate::store::account::{AppPassword, Collaborator, MailboxRecord, Pop3Delete};
 
-/// A login attempt, as the front-end saw it.
+/// Who the client says it is and what it presents, with the facts the
+/// rules read: the pure policy's input.
 #[derive(Debug, Clone, Copy)]
-pub struct LoginRequest<'a> {
+pub struct Claim<'a> {
     pub protocol: Protocol,
     pub login: &'a LoginName,
     pub password: &'a Secret,
@@ -166,13 +167,13 @@ impl PasswordCheck for Hashes {
 /// Decides a login. `record` is the store's record for `req.login.mailbox`
 /// (`None`: no such mailbox); `now` is unix seconds. See the module docs for
 /// the order of the checks.
-pub fn check(req: &LoginRequest<'_>, record: Option<&MailboxRecord>, now: i64) -> Result<Permit, Denial> {
+pub fn check(req: &Claim<'_>, record: Option<&MailboxRecord>, now: i64) -> Result<Permit, Denial> {
     check_with(req, record, now, &Hashes)
 }
 
 /// [`check`], with passwords checked by `passwords`.
 pub fn check_with(
-    req: &LoginRequest<'_>,
+    req: &Claim<'_>,
     record: Option<&MailboxRecord>,
     now: i64,
     passwords: &dyn PasswordCheck,

@@ -257,8 +257,8 @@ impl Context<'_> {
                     .mailbox(&addr)
                     .await?
                     .ok_or_else(|| crate::store::StoreError::MailboxNotFound(addr.clone()))?;
-                // PEC.md: with every protocol off an app password cannot be
-                // generated ("Non hai abilitato gli accessi").
+                // As the PEC providers do: with every protocol off an app password
+                // cannot be generated ("Non hai abilitato gli accessi").
                 if !record.protocols.any() {
                     return Err(AdminError::Refused(format!(
                         "IMAP, POP3 and SMTP are all off for {addr}: turn one on before creating an app password"

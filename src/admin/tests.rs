@@ -6,8 +6,9 @@ use std::sync::Arc;
 use clap::Parser;
 
 use super::*;
-use crate::access::authenticator::{AuthRequest, Authenticator};
+use crate::access::authenticator::Authenticator;
 use crate::access::policy::DenyReason;
+use crate::access::{Credentials, LoginRequest};
 use crate::protocol::Protocol;
 use crate::secret::Secret;
 use crate::store::{CachedStore, SqliteStore};
@@ -69,11 +70,14 @@ impl Operator {
         // Admin changes reach a running proxy within the cache's poll interval.
         tokio::time::sleep(POLL).await;
         self.auth
-            .authenticate(AuthRequest {
+            .authenticate(&LoginRequest {
                 protocol,
-                login: login.as_bytes().to_vec(),
-                password: Secret::from_slice(password.as_bytes()),
-                client_ip: "203.0.113.5".parse().unwrap(),
+                credentials: Credentials {
+                    authzid: None,
+                    authcid: login.as_bytes().to_vec(),
+                    password: Secret::from_slice(password.as_bytes()),
+                },
+                peer: "203.0.113.5:50000".parse().unwrap(),
                 tls: true,
                 client_name: None,
                 separator: '/',

@@ -117,8 +117,9 @@ impl Default for RawSmtp {
     }
 }
 
-/// The PEC submission checks done on SMTP after login (RFC 6109 §3.1.1;
-/// ../shared/PEC.md). Each can be switched off.
+/// The PEC submission checks done on SMTP after login (RFC 6109 §3.1.1:
+/// the sender is the mailbox, no blind copies, size and rate limits as the
+/// providers publish them). Each can be switched off.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PecChecks {

@@ -11,9 +11,9 @@
 use tokio::time::Instant;
 
 use super::{ListenerContext, LoginAttempt, MailProtocol, Principal};
-use crate::access::LoginRefusal;
-use crate::access::gate::{LoginRequest, Verdict};
+use crate::access::gate::Verdict;
 use crate::access::policy::DenyReason;
+use crate::access::{LoginRefusal, LoginRequest};
 use crate::net::ClientAddrs;
 use crate::store::account::Pop3Delete;
 use crate::upstream::{self, Identity, UpstreamError};
@@ -27,10 +27,9 @@ pub(super) async fn log_in<P: MailProtocol>(
     tls: bool,
 ) -> Result<(P::LoggedIn, Principal), LoginRefusal> {
     let started = Instant::now();
-    let creds = attempt.credentials();
     let request = LoginRequest {
         protocol: P::PROTOCOL,
-        credentials: creds,
+        credentials: attempt.credentials().clone(),
         peer: client.peer,
         tls,
         client_name: P::client_name(frontend),
@@ -45,6 +44,7 @@ pub(super) async fn log_in<P: MailProtocol>(
             return Err(refusal);
         }
     };
+    let creds = &request.credentials;
     let (identity, principal, route) = match &verdict {
         Verdict::PassThrough => (
             Identity::Client {

@@ -18,8 +18,8 @@ use super::{AccessLogEntry, AccessLogRow, AccountStore, AppPasswordInfo, NewAppP
 use crate::protocol::Protocol;
 use crate::store::account::{MailboxRecord, Pop3Delete, Rights};
 
-/// How often the generation is checked: the issue asks that a running proxy
-/// see admin changes "within a second".
+/// How often the generation is checked: a running proxy sees an admin
+/// change "within a second" (the README's promise to operators).
 pub const GENERATION_POLL: Duration = Duration::from_millis(500);
 
 /// Bound on cached records (unknown addresses are cached too, so a scan of

@@ -1,8 +1,10 @@
 //! Authenticator against a temporary SQLite store.
 
 use super::*;
+use crate::access::Credentials;
 use crate::access::app_password;
 use crate::access::password::{HashCost, hash_password_with};
+use crate::protocol::Protocol;
 use crate::store::account::Rights;
 use crate::store::{CachedStore, NewAppPassword, SqliteStore};
 
@@ -60,12 +62,15 @@ async fn fixture() -> Fixture {
     }
 }
 
-fn request(protocol: Protocol, login: &str, password: &str) -> AuthRequest {
-    AuthRequest {
+fn request(protocol: Protocol, login: &str, password: &str) -> LoginRequest {
+    LoginRequest {
         protocol,
-        login: login.as_bytes().to_vec(),
-        password: Secret::from_slice(password.as_bytes()),
-        client_ip: "192.0.2.10".parse().unwrap(),
+        credentials: Credentials {
+            authzid: None,
+            authcid: login.as_bytes().to_vec(),
+            password: Secret::from_slice(password.as_bytes()),
+        },
+        peer: "192.0.2.10:50000".parse().unwrap(),
         tls: true,
         client_name: Some("Thunderbird 128".into()),
         separator: '/',
@@ -100,7 +105,7 @@ async fn logins_are_decided_and_recorded() {
         (Protocol::Imap, "studio@pec.it", APP_PW, Ok(None)),
     ];
     for (protocol, login, password, expected) in table {
-        let got = f.auth.authenticate(request(*protocol, login, password)).await;
+        let got = f.auth.authenticate(&request(*protocol, login, password)).await;
         match (got, expected) {
             (Ok(permit), Ok(collaborator)) => {
                 assert_eq!(permit.mailbox, "studio@pec.it");
@@ -142,7 +147,7 @@ async fn invalid_names_are_refused_before_lookup() {
     ] {
         let denial = f
             .auth
-            .authenticate(request(Protocol::Imap, login, OWNER_PW))
+            .authenticate(&request(Protocol::Imap, login, OWNER_PW))
             .await
             .unwrap_err();
         assert_eq!(denial.reason, DenyReason::UnknownOrBadPassword, "{login:?}");
@@ -156,7 +161,7 @@ async fn store_failure_is_unavailable() {
     f.store.close().await;
     let auth = Authenticator::with_verifiers(f.store.clone(), 1);
     let denial = auth
-        .authenticate(request(Protocol::Imap, "studio@pec.it", OWNER_PW))
+        .authenticate(&request(Protocol::Imap, "studio@pec.it", OWNER_PW))
         .await
         .unwrap_err();
     assert_eq!(denial.reason, DenyReason::StoreUnavailable);
@@ -167,7 +172,7 @@ async fn client_names_are_cleaned() {
     let f = fixture().await;
     let mut req = request(Protocol::Imap, "studio@pec.it", OWNER_PW);
     req.client_name = Some(format!("Evil\r\nClient{}", "x".repeat(500)));
-    f.auth.authenticate(req).await.unwrap();
+    f.auth.authenticate(&req).await.unwrap();
     let name = f.store.access_log("studio@pec.it", 1).await.unwrap()[0]
         .client_name
         .clone()
@@ -190,7 +195,7 @@ async fn no_password_in_the_database() {
     ];
     for protocol in [Protocol::Imap, Protocol::Pop3, Protocol::Smtp] {
         for (login, password) in attempts {
-            let _ = f.auth.authenticate(request(protocol, login, password)).await;
+            let _ = f.auth.authenticate(&request(protocol, login, password)).await;
         }
     }
     assert_eq!(f.store.access_log("studio@pec.it", 100).await.unwrap().len(), 15);
@@ -260,7 +265,7 @@ async fn no_password_in_the_logs() {
         ] {
             let _ = f
                 .auth
-                .authenticate(request(Protocol::Imap, login, password))
+                .authenticate(&request(Protocol::Imap, login, password))
                 .await;
         }
         logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
@@ -284,7 +289,11 @@ async fn the_verified_cache_never_outlives_a_change() {
         .clone()
         .with_verified_cache(std::time::Duration::from_secs(3600));
     let cache = auth.verified.clone().unwrap();
-    let login = |pw: &str| auth.authenticate(request(Protocol::Imap, "studio@pec.it", pw));
+    let login = |pw: &str| {
+        let req = request(Protocol::Imap, "studio@pec.it", pw);
+        let auth = &auth;
+        async move { auth.authenticate(&req).await }
+    };
     assert!(login(OWNER_PW).await.is_ok());
     assert!(login(APP_PW).await.is_ok());
     assert_eq!(cache.len(), 2, "two successes remembered");

@@ -69,7 +69,7 @@ fn run(
 ) -> Result<Permit, DenyReason> {
     let login = crate::access::login_name::parse_login_name(login, '/').unwrap();
     let password = Secret::from_slice(password.as_bytes());
-    let req = LoginRequest {
+    let req = Claim {
         protocol,
         login: &login,
         password: &password,
