@@ -8,6 +8,7 @@
 use bytes::{Buf, BytesMut};
 
 use super::parse::{self, Command, CommandBody, Decode};
+use super::reply::{self, Capabilities};
 use crate::access::LoginRefusal;
 use crate::access::policy::DenyReason;
 use crate::frontend::sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
@@ -182,12 +183,7 @@ impl ImapFrontend {
 
     /// The untagged greeting, with capabilities (RFC 3501 §7.1, RFC 2221 CAPABILITY code).
     pub fn greeting(&self) -> Vec<u8> {
-        format!(
-            "* OK [CAPABILITY {}] {}\r\n",
-            self.capabilities(),
-            self.opts.greeting
-        )
-        .into_bytes()
+        reply::greeting(self.capabilities(), &self.opts.greeting)
     }
 
     /// Whether TLS protects the connection.
@@ -230,21 +226,21 @@ impl ImapFrontend {
     /// plus `* BYE` and a close when the client has failed too often.
     pub fn login_failed(&mut self, tag: &[u8], code: &str, text: &str) -> (Vec<u8>, bool) {
         self.failures += 1;
-        let mut reply = tagged(tag, "NO", Some(code), text);
+        let mut out = reply::login_failed(tag, code, text);
         if self.failures >= self.opts.max_login_failures {
-            reply.extend_from_slice(b"* BYE Too many invalid authentication attempts\r\n");
+            out.extend(reply::line(reply::TOO_MANY_FAILURES));
             self.state = State::Closed;
-            return (reply, true);
+            return (out, true);
         }
         self.state = State::Commands;
-        (reply, false)
+        (out, false)
     }
 
     /// The login of the last [`Event::Login`] could not be completed for a
     /// temporary reason; the reply does not count as a failed attempt.
     pub fn login_unavailable(&mut self, tag: &[u8], text: &str) -> Vec<u8> {
         self.state = State::Commands;
-        tagged(tag, "NO", Some("UNAVAILABLE"), text)
+        reply::unavailable(tag, text)
     }
 
     /// The login of `attempt` was refused: a tagged `NO` with the RFC 5530
@@ -254,20 +250,19 @@ impl ImapFrontend {
         let tag = &attempt.tag;
         match refusal {
             LoginRefusal::Denied(reason) => {
-                let (code, text) = reason.imap_reply();
+                let (code, text) = reply::denied(*reason);
                 self.login_failed(tag, code, &text)
             }
             LoginRefusal::Penalised => {
-                let (code, text) = DenyReason::TooManyFailures.imap_reply();
+                let (code, text) = reply::denied(DenyReason::TooManyFailures);
                 self.login_failed(tag, code, &text)
             }
-            LoginRefusal::StoreUnavailable | LoginRefusal::UpstreamUnavailable { .. } => (
-                self.login_unavailable(tag, "The mail server is not available now. Try again later."),
-                false,
-            ),
+            LoginRefusal::StoreUnavailable | LoginRefusal::UpstreamUnavailable { .. } => {
+                (self.login_unavailable(tag, reply::UNAVAILABLE), false)
+            }
             LoginRefusal::MailboxInUse(text) => {
                 self.state = State::Commands;
-                (tagged(tag, "NO", Some("INUSE"), text), false)
+                (reply::in_use(tag, text), false)
             }
         }
     }
@@ -278,28 +273,16 @@ impl ImapFrontend {
         self.buf
     }
 
-    /// Says goodbye to a client still in the pre-login phase (shutdown, timeout).
-    pub fn bye(&mut self, text: &str) -> Vec<u8> {
-        self.state = State::Closed;
-        format!("* BYE {text}\r\n").into_bytes()
-    }
-
     fn login_allowed(&self) -> bool {
         self.tls || self.opts.allow_plaintext_login
     }
 
     /// Capabilities before login: only what this connection really offers now.
-    fn capabilities(&self) -> String {
-        let mut caps = String::from("IMAP4rev1 SASL-IR ID LITERAL+");
-        if self.opts.starttls && !self.tls {
-            caps.push_str(" STARTTLS");
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            starttls: self.opts.starttls && !self.tls,
+            login: self.login_allowed(),
         }
-        if self.login_allowed() {
-            caps.push_str(" AUTH=PLAIN AUTH=LOGIN");
-        } else {
-            caps.push_str(" LOGINDISABLED");
-        }
-        caps
     }
 
     /// Processes buffered input until it yields an event or needs more bytes.
@@ -359,29 +342,23 @@ impl ImapFrontend {
     fn handle_command(&mut self, command: Command<'_>) -> Event {
         let tag = command.tag;
         match command.body {
-            CommandBody::Capability => {
-                let mut out = format!("* CAPABILITY {}\r\n", self.capabilities()).into_bytes();
-                out.extend(tagged(tag, "OK", None, "Capability completed."));
-                Event::Reply(out)
-            }
-            CommandBody::Noop => Event::Reply(tagged(tag, "OK", None, "NOOP completed.")),
+            CommandBody::Capability => Event::Reply(reply::capability(tag, self.capabilities())),
+            CommandBody::Noop => Event::Reply(reply::NOOP_COMPLETED.to(tag)),
             CommandBody::Logout => {
-                let mut out = b"* BYE Logging out\r\n".to_vec();
-                out.extend(tagged(tag, "OK", None, "Logout completed."));
+                let mut out = reply::line(reply::LOGGING_OUT);
+                out.extend(reply::LOGOUT_COMPLETED.to(tag));
                 self.state = State::Closed;
                 Event::Reply(out)
             }
             CommandBody::StartTls => {
-                if !self.opts.starttls || self.tls {
-                    let text = if self.tls {
-                        "TLS is already active."
-                    } else {
-                        "STARTTLS is not offered here."
-                    };
-                    return Event::Reply(tagged(tag, "BAD", None, text));
+                if self.tls {
+                    return Event::Reply(reply::TLS_ACTIVE.to(tag));
+                }
+                if !self.opts.starttls {
+                    return Event::Reply(reply::NO_STARTTLS.to(tag));
                 }
                 // The OK goes out in clear; the session sends it, then handshakes.
-                Event::StartTls(tagged(tag, "OK", None, "Begin TLS negotiation now."))
+                Event::StartTls(reply::BEGIN_TLS.to(tag))
             }
             CommandBody::Id(params) => {
                 if let Some(params) = params {
@@ -394,8 +371,8 @@ impl ImapFrontend {
                         }
                     }
                 }
-                let mut out = b"* ID (\"name\" \"pec-proxy\")\r\n".to_vec();
-                out.extend(tagged(tag, "OK", None, "ID completed."));
+                let mut out = reply::line(reply::ID);
+                out.extend(reply::ID_COMPLETED.to(tag));
                 Event::Reply(out)
             }
             CommandBody::Login { username, password } => {
@@ -422,12 +399,7 @@ impl ImapFrontend {
                     return refusal;
                 }
                 let Some(mechanism) = Mechanism::from_name(mechanism) else {
-                    return Event::Reply(tagged(
-                        tag,
-                        "NO",
-                        Some("CANNOT"),
-                        "Unsupported authentication mechanism.",
-                    ));
+                    return Event::Reply(reply::UNKNOWN_MECHANISM.to(tag));
                 };
                 self.sasl_step(
                     tag.to_vec(),
@@ -437,12 +409,11 @@ impl ImapFrontend {
             }
             CommandBody::Other { name } => {
                 let name = String::from_utf8_lossy(name).to_ascii_uppercase();
-                let text = if AUTHENTICATED_COMMANDS.contains(&name.as_str()) {
-                    format!("Command {name} is not permitted before login.")
+                if AUTHENTICATED_COMMANDS.contains(&name.as_str()) {
+                    Event::Reply(reply::not_permitted(tag, &name))
                 } else {
-                    "Unknown command.".to_owned()
-                };
-                Event::Reply(tagged(tag, "BAD", None, &text))
+                    Event::Reply(reply::UNKNOWN_COMMAND.to(tag))
+                }
             }
         }
     }
@@ -453,12 +424,7 @@ impl ImapFrontend {
         }
         // RFC 3501 §6.2.3: with LOGINDISABLED the server answers LOGIN with NO;
         // PRIVACYREQUIRED is RFC 5530's code for exactly this.
-        Some(Event::Reply(tagged(
-            tag,
-            "NO",
-            Some("PRIVACYREQUIRED"),
-            "Plaintext authentication is disabled: use STARTTLS or the IMAPS port.",
-        )))
+        Some(Event::Reply(reply::PRIVACY_REQUIRED.to(tag)))
     }
 
     fn sasl_step(&mut self, tag: Vec<u8>, mechanism: Mechanism, step: Result<Step, SaslError>) -> Event {
@@ -469,7 +435,7 @@ impl ImapFrontend {
                     mechanism,
                     exchange,
                 };
-                Event::Reply(format!("+ {challenge}\r\n").into_bytes())
+                Event::Reply(reply::challenge(challenge))
             }
             Ok(Step::Done(credentials)) => {
                 self.state = State::LoggingIn;
@@ -479,14 +445,14 @@ impl ImapFrontend {
                     mechanism: LoginMechanism::Sasl(mechanism),
                 })
             }
-            // RFC 3501 §6.2.2: a cancelled exchange is answered with BAD.
             Err(SaslError::Cancelled) => {
                 self.state = State::Commands;
-                Event::Reply(tagged(&tag, "BAD", None, "Authentication cancelled."))
+                Event::Reply(reply::AUTH_CANCELLED.to(&tag))
             }
             Err(e) => {
                 self.state = State::Commands;
-                Event::Reply(tagged(&tag, "BAD", None, &format!("Authentication failed: {e}.")))
+                // Undecodable or malformed SASL data (SMTP's name for the same).
+                Event::Reply(reply::sasl_failed(&tag, &e))
             }
         }
     }
@@ -511,12 +477,11 @@ impl ImapFrontend {
             }
             Decode::Failed(_) => {
                 self.state = State::Commands;
-                let reply = tagged(&tag, "BAD", None, "Invalid base64 in authentication exchange.");
                 match self.buf.iter().position(|&b| b == b'\n') {
                     Some(end) => self.buf.advance(end + 1),
                     None => self.buf.clear(),
                 }
-                Some(Event::Reply(reply))
+                Some(Event::Reply(reply::BAD_BASE64.to(&tag)))
             }
         }
     }
@@ -533,7 +498,7 @@ impl ImapFrontend {
     fn too_long(&mut self) -> Event {
         self.state = State::Closed;
         self.buf.clear();
-        Event::Reply(b"* BYE Command line too long\r\n".to_vec())
+        Event::Reply(reply::line(reply::LINE_TOO_LONG))
     }
 
     fn literal_announced(&mut self, offset: usize, length: u64, sync: bool) -> Option<Event> {
@@ -544,12 +509,11 @@ impl ImapFrontend {
         let tag = tag.to_vec();
         let takes_literals = name.eq_ignore_ascii_case(b"LOGIN") || name.eq_ignore_ascii_case(b"ID");
         if !takes_literals || length > self.opts.max_literal_bytes {
-            let (code, text) = if takes_literals {
-                (Some("TOOBIG"), "Literal too large.")
+            let mut out = if takes_literals {
+                reply::LITERAL_TOO_BIG.to(&tag)
             } else {
-                (None, "Command is not permitted before login.")
+                reply::LITERAL_NOT_PERMITTED.to(&tag)
             };
-            let mut reply = tagged(&tag, "BAD", code, text);
             if sync {
                 // The client waits for our `+` and sends no literal data: the
                 // command ends at the announcement.
@@ -559,16 +523,16 @@ impl ImapFrontend {
             } else {
                 // RFC 7888 §4: the data is on its way and cannot be told apart
                 // from the next command; refuse and close.
-                reply.extend_from_slice(b"* BYE Literal too large\r\n");
+                out.extend(reply::line(reply::LITERAL_TOO_BIG_BYE));
                 self.state = State::Closed;
                 self.buf.clear();
             }
-            return Some(Event::Reply(reply));
+            return Some(Event::Reply(out));
         }
         self.literal_acked_at = Some(offset);
         self.command_allowance = offset + length as usize + self.opts.max_line_bytes;
         if sync {
-            Some(Event::Reply(b"+ Ready for literal data\r\n".to_vec()))
+            Some(Event::Reply(reply::line(reply::READY_FOR_LITERAL)))
         } else {
             self.check_allowance()
         }
@@ -587,32 +551,12 @@ impl ImapFrontend {
         if end >= self.command_allowance {
             return Some(self.too_long());
         }
-        let reply = match parse::leading_tag(&self.buf) {
-            Some(tag) => tagged(tag, "BAD", None, &format!("Invalid command: {why}.")),
-            None => format!("* BAD Invalid command: {why}.\r\n").into_bytes(),
-        };
+        let refusal = reply::invalid_command(parse::leading_tag(&self.buf), why);
         self.buf.advance(end + 1);
         self.literal_acked_at = None;
         self.command_allowance = self.opts.max_line_bytes;
-        Some(Event::Reply(reply))
+        Some(Event::Reply(refusal))
     }
-}
-
-/// `tag SP status SP ["[" code "]" SP] text CRLF`
-fn tagged(tag: &[u8], status: &str, code: Option<&str>, text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(tag.len() + text.len() + 32);
-    out.extend_from_slice(tag);
-    out.push(b' ');
-    out.extend_from_slice(status.as_bytes());
-    out.push(b' ');
-    if let Some(code) = code {
-        out.push(b'[');
-        out.extend_from_slice(code.as_bytes());
-        out.extend_from_slice(b"] ");
-    }
-    out.extend_from_slice(text.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// A client-supplied `ID` value made safe for logs: printable ASCII, bounded.

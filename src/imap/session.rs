@@ -79,9 +79,9 @@ async fn open(
     let mut frontend = ImapFrontend::new(opts, stream.is_tls());
     let addrs = ClientAddrs { peer, local };
     let goodbyes = Goodbyes {
-        shutdown: b"* BYE Server shutting down\r\n",
-        timeout: b"* BYE Disconnected: login timeout\r\n",
-        too_many_errors: b"* BYE Too many invalid commands\r\n",
+        shutdown: super::reply::SHUTDOWN,
+        timeout: super::reply::LOGIN_TIMEOUT,
+        too_many_errors: super::reply::TOO_MANY_ERRORS,
     };
     let step = ImapLogin { ctx, addrs };
     let phase = session::prelogin_phase(

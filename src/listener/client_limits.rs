@@ -37,12 +37,9 @@ impl Refusal {
 /// doing one would spend what the limit is there to save).
 pub fn refusal_line(protocol: Protocol) -> &'static [u8] {
     match protocol {
-        // RFC 3501 §7.1.5 BYE as a greeting; RFC 5530 UNAVAILABLE.
-        Protocol::Imap => b"* BYE [UNAVAILABLE] Too many connections from your address\r\n",
-        // RFC 2449 §8.3 greeting -ERR; RFC 3206 SYS/TEMP.
-        Protocol::Pop3 => b"-ERR [SYS/TEMP] Too many connections from your address\r\n",
-        // RFC 5321 §3.1 / §4.2.2: 421 instead of the greeting; RFC 3463 4.7.0.
-        Protocol::Smtp => b"421 4.7.0 Too many connections from your address\r\n",
+        Protocol::Imap => crate::imap::reply::TOO_MANY_CONNECTIONS,
+        Protocol::Pop3 => crate::pop3::reply::TOO_MANY_CONNECTIONS,
+        Protocol::Smtp => crate::smtp::reply::TOO_MANY_CONNECTIONS,
     }
 }
 

@@ -62,10 +62,9 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
     };
     let mut frontend = Pop3Frontend::new(opts, stream.is_tls());
     let goodbyes = Goodbyes {
-        // RFC 3206 §4: SYS/TEMP, the client may come back later.
-        shutdown: b"-ERR [SYS/TEMP] Server shutting down\r\n",
-        timeout: b"-ERR Disconnected: login timeout\r\n",
-        too_many_errors: b"-ERR Too many invalid commands\r\n",
+        shutdown: super::reply::SHUTDOWN,
+        timeout: super::reply::LOGIN_TIMEOUT,
+        too_many_errors: super::reply::TOO_MANY_ERRORS,
     };
     let step = Pop3Login { ctx: &ctx, peer };
     let phase = session::prelogin_phase(

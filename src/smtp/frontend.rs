@@ -8,11 +8,14 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::parse::{self, Command, Decode, Invalid};
+use super::parse::{self, Command, Decode};
 use super::reply::{self, Extensions};
 use crate::access::LoginRefusal;
 use crate::access::policy::DenyReason;
 use crate::frontend::sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
+
+/// The reply to a line that is not a valid command (the guard's too).
+pub use super::reply::invalid_command as invalid_reply;
 
 /// Limits and switches for one listener's SMTP front-end.
 #[derive(Debug, Clone)]
@@ -111,7 +114,7 @@ impl SmtpFrontend {
 
     /// The `220` greeting (RFC 5321 §4.2, §3.1).
     pub fn greeting(&self) -> Vec<u8> {
-        reply::line(&format!("220 {} ESMTP PEC mail proxy ready", self.opts.hostname))
+        reply::greeting(&self.opts.hostname)
     }
 
     pub fn is_tls(&self) -> bool {
@@ -143,8 +146,8 @@ impl SmtpFrontend {
     }
 
     /// The login of the last [`Event::Login`] was refused; `line` is the
-    /// whole reply (e.g. [`crate::access::policy::DenyReason::smtp_reply`]). Returns
-    /// the bytes to send and whether to close after them.
+    /// whole reply (e.g. [`reply::denied`]). Returns the bytes to send and
+    /// whether to close after them.
     pub fn login_failed(&mut self, line: &str) -> (Vec<u8>, bool) {
         self.failures += 1;
         let mut out = reply::line(line);
@@ -168,8 +171,8 @@ impl SmtpFrontend {
     /// reply for `refusal`, and whether to close after it.
     pub fn login_refused(&mut self, _attempt: &LoginAttempt, refusal: &LoginRefusal) -> (Vec<u8>, bool) {
         match refusal {
-            LoginRefusal::Denied(reason) => self.login_failed(&reason.smtp_reply()),
-            LoginRefusal::Penalised => self.login_failed(&DenyReason::TooManyFailures.smtp_reply()),
+            LoginRefusal::Denied(reason) => self.login_failed(&reply::denied(*reason)),
+            LoginRefusal::Penalised => self.login_failed(&reply::denied(DenyReason::TooManyFailures)),
             // The connection failing, at any step, is `4.4.1` (RFC 3463 "no
             // answer from host"); the server answering but not as it should
             // is `4.7.0`, RFC 4954's temporary authentication failure.
@@ -195,12 +198,6 @@ impl SmtpFrontend {
     /// The client's greeting so far.
     pub fn client_greeting(&self) -> Option<&Greeting> {
         self.greeting.as_ref()
-    }
-
-    /// Says goodbye to a client still in the pre-login phase (shutdown, timeout).
-    pub fn bye(&mut self, line: &str) -> Vec<u8> {
-        self.state = State::Closed;
-        reply::line(line)
     }
 
     fn login_allowed(&self) -> bool {
@@ -274,7 +271,7 @@ impl SmtpFrontend {
                 return Some(self.too_long(too_long, Some(consumed)));
             }
             Decode::Done { consumed, value } => (consumed, self.handle_command(value)),
-            Decode::Failed { consumed, invalid } => (consumed, Event::Reply(invalid_reply(invalid))),
+            Decode::Failed { consumed, invalid } => (consumed, Event::Reply(reply::invalid_command(invalid))),
         };
         self.buf = buf;
         self.buf.advance(consumed);
@@ -309,7 +306,7 @@ impl SmtpFrontend {
                 if esmtp {
                     Event::Reply(reply::ehlo(&self.opts.hostname, self.extensions()))
                 } else {
-                    say(&format!("250 {}", self.opts.hostname))
+                    Event::Reply(reply::helo(&self.opts.hostname))
                 }
             }
             Command::StartTls => {
@@ -334,8 +331,7 @@ impl SmtpFrontend {
                     return say(if self.opts.starttls {
                         reply::STARTTLS_FIRST
                     } else {
-                        // RFC 4954 §6: no TLS on offer here at all.
-                        "538 5.7.11 Encryption required for requested authentication mechanism"
+                        reply::ENCRYPTION_REQUIRED
                     });
                 }
                 let Some(mechanism) = Mechanism::from_name(mechanism) else {
@@ -361,7 +357,7 @@ impl SmtpFrontend {
         match step {
             Ok(Step::Challenge(challenge, exchange)) => {
                 self.state = State::Authenticating { mechanism, exchange };
-                Event::Reply(reply::line(&format!("334 {challenge}")))
+                Event::Reply(reply::challenge(challenge))
             }
             Ok(Step::Done(credentials)) => {
                 self.state = State::LoggingIn;
@@ -407,14 +403,6 @@ impl SmtpFrontend {
                 Some(Event::Reply(reply::line(reply::BAD_BASE64)))
             }
         }
-    }
-}
-
-/// The reply to a line that is not a valid command.
-pub fn invalid_reply(invalid: Invalid) -> Vec<u8> {
-    match invalid {
-        Invalid::Arguments(verb) => reply::line(&format!("501 5.5.4 Syntax: {}", verb.syntax())),
-        Invalid::Syntax(why) => reply::line(&format!("500 5.5.2 Syntax error: {why}")),
     }
 }
 

@@ -59,13 +59,10 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
         max_login_failures: ctx.limits.max_login_failures,
     };
     let mut frontend = SmtpFrontend::new(opts, stream.is_tls());
-    let timeout_line = reply::line(reply::LOGIN_TIMEOUT);
     let goodbyes = Goodbyes {
-        // RFC 5321 §3.8 and RFC 3463 X.3.2: shutting down, try again later.
-        shutdown: b"421 4.3.2 Service shutting down\r\n",
-        timeout: &timeout_line,
-        // RFC 5321 §3.8: 421 closes the session; 4.7.0 as for the per-address refusal.
-        too_many_errors: b"421 4.7.0 Too many invalid commands, closing connection\r\n",
+        shutdown: reply::SHUTDOWN,
+        timeout: reply::LOGIN_TIMEOUT,
+        too_many_errors: reply::TOO_MANY_ERRORS,
     };
     let step = SmtpLogin { ctx: &ctx, peer };
     let phase = session::prelogin_phase(
