@@ -41,17 +41,14 @@ pub enum LoginResult<T> {
 
 /// Runs `frontend` over the client connection until a login succeeds
 /// (`Some`), or the client leaves or is closed (`None`). `login` carries out
-/// each attempt.
-/// `count_refusals` sees every reply, to count bad input by kind; it says
-/// whether the reply refused bad input. After `limits.max_prelogin_errors`
-/// of those the client is told `too_many_errors` and the connection closed.
+/// each attempt. Bad input is counted by the kind the front-end reports
+/// ([`Event::BadInput`]); the front-end itself closes after
+/// `limits.max_prelogin_errors` of it.
 /// `stream` is `None` afterwards only if a STARTTLS handshake failed.
 pub async fn prelogin<F, L>(
     stream: &mut Option<Stream>,
     frontend: &mut F,
     ctx: &ListenerContext,
-    count_refusals: fn(&[u8]) -> bool,
-    too_many_errors: &[u8],
     mut login: L,
 ) -> io::Result<Option<L::Session>>
 where
@@ -63,25 +60,11 @@ where
     s.write_all(&greeting).await?;
     s.flush().await?;
     let mut buf = [0u8; 4096];
-    let mut errors = 0u32;
     loop {
         while let Some(event) = frontend.next_event() {
             let s = stream.as_mut().expect("stream present until handed off");
             match event {
-                Event::Reply(bytes) => {
-                    let refused = count_refusals(&bytes);
-                    s.write_all(&bytes).await?;
-                    errors += u32::from(refused);
-                    if errors >= ctx.limits.max_prelogin_errors {
-                        let protocol = ctx.listener.protocol.as_str();
-                        metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => protocol, "kind" => "too_many_errors")
-                            .increment(1);
-                        s.write_all(too_many_errors).await?;
-                        s.flush().await?;
-                        let _ = s.shutdown().await;
-                        return Ok(None);
-                    }
-                }
+                Event::Reply(bytes) => s.write_all(&bytes).await?,
                 Event::BadInput(kind) => {
                     let protocol = ctx.listener.protocol.as_str();
                     metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => protocol, "kind" => kind.label())
@@ -138,8 +121,6 @@ pub struct Goodbyes<'a> {
     pub shutdown: &'a [u8],
     /// When the login deadline passes.
     pub timeout: &'a [u8],
-    /// After `limits.max_prelogin_errors` refused commands.
-    pub too_many_errors: &'a [u8],
 }
 
 /// The whole pre-login phase: [`prelogin`] under the login deadline
@@ -151,7 +132,6 @@ pub async fn prelogin_phase<F, L>(
     frontend: &mut F,
     ctx: &ListenerContext,
     started: Instant,
-    count_refusals: fn(&[u8]) -> bool,
     step: L,
     goodbyes: Goodbyes<'_>,
 ) -> Option<(Stream, L::Session)>
@@ -161,14 +141,7 @@ where
 {
     let mut stream = Some(stream);
     let deadline = started + ctx.limits.prelogin_timeout();
-    let run = prelogin(
-        &mut stream,
-        frontend,
-        ctx,
-        count_refusals,
-        goodbyes.too_many_errors,
-        step,
-    );
+    let run = prelogin(&mut stream, frontend, ctx, step);
     let Some(outcome) = ctx
         .shutdown
         .or_draining(tokio::time::timeout_at(deadline, run))

@@ -12,6 +12,7 @@ use super::reply::{self, Capabilities};
 use crate::access::LoginRefusal;
 use crate::access::policy::DenyReason;
 use crate::frontend::sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
+use crate::frontend::{BadInput, BadInputs};
 use crate::secret::Secret;
 
 /// Limits and switches for one listener's IMAP front-end.
@@ -32,6 +33,10 @@ pub struct FrontendOptions {
     /// Failed logins tolerated on one connection before it is closed (nginx's
     /// `max_errors` idea; slows online guessing, ALPACA / CVE-2021-3618).
     pub max_login_failures: u32,
+    /// Refused commands tolerated before login (invalid, unknown, too long,
+    /// bad SASL data, refused before TLS), then the connection is closed:
+    /// nginx's `max_errors` default, its mitigation of ALPACA (CVE-2021-3618).
+    pub max_prelogin_errors: u32,
     /// Text after `* OK [CAPABILITY ...]` in the greeting.
     pub greeting: String,
 }
@@ -44,6 +49,7 @@ impl Default for FrontendOptions {
             max_line_bytes: 8192,
             max_literal_bytes: 8192,
             max_login_failures: 3,
+            max_prelogin_errors: 5,
             greeting: "PEC mail proxy ready.".to_owned(),
         }
     }
@@ -124,6 +130,7 @@ pub struct ImapFrontend {
     /// How long the current command may grow: a line plus acknowledged literals.
     command_allowance: usize,
     failures: u32,
+    bad_inputs: BadInputs,
     client_id: ClientId,
 }
 
@@ -169,6 +176,7 @@ impl ImapFrontend {
     /// A front-end for a new connection; `tls` is true on implicit-TLS listeners.
     pub fn new(opts: FrontendOptions, tls: bool) -> Self {
         let command_allowance = opts.max_line_bytes;
+        let bad_inputs = BadInputs::new(opts.max_prelogin_errors, reply::TOO_MANY_ERRORS);
         Self {
             opts,
             tls,
@@ -177,6 +185,7 @@ impl ImapFrontend {
             literal_acked_at: None,
             command_allowance,
             failures: 0,
+            bad_inputs,
             client_id: ClientId::default(),
         }
     }
@@ -285,8 +294,22 @@ impl ImapFrontend {
         }
     }
 
-    /// Processes buffered input until it yields an event or needs more bytes.
+    /// Processes buffered input until it yields an event or needs more
+    /// bytes. After a refusal of bad input come its [`Event::BadInput`]
+    /// and, at `max_prelogin_errors`, the goodbye and the close.
     pub fn next_event(&mut self) -> Option<Event> {
+        if let Some(due) = self.bad_inputs.next_due() {
+            return Some(due);
+        }
+        let event = self.step();
+        if self.bad_inputs.cut_off() {
+            self.state = State::Closed;
+            self.buf.clear();
+        }
+        event
+    }
+
+    fn step(&mut self) -> Option<Event> {
         match std::mem::replace(&mut self.state, State::Closed) {
             State::Commands => {
                 self.state = State::Commands;
@@ -310,6 +333,12 @@ impl ImapFrontend {
         // state, so the buffer is moved out for the duration (no copy).
         let buf = std::mem::take(&mut self.buf);
         let (consumed, event) = match parse::decode_command(&buf) {
+            Decode::Done { consumed, .. } if consumed > self.command_allowance => {
+                // However the bytes were chunked, a line over the limit is
+                // refused, before anything in it takes effect or is counted.
+                self.buf = buf;
+                return Some(self.too_long());
+            }
             Decode::Done { consumed, value } => (consumed, Some(self.handle_command(value))),
             Decode::Incomplete => (0, None),
             Decode::LiteralAnnounced { offset, length, sync } => {
@@ -325,10 +354,6 @@ impl ImapFrontend {
         let Some(event) = event else {
             return self.check_allowance();
         };
-        if consumed > self.command_allowance {
-            // However the bytes were chunked, a line over the limit is refused.
-            return Some(self.too_long());
-        }
         self.buf.advance(consumed);
         self.literal_acked_at = None;
         self.command_allowance = self.opts.max_line_bytes;
@@ -412,7 +437,8 @@ impl ImapFrontend {
                 if AUTHENTICATED_COMMANDS.contains(&name.as_str()) {
                     Event::Reply(reply::not_permitted(tag, &name))
                 } else {
-                    Event::Reply(reply::UNKNOWN_COMMAND.to(tag))
+                    let refusal = reply::UNKNOWN_COMMAND.to(tag);
+                    self.bad_inputs.refuse(BadInput::UnknownCommand, refusal)
                 }
             }
         }
@@ -424,7 +450,8 @@ impl ImapFrontend {
         }
         // RFC 3501 §6.2.3: with LOGINDISABLED the server answers LOGIN with NO;
         // PRIVACYREQUIRED is RFC 5530's code for exactly this.
-        Some(Event::Reply(reply::PRIVACY_REQUIRED.to(tag)))
+        let refusal = reply::PRIVACY_REQUIRED.to(tag);
+        Some(self.bad_inputs.refuse(BadInput::LoginBeforeTls, refusal))
     }
 
     fn sasl_step(&mut self, tag: Vec<u8>, mechanism: Mechanism, step: Result<Step, SaslError>) -> Event {
@@ -452,7 +479,8 @@ impl ImapFrontend {
             Err(e) => {
                 self.state = State::Commands;
                 // Undecodable or malformed SASL data (SMTP's name for the same).
-                Event::Reply(reply::sasl_failed(&tag, &e))
+                let refusal = reply::sasl_failed(&tag, &e);
+                self.bad_inputs.refuse(BadInput::BadBase64, refusal)
             }
         }
     }
@@ -481,7 +509,8 @@ impl ImapFrontend {
                     Some(end) => self.buf.advance(end + 1),
                     None => self.buf.clear(),
                 }
-                Some(Event::Reply(reply::BAD_BASE64.to(&tag)))
+                let refusal = reply::BAD_BASE64.to(&tag);
+                Some(self.bad_inputs.refuse(BadInput::BadBase64, refusal))
             }
         }
     }
@@ -498,7 +527,8 @@ impl ImapFrontend {
     fn too_long(&mut self) -> Event {
         self.state = State::Closed;
         self.buf.clear();
-        Event::Reply(reply::line(reply::LINE_TOO_LONG))
+        let refusal = reply::line(reply::LINE_TOO_LONG);
+        self.bad_inputs.refuse(BadInput::LineTooLong, refusal)
     }
 
     fn literal_announced(&mut self, offset: usize, length: u64, sync: bool) -> Option<Event> {
@@ -527,7 +557,12 @@ impl ImapFrontend {
                 self.state = State::Closed;
                 self.buf.clear();
             }
-            return Some(Event::Reply(out));
+            if !takes_literals {
+                // Refused for what the command is, as `not_permitted`: not
+                // counted as bad input.
+                return Some(Event::Reply(out));
+            }
+            return Some(self.bad_inputs.refuse(BadInput::LiteralTooBig, out));
         }
         self.literal_acked_at = Some(offset);
         self.command_allowance = offset + length as usize + self.opts.max_line_bytes;
@@ -555,7 +590,7 @@ impl ImapFrontend {
         self.buf.advance(end + 1);
         self.literal_acked_at = None;
         self.command_allowance = self.opts.max_line_bytes;
-        Some(Event::Reply(refusal))
+        Some(self.bad_inputs.refuse(BadInput::Syntax, refusal))
     }
 }
 

@@ -74,6 +74,7 @@ async fn open(
         max_line_bytes: ctx.limits.imap_max_line_bytes,
         max_literal_bytes: ctx.limits.imap_max_literal_bytes,
         max_login_failures: ctx.limits.max_login_failures,
+        max_prelogin_errors: ctx.limits.max_prelogin_errors,
         greeting: ctx.greeting.clone(),
     };
     let mut frontend = ImapFrontend::new(opts, stream.is_tls());
@@ -81,18 +82,9 @@ async fn open(
     let goodbyes = Goodbyes {
         shutdown: super::reply::SHUTDOWN,
         timeout: super::reply::LOGIN_TIMEOUT,
-        too_many_errors: super::reply::TOO_MANY_ERRORS,
     };
     let step = ImapLogin { ctx, addrs };
-    let phase = session::prelogin_phase(
-        stream,
-        &mut frontend,
-        ctx,
-        started,
-        count_refusals,
-        step,
-        goodbyes,
-    );
+    let phase = session::prelogin_phase(stream, &mut frontend, ctx, started, step, goodbyes);
     let (mut client, (attempt, upstream)) = phase.await?;
 
     // Anything the client pipelined behind its login goes upstream first,
@@ -163,31 +155,6 @@ impl LoginStep<ImapFrontend> for ImapLogin<'_> {
             },
         }
     }
-}
-
-/// Counts the front-end's refusals of bad input, by kind; says whether
-/// `reply` was one.
-fn count_refusals(reply: &[u8]) -> bool {
-    let kind = if reply.starts_with(b"* BYE Command line too long") {
-        "line_too_long"
-    } else if reply.windows(8).any(|w| w == b"[TOOBIG]") {
-        "literal_too_big"
-    } else if reply.windows(20).any(|w| w == b"BAD Invalid command:") {
-        "syntax"
-    } else if reply.windows(15).any(|w| w == b"BAD Unknown com") {
-        "unknown_command"
-    } else if reply.windows(17).any(|w| w == b"[PRIVACYREQUIRED]") {
-        "login_before_tls"
-    } else if reply.windows(26).any(|w| w == b"BAD Authentication failed:")
-        || reply.windows(18).any(|w| w == b"BAD Invalid base64")
-    {
-        // Undecodable or malformed SASL data (SMTP's name for the same).
-        "bad_base64"
-    } else {
-        return false;
-    };
-    metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "imap", "kind" => kind).increment(1);
-    true
 }
 
 /// The login step: the gate (account store rules, or pass-through), then

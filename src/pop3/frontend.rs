@@ -19,6 +19,7 @@ use super::reply::{self, Capabilities, line, ok};
 use crate::access::LoginRefusal;
 use crate::access::policy::DenyReason;
 use crate::frontend::sasl::{self, Credentials, Exchange, Mechanism, SaslError, Step};
+use crate::frontend::{BadInput, BadInputs};
 use crate::secret::Secret;
 
 /// Limits and switches for one listener's POP3 front-end.
@@ -34,6 +35,11 @@ pub struct FrontendOptions {
     /// Failed logins tolerated on one connection before it is closed
     /// (nginx's `max_errors` idea; slows online guessing).
     pub max_login_failures: u32,
+    /// Refused commands tolerated before login (invalid, unknown, too long,
+    /// bad SASL data, refused before TLS, APOP), then the connection is
+    /// closed: nginx's `max_errors` default, its mitigation of ALPACA
+    /// (CVE-2021-3618).
+    pub max_prelogin_errors: u32,
     /// Text of the `+OK` greeting.
     pub greeting: String,
 }
@@ -45,6 +51,7 @@ impl Default for FrontendOptions {
             allow_plaintext_login: false,
             max_line_bytes: 255,
             max_login_failures: 3,
+            max_prelogin_errors: 5,
             greeting: "PEC mail proxy ready.".to_owned(),
         }
     }
@@ -114,11 +121,13 @@ pub struct Pop3Frontend {
     /// An over-long line is being dropped until its LF.
     discarding: bool,
     failures: u32,
+    bad_inputs: BadInputs,
 }
 
 impl Pop3Frontend {
     /// A front-end for a new connection; `tls` is true on implicit-TLS listeners.
     pub fn new(opts: FrontendOptions, tls: bool) -> Self {
+        let bad_inputs = BadInputs::new(opts.max_prelogin_errors, reply::TOO_MANY_ERRORS);
         Self {
             opts,
             tls,
@@ -126,6 +135,7 @@ impl Pop3Frontend {
             state: State::Commands { user: None },
             discarding: false,
             failures: 0,
+            bad_inputs,
         }
     }
 
@@ -226,8 +236,23 @@ impl Pop3Frontend {
         })
     }
 
-    /// Processes buffered input until it yields an event or needs more bytes.
+    /// Processes buffered input until it yields an event or needs more
+    /// bytes. After a refusal of bad input come its [`Event::BadInput`]
+    /// and, at `max_prelogin_errors`, the goodbye and the close.
     pub fn next_event(&mut self) -> Option<Event> {
+        if let Some(due) = self.bad_inputs.next_due() {
+            return Some(due);
+        }
+        let event = self.step();
+        if self.bad_inputs.cut_off() {
+            self.state = State::Closed;
+            self.buf.clear();
+            self.discarding = false;
+        }
+        event
+    }
+
+    fn step(&mut self) -> Option<Event> {
         match std::mem::replace(&mut self.state, State::Closed) {
             State::Commands { user } => {
                 self.state = State::Commands { user };
@@ -256,7 +281,8 @@ impl Pop3Frontend {
                 self.buf = buf;
                 self.buf.advance(consumed);
                 self.reset_user_after_error();
-                return Some(Event::Reply(line(reply::LINE_TOO_LONG)));
+                let refusal = line(reply::LINE_TOO_LONG);
+                return Some(self.bad_inputs.refuse(BadInput::LineTooLong, refusal));
             }
             Decode::Done { consumed, value } => (consumed, self.handle_command(value)),
             Decode::Incomplete => {
@@ -343,7 +369,7 @@ impl Pop3Frontend {
                 };
                 self.sasl_step(mechanism, Exchange::start(mechanism, initial_response))
             }
-            Command::Apop => Event::Reply(line(reply::APOP)),
+            Command::Apop => self.bad_inputs.refuse(BadInput::Apop, line(reply::APOP)),
             Command::Other { keyword } => {
                 let keyword = keyword.to_ascii_uppercase();
                 let transaction = [
@@ -351,7 +377,9 @@ impl Pop3Frontend {
                 ];
                 match std::str::from_utf8(&keyword) {
                     Ok(k) if transaction.contains(&k) => Event::Reply(line(&reply::not_permitted(k))),
-                    _ => Event::Reply(line(reply::UNKNOWN_COMMAND)),
+                    _ => self
+                        .bad_inputs
+                        .refuse(BadInput::UnknownCommand, line(reply::UNKNOWN_COMMAND)),
                 }
             }
         }
@@ -363,7 +391,8 @@ impl Pop3Frontend {
             return None;
         }
         self.state = State::Commands { user: None };
-        Some(Event::Reply(line(reply::PLAINTEXT_DISABLED)))
+        let refusal = line(reply::PLAINTEXT_DISABLED);
+        Some(self.bad_inputs.refuse(BadInput::LoginBeforeTls, refusal))
     }
 
     fn sasl_step(&mut self, mechanism: Mechanism, step: Result<Step, SaslError>) -> Event {
@@ -386,7 +415,8 @@ impl Pop3Frontend {
             Err(e) => {
                 self.state = State::Commands { user: None };
                 // Undecodable or malformed SASL data (SMTP's name for the same).
-                Event::Reply(line(&reply::sasl_failed(&e)))
+                let refusal = line(&reply::sasl_failed(&e));
+                self.bad_inputs.refuse(BadInput::BadBase64, refusal)
             }
         }
     }
@@ -404,7 +434,8 @@ impl Pop3Frontend {
                 if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
                     self.buf.advance(end + 1);
                 }
-                Some(Event::Reply(line(&reply::invalid_auth_line(why))))
+                let refusal = line(&reply::invalid_auth_line(why));
+                Some(self.bad_inputs.refuse(BadInput::BadBase64, refusal))
             }
             // Not whole yet, or already bad but not ended: a bad line is
             // answered once, when it ends, as a command line is. Answering
@@ -451,7 +482,8 @@ impl Pop3Frontend {
         self.buf.advance(end + 1);
         self.discarding = false;
         self.reset_user_after_error();
-        Some(Event::Reply(line(reply::LINE_TOO_LONG)))
+        let refusal = line(reply::LINE_TOO_LONG);
+        Some(self.bad_inputs.refuse(BadInput::LineTooLong, refusal))
     }
 
     /// A line that cannot be a command: `-ERR` naming the problem, once the
@@ -463,9 +495,11 @@ impl Pop3Frontend {
         self.buf.advance(end + 1);
         self.reset_user_after_error();
         let refusal = if why == TOO_LONG {
-            Event::Reply(line(reply::LINE_TOO_LONG))
+            self.bad_inputs
+                .refuse(BadInput::LineTooLong, line(reply::LINE_TOO_LONG))
         } else {
-            Event::Reply(line(&reply::invalid_command(why)))
+            self.bad_inputs
+                .refuse(BadInput::Syntax, line(&reply::invalid_command(why)))
         };
         Some(refusal)
     }

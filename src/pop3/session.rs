@@ -58,24 +58,16 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
         allow_plaintext_login: ctx.listener.allow_plaintext_login,
         max_line_bytes: ctx.limits.pop3_max_line_bytes,
         max_login_failures: ctx.limits.max_login_failures,
+        max_prelogin_errors: ctx.limits.max_prelogin_errors,
         greeting: ctx.greeting.clone(),
     };
     let mut frontend = Pop3Frontend::new(opts, stream.is_tls());
     let goodbyes = Goodbyes {
         shutdown: super::reply::SHUTDOWN,
         timeout: super::reply::LOGIN_TIMEOUT,
-        too_many_errors: super::reply::TOO_MANY_ERRORS,
     };
     let step = Pop3Login { ctx: &ctx, peer };
-    let phase = session::prelogin_phase(
-        stream,
-        &mut frontend,
-        &ctx,
-        started,
-        count_refusals,
-        step,
-        goodbyes,
-    );
+    let phase = session::prelogin_phase(stream, &mut frontend, &ctx, started, step, goodbyes);
     let Some((mut client, upstream)) = Box::pin(phase).await else {
         return;
     };
@@ -158,31 +150,6 @@ impl LoginStep<Pop3Frontend> for Pop3Login<'_> {
             }
         }
     }
-}
-
-/// Counts the front-end's refusals of bad input, by kind; says whether
-/// `reply` was one.
-fn count_refusals(reply: &[u8]) -> bool {
-    let kind = if reply.starts_with(b"-ERR Command line too long") {
-        "line_too_long"
-    } else if reply.starts_with(b"-ERR Invalid command:") {
-        "syntax"
-    } else if reply.starts_with(b"-ERR Unknown command") {
-        "unknown_command"
-    } else if reply.starts_with(b"-ERR [AUTH] Plaintext") {
-        "login_before_tls"
-    } else if reply.starts_with(b"-ERR APOP") {
-        "apop"
-    } else if reply.starts_with(b"-ERR Authentication failed:")
-        || reply.starts_with(b"-ERR Invalid authentication exchange")
-    {
-        // Undecodable or malformed SASL data (SMTP's name for the same).
-        "bad_base64"
-    } else {
-        return false;
-    };
-    metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "pop3", "kind" => kind).increment(1);
-    true
 }
 
 /// The login step: the gate (account store rules, or pass-through), then

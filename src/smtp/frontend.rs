@@ -13,6 +13,7 @@ use super::reply::{self, Extensions};
 use crate::access::LoginRefusal;
 use crate::access::policy::DenyReason;
 use crate::frontend::sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
+use crate::frontend::{BadInput, BadInputs};
 
 /// The reply to a line that is not a valid command (the guard's too).
 pub use super::reply::invalid_command as invalid_reply;
@@ -35,6 +36,11 @@ pub struct FrontendOptions {
     pub max_auth_line_bytes: usize,
     /// Failed logins on one connection before it is closed.
     pub max_login_failures: u32,
+    /// Refused commands tolerated before login (invalid, unknown, too long,
+    /// bad base64, refused before TLS, mail commands before AUTH), then the
+    /// connection is closed: nginx's `max_errors` default, its mitigation
+    /// of ALPACA (CVE-2021-3618).
+    pub max_prelogin_errors: u32,
 }
 
 impl Default for FrontendOptions {
@@ -47,6 +53,7 @@ impl Default for FrontendOptions {
             max_command_line_bytes: 512,
             max_auth_line_bytes: 8192,
             max_login_failures: 3,
+            max_prelogin_errors: 5,
         }
     }
 }
@@ -93,6 +100,7 @@ pub struct SmtpFrontend {
     state: State,
     greeting: Option<Greeting>,
     failures: u32,
+    bad_inputs: BadInputs,
     /// An over-long line was refused; its remaining bytes are dropped up to
     /// its line feed.
     discarding: bool,
@@ -101,6 +109,7 @@ pub struct SmtpFrontend {
 impl SmtpFrontend {
     /// A front-end for a new connection; `tls` is true on implicit-TLS listeners.
     pub fn new(opts: FrontendOptions, tls: bool) -> Self {
+        let bad_inputs = BadInputs::new(opts.max_prelogin_errors, reply::TOO_MANY_ERRORS);
         Self {
             opts,
             tls,
@@ -108,6 +117,7 @@ impl SmtpFrontend {
             state: State::Commands,
             greeting: None,
             failures: 0,
+            bad_inputs,
             discarding: false,
         }
     }
@@ -214,8 +224,23 @@ impl SmtpFrontend {
         }
     }
 
-    /// Processes buffered input until it yields an event or needs more bytes.
+    /// Processes buffered input until it yields an event or needs more
+    /// bytes. After a refusal of bad input come its [`Event::BadInput`]
+    /// and, at `max_prelogin_errors`, the goodbye and the close.
     pub fn next_event(&mut self) -> Option<Event> {
+        if let Some(due) = self.bad_inputs.next_due() {
+            return Some(due);
+        }
+        let event = self.step();
+        if self.bad_inputs.cut_off() {
+            self.state = State::Closed;
+            self.buf.clear();
+            self.discarding = false;
+        }
+        event
+    }
+
+    fn step(&mut self) -> Option<Event> {
         if self.discarding {
             match self.buf.iter().position(|&b| b == b'\n') {
                 Some(end) => {
@@ -250,7 +275,8 @@ impl SmtpFrontend {
                 self.discarding = true;
             }
         }
-        Event::Reply(reply::line(reply_line))
+        self.bad_inputs
+            .refuse(BadInput::LineTooLong, reply::line(reply_line))
     }
 
     fn next_command(&mut self) -> Option<Event> {
@@ -271,7 +297,10 @@ impl SmtpFrontend {
                 return Some(self.too_long(too_long, Some(consumed)));
             }
             Decode::Done { consumed, value } => (consumed, self.handle_command(value)),
-            Decode::Failed { consumed, invalid } => (consumed, Event::Reply(reply::invalid_command(invalid))),
+            Decode::Failed { consumed, invalid } => {
+                let refusal = reply::invalid_command(invalid);
+                (consumed, self.bad_inputs.refuse(BadInput::Syntax, refusal))
+            }
         };
         self.buf = buf;
         self.buf.advance(consumed);
@@ -328,20 +357,23 @@ impl SmtpFrontend {
                     return say(reply::EHLO_FIRST);
                 }
                 if !self.login_allowed() {
-                    return say(if self.opts.starttls {
+                    let refusal = if self.opts.starttls {
                         reply::STARTTLS_FIRST
                     } else {
                         reply::ENCRYPTION_REQUIRED
-                    });
+                    };
+                    return self
+                        .bad_inputs
+                        .refuse(BadInput::LoginBeforeTls, reply::line(refusal));
                 }
                 let Some(mechanism) = Mechanism::from_name(mechanism) else {
                     return say(reply::UNKNOWN_MECHANISM);
                 };
                 self.sasl_step(mechanism, Exchange::start(mechanism, initial_response))
             }
-            Command::Mail { .. } | Command::Rcpt { .. } | Command::Data | Command::Bdat => {
-                say(reply::AUTH_REQUIRED)
-            }
+            Command::Mail { .. } | Command::Rcpt { .. } | Command::Data | Command::Bdat => self
+                .bad_inputs
+                .refuse(BadInput::AuthRequired, reply::line(reply::AUTH_REQUIRED)),
             Command::Rset | Command::Noop => say(reply::OK),
             Command::Help => say(reply::HELP),
             Command::Vrfy | Command::Expn => say(reply::VRFY_DISABLED),
@@ -349,7 +381,9 @@ impl SmtpFrontend {
                 self.state = State::Closed;
                 say(reply::BYE)
             }
-            Command::Other { .. } => say(reply::UNKNOWN_COMMAND),
+            Command::Other { .. } => self
+                .bad_inputs
+                .refuse(BadInput::UnknownCommand, reply::line(reply::UNKNOWN_COMMAND)),
         }
     }
 
@@ -368,11 +402,15 @@ impl SmtpFrontend {
             }
             Err(e) => {
                 self.state = State::Commands;
-                Event::Reply(reply::line(match e {
-                    SaslError::Cancelled => reply::AUTH_CANCELLED,
-                    SaslError::Base64 => reply::BAD_BASE64,
-                    _ => reply::BAD_SASL,
-                }))
+                match e {
+                    SaslError::Cancelled => Event::Reply(reply::line(reply::AUTH_CANCELLED)),
+                    SaslError::Base64 => self
+                        .bad_inputs
+                        .refuse(BadInput::BadBase64, reply::line(reply::BAD_BASE64)),
+                    // Decodable but malformed: not counted (IMAP and POP3
+                    // count it as bad_base64).
+                    _ => Event::Reply(reply::line(reply::BAD_SASL)),
+                }
             }
         }
     }
@@ -400,7 +438,8 @@ impl SmtpFrontend {
             Decode::Failed { consumed, .. } => {
                 self.state = State::Commands;
                 self.buf.advance(consumed);
-                Some(Event::Reply(reply::line(reply::BAD_BASE64)))
+                let refusal = reply::line(reply::BAD_BASE64);
+                Some(self.bad_inputs.refuse(BadInput::BadBase64, refusal))
             }
         }
     }

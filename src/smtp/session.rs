@@ -57,23 +57,15 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
         max_command_line_bytes: ctx.limits.smtp_max_command_line_bytes,
         max_auth_line_bytes: ctx.limits.smtp_max_auth_line_bytes,
         max_login_failures: ctx.limits.max_login_failures,
+        max_prelogin_errors: ctx.limits.max_prelogin_errors,
     };
     let mut frontend = SmtpFrontend::new(opts, stream.is_tls());
     let goodbyes = Goodbyes {
         shutdown: reply::SHUTDOWN,
         timeout: reply::LOGIN_TIMEOUT,
-        too_many_errors: reply::TOO_MANY_ERRORS,
     };
     let step = SmtpLogin { ctx: &ctx, peer };
-    let phase = session::prelogin_phase(
-        stream,
-        &mut frontend,
-        &ctx,
-        started,
-        count_refusals,
-        step,
-        goodbyes,
-    );
+    let phase = session::prelogin_phase(stream, &mut frontend, &ctx, started, step, goodbyes);
     let Some((mut client, (upstream, mailbox))) = Box::pin(phase).await else {
         return;
     };
@@ -242,30 +234,6 @@ impl LoginStep<SmtpFrontend> for SmtpLogin<'_> {
             },
         }
     }
-}
-
-/// Counts the front-end's refusals of bad input, by kind; says whether
-/// `reply` was one.
-fn count_refusals(reply: &[u8]) -> bool {
-    let kind = if reply.starts_with(reply::LINE_TOO_LONG.as_bytes())
-        || reply.starts_with(reply::AUTH_LINE_TOO_LONG.as_bytes())
-    {
-        "line_too_long"
-    } else if reply.starts_with(b"500 5.5.2") || reply.starts_with(b"501 5.5.4") {
-        "syntax"
-    } else if reply.starts_with(reply::UNKNOWN_COMMAND.as_bytes()) {
-        "unknown_command"
-    } else if reply.starts_with(reply::STARTTLS_FIRST.as_bytes()) || reply.starts_with(b"538 ") {
-        "login_before_tls"
-    } else if reply.starts_with(reply::AUTH_REQUIRED.as_bytes()) {
-        "auth_required"
-    } else if reply.starts_with(reply::BAD_BASE64.as_bytes()) {
-        "bad_base64"
-    } else {
-        return false;
-    };
-    metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => "smtp", "kind" => kind).increment(1);
-    true
 }
 
 /// The login step: the gate (account store rules, or pass-through), then
