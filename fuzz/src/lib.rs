@@ -11,7 +11,10 @@ pub use pop3::{pop3_frontend, pop3_guard, pop3_parse};
 pub use smtp::{smtp_frontend, smtp_parse};
 pub use smtp_guard::smtp_guard;
 
+use pec_proxy::access::LoginRefusal;
 use pec_proxy::access::login_name::{LoginName, parse_login_name};
+use pec_proxy::access::policy::DenyReason;
+use pec_proxy::frontend::BadInput;
 use pec_proxy::frontend::sasl::{self, Exchange, MAX_FIELD_BYTES, Mechanism, Step};
 use pec_proxy::imap::frontend::{Event, FrontendOptions, ImapFrontend};
 use pec_proxy::imap::parse::{self, Decode};
@@ -89,11 +92,61 @@ fn stays_closed<F: pec_proxy::frontend::Frontend>(frontend: &mut F, more: &[u8])
     ));
 }
 
+/// A front-end's [`BadInput`] events against its `max_prelogin_errors`:
+/// never more than that many refusals, then `TooManyErrors` as the last
+/// event before `Close` (its goodbye reply aside).
+struct BadInputs {
+    max: u32,
+    seen: u32,
+    cut_off: bool,
+}
+
+impl BadInputs {
+    fn new(max: u32) -> Self {
+        Self {
+            max,
+            seen: 0,
+            cut_off: false,
+        }
+    }
+
+    fn saw(&mut self, kind: BadInput) {
+        assert!(!self.cut_off, "{kind:?} after TooManyErrors");
+        self.seen += 1;
+        assert!(self.seen <= self.max + 1, "{} bad inputs", self.seen);
+        if kind == BadInput::TooManyErrors {
+            assert_eq!(self.seen, self.max + 1, "cut off early");
+            self.cut_off = true;
+        }
+    }
+
+    /// Any other event than a reply or `Close`.
+    fn goes_on(&self) {
+        assert!(!self.cut_off, "the session went on after TooManyErrors");
+        assert!(
+            self.seen < self.max,
+            "the limit was reached without TooManyErrors"
+        );
+    }
+}
+
+/// The login refusal for the `logins`-th attempt: a temporary one (not
+/// counted as a failure) every other time when `flag` is set, otherwise
+/// a wrong password.
+fn refusal(flag: bool, logins: u32) -> LoginRefusal {
+    if flag && logins % 2 == 0 {
+        LoginRefusal::UpstreamUnavailable { no_answer: false }
+    } else {
+        LoginRefusal::Denied(DenyReason::UnknownOrBadPassword)
+    }
+}
+
 /// The IMAP pre-login state machine fed arbitrary bytes in arbitrary
-/// chunks. The first byte picks the listener kind and how logins end; the
-/// rest is the client's stream. Invariants: no panic, every reply is
-/// well-formed, the buffer stays within the limits after each chunk, and a
-/// closed front-end stays closed.
+/// chunks. The first byte picks the listener kind, the error limit and how
+/// logins end; the rest is the client's stream. Invariants: no panic,
+/// every reply is well-formed, the buffer stays within the limits after
+/// each chunk, bad input is cut off at `max_prelogin_errors`, and a closed
+/// front-end stays closed.
 pub fn imap_frontend(data: &[u8]) {
     let Some((&flags, stream)) = data.split_first() else {
         return;
@@ -104,9 +157,11 @@ pub fn imap_frontend(data: &[u8]) {
         max_line_bytes: 1024,
         max_literal_bytes: 256,
         max_login_failures: 3,
+        max_prelogin_errors: if flags & 0x30 == 0x30 { 2 } else { 50 },
         greeting: "fuzz".into(),
     };
     let bound = 2 * opts.max_line_bytes + opts.max_literal_bytes as usize;
+    let mut bad = BadInputs::new(opts.max_prelogin_errors);
     let mut frontend = ImapFrontend::new(opts, flags & 4 != 0);
     check_reply(&frontend.greeting());
     let mut logins = 0u32;
@@ -121,26 +176,25 @@ pub fn imap_frontend(data: &[u8]) {
         while let Some(event) = frontend.next_event() {
             match event {
                 Event::Reply(bytes) => check_reply(&bytes),
-                Event::BadInput(_) => {}
+                Event::BadInput(kind) => bad.saw(kind),
                 Event::StartTls(bytes) => {
+                    bad.goes_on();
                     check_reply(&bytes);
                     assert_eq!(frontend.buffered(), 0, "bytes after STARTTLS are discarded");
                     frontend.tls_established();
                 }
                 Event::Login(attempt) => {
+                    bad.goes_on();
                     assert!(frontend.is_tls() || flags & 2 != 0, "login accepted in clear");
                     assert!(attempt.credentials.password.len() <= bound);
                     logins += 1;
-                    if flags & 8 != 0 && logins % 2 == 0 {
-                        check_reply(&frontend.login_unavailable(&attempt.tag, "Try later."));
-                    } else {
-                        let (reply, close) =
-                            frontend.login_failed(&attempt.tag, "AUTHENTICATIONFAILED", "No.");
-                        check_reply(&reply);
-                        if close {
-                            assert!(matches!(frontend.next_event(), Some(Event::Close)));
-                            return;
-                        }
+                    let refusal = refusal(flags & 8 != 0, logins);
+                    let (reply, close) = frontend.login_refused(&attempt, &refusal);
+                    check_reply(&reply);
+                    assert!(!close || refusal.counts_as_failure());
+                    if close {
+                        assert!(matches!(frontend.next_event(), Some(Event::Close)));
+                        return;
                     }
                 }
                 Event::Close => {

@@ -1,14 +1,12 @@
 //! POP3: the pre-login parsers, the pre-login front-end and the
 //! keep-on-server DELE guard.
 
-use pec_proxy::access::LoginRefusal;
-use pec_proxy::access::policy::DenyReason;
 use pec_proxy::frontend::Event;
 use pec_proxy::pop3::frontend::{FrontendOptions, LoginMechanism, MAX_AUTH_LINE_BYTES, Pop3Frontend};
 use pec_proxy::pop3::guard::{DELE_REFUSAL, DeleGuard, Segment};
 use pec_proxy::pop3::parse::{self, Command, Decode};
 
-use super::{check_credentials, check_reply, segments, stays_closed};
+use super::{BadInputs, check_credentials, check_reply, refusal, segments, stays_closed};
 
 fn is_base64(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'='
@@ -160,8 +158,8 @@ fn check_pop3_reply(reply: &[u8]) {
 /// nothing left buffered; a login only over TLS unless allowed, with
 /// credentials within `MAX_FIELD_BYTES`, and nothing read while it runs;
 /// the buffer within the limits after each chunk; the bytes handed over
-/// after a successful login a suffix of the stream; a closed front-end
-/// stays closed.
+/// after a successful login a suffix of the stream; bad input cut off at
+/// `max_prelogin_errors`; a closed front-end stays closed.
 pub fn pop3_frontend(data: &[u8]) {
     let Some((&flags, stream)) = data.split_first() else {
         return;
@@ -171,9 +169,11 @@ pub fn pop3_frontend(data: &[u8]) {
         allow_plaintext_login: flags & 2 != 0,
         max_line_bytes: if flags & 0x20 != 0 { 32 } else { 255 },
         max_login_failures: 3,
+        max_prelogin_errors: if flags & 0xc0 == 0xc0 { 2 } else { 50 },
         greeting: "fuzz".into(),
     };
     let bound = opts.max_line_bytes.max(MAX_AUTH_LINE_BYTES);
+    let mut bad = BadInputs::new(opts.max_prelogin_errors);
     let mut frontend = Pop3Frontend::new(opts.clone(), flags & 4 != 0);
     check_pop3_reply(&frontend.greeting());
     let mut logins = 0u32;
@@ -188,8 +188,9 @@ pub fn pop3_frontend(data: &[u8]) {
         while let Some(event) = frontend.next_event() {
             match event {
                 Event::Reply(bytes) => check_pop3_reply(&bytes),
-                Event::BadInput(_) => {}
+                Event::BadInput(kind) => bad.saw(kind),
                 Event::StartTls(bytes) => {
+                    bad.goes_on();
                     check_pop3_reply(&bytes);
                     assert!(bytes.starts_with(b"+OK"));
                     assert!(
@@ -200,6 +201,7 @@ pub fn pop3_frontend(data: &[u8]) {
                     frontend.tls_established();
                 }
                 Event::Login(attempt) => {
+                    bad.goes_on();
                     assert!(
                         frontend.is_tls() || opts.allow_plaintext_login,
                         "login accepted in clear"
@@ -230,15 +232,10 @@ pub fn pop3_frontend(data: &[u8]) {
                         assert!(stream[..at].ends_with(&pipelined));
                         return;
                     }
-                    let counts = flags & 8 == 0 || logins % 2 == 1;
-                    let refusal = if counts {
-                        LoginRefusal::Denied(DenyReason::UnknownOrBadPassword)
-                    } else {
-                        LoginRefusal::UpstreamUnavailable { no_answer: false }
-                    };
+                    let refusal = refusal(flags & 8 != 0, logins);
                     let (reply, close) = frontend.login_refused(&attempt, &refusal);
                     check_pop3_reply(&reply);
-                    assert!(!close || counts);
+                    assert!(!close || refusal.counts_as_failure());
                     if close {
                         assert!(matches!(frontend.next_event(), Some(Event::Close)));
                         return;

@@ -1,10 +1,11 @@
 //! SMTP: the command parsers and the pre-login front-end.
 
 use pec_proxy::frontend::Event;
-use pec_proxy::smtp::frontend::{FrontendOptions, SmtpFrontend, invalid_reply};
+use pec_proxy::smtp::frontend::{FrontendOptions, SmtpFrontend};
 use pec_proxy::smtp::parse::{self, Command, Decode, Param, ReversePath};
+use pec_proxy::smtp::reply;
 
-use super::{check_credentials, check_reply, stays_closed};
+use super::{BadInputs, check_credentials, check_reply, refusal, stays_closed};
 
 pub(crate) const HOSTNAME: &str = "proxy.example";
 
@@ -254,7 +255,7 @@ pub fn smtp_parse(data: &[u8]) {
         }
         Decode::Failed { consumed, invalid } => {
             assert_eq!(Some(consumed), line_end);
-            check_smtp_replies(&invalid_reply(invalid), true);
+            check_smtp_replies(&reply::invalid_command(invalid), true);
         }
         Decode::Incomplete => assert_eq!(line_end, None),
     }
@@ -282,7 +283,8 @@ pub fn smtp_parse(data: &[u8]) {
 /// byte after it; a login only over TLS unless allowed, after EHLO, with
 /// credentials within `MAX_FIELD_BYTES`, and nothing read while it runs;
 /// the buffer within the limits after each chunk; the bytes handed over
-/// after a successful login a suffix of the stream; closed stays closed.
+/// after a successful login a suffix of the stream; bad input cut off at
+/// `max_prelogin_errors`; closed stays closed.
 pub fn smtp_frontend(data: &[u8]) {
     let Some((&flags, stream)) = data.split_first() else {
         return;
@@ -296,8 +298,10 @@ pub fn smtp_frontend(data: &[u8]) {
         max_command_line_bytes: if small { 32 } else { 512 },
         max_auth_line_bytes: if small { 64 } else { 1024 },
         max_login_failures: 3,
+        max_prelogin_errors: if flags & 0xc0 == 0xc0 { 2 } else { 50 },
     };
     let bound = (opts.max_command_line_bytes + 500).max(opts.max_auth_line_bytes);
+    let mut bad = BadInputs::new(opts.max_prelogin_errors);
     let mut frontend = SmtpFrontend::new(opts.clone(), flags & 4 != 0);
     let greeting = frontend.greeting();
     check_smtp_replies(&greeting, false);
@@ -316,8 +320,9 @@ pub fn smtp_frontend(data: &[u8]) {
                 Event::Reply(bytes) => {
                     check_smtp_replies(&bytes, true);
                 }
-                Event::BadInput(_) => {}
+                Event::BadInput(kind) => bad.saw(kind),
                 Event::StartTls(bytes) => {
+                    bad.goes_on();
                     check_smtp_replies(&bytes, true);
                     assert!(bytes.starts_with(b"220 "));
                     assert!(
@@ -329,6 +334,7 @@ pub fn smtp_frontend(data: &[u8]) {
                     frontend.tls_established();
                 }
                 Event::Login(attempt) => {
+                    bad.goes_on();
                     assert!(
                         frontend.is_tls() || opts.allow_plaintext_login,
                         "AUTH accepted in clear"
@@ -347,16 +353,13 @@ pub fn smtp_frontend(data: &[u8]) {
                         assert!(stream[..at].ends_with(&pipelined));
                         return;
                     }
-                    if flags & 8 != 0 && logins % 2 == 0 {
-                        let reply = frontend.login_unavailable("454 4.7.0 Try again later");
-                        check_smtp_replies(&reply, true);
-                    } else {
-                        let (reply, close) = frontend.login_failed("535 5.7.8 Authentication failed");
-                        check_smtp_replies(&reply, true);
-                        if close {
-                            assert!(matches!(frontend.next_event(), Some(Event::Close)));
-                            return;
-                        }
+                    let refusal = refusal(flags & 8 != 0, logins);
+                    let (reply, close) = frontend.login_refused(&attempt, &refusal);
+                    check_smtp_replies(&reply, true);
+                    assert!(!close || refusal.counts_as_failure());
+                    if close {
+                        assert!(matches!(frontend.next_event(), Some(Event::Close)));
+                        return;
                     }
                 }
                 Event::Close => {

@@ -12,7 +12,6 @@ pub mod login_name;
 pub mod password;
 pub mod penalty;
 pub mod policy;
-pub mod reply;
 pub mod send_rate;
 pub mod verified;
 

@@ -88,8 +88,15 @@ impl From<DenyReason> for Denial {
     }
 }
 
-/// Why a login was refused. Each maps to one metric label and one reply per
-/// protocol (see `reply.rs`).
+impl Denial {
+    pub fn label(&self) -> &'static str {
+        self.reason.label()
+    }
+}
+
+/// Why a login was refused. Each maps to one metric label, one text for a
+/// person ([`DenyReason::text`]) and one reply per protocol, which each
+/// protocol words in its `reply.rs` (`imap::reply::denied`, and so on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DenyReason {
@@ -131,6 +138,28 @@ impl DenyReason {
             Self::NotPermitted => "not_permitted",
             Self::StoreUnavailable => "store_unavailable",
             Self::TooManyFailures => "too_many_failures",
+        }
+    }
+
+    /// The text for a person, shared by the three protocols' replies. It is
+    /// specific where the owner can act on it (a protocol switched off,
+    /// two-step verification on, an expired app password) and deliberately
+    /// vague where detail would help an attacker.
+    pub fn text(self, protocol: Protocol) -> String {
+        let p = protocol.display_name();
+        match self {
+            Self::UnknownOrBadPassword => "Authentication failed".into(),
+            Self::ProtocolDisabled => format!("{p} access is disabled for this mailbox"),
+            Self::AppPasswordRequired => "Two-step verification is on: use an app password".into(),
+            Self::AppPasswordExpired => "This app password has expired: create a new one".into(),
+            Self::CollaboratorSuspended => {
+                "This collaborator account is suspended: ask the mailbox owner".into()
+            }
+            Self::NotPermitted => {
+                format!("This collaborator account may not use {p} on this mailbox")
+            }
+            Self::StoreUnavailable => "Temporary failure, try again later".into(),
+            Self::TooManyFailures => "Too many failed logins, try again later".into(),
         }
     }
 }

@@ -68,6 +68,71 @@ impl BadInput {
     }
 }
 
+/// A front-end's count of the bad input it refused, against its
+/// `max_prelogin_errors` (nginx's `max_errors`; ALPACA, CVE-2021-3618), and
+/// the events due after each refusal's [`Event::Reply`], one per
+/// [`BadInputs::next_due`]: its [`Event::BadInput`], then, at the limit, the
+/// protocol's goodbye and [`BadInput::TooManyErrors`]. At the limit the
+/// front-end closes itself ([`BadInputs::cut_off`]), so [`Event::Close`]
+/// follows and stays.
+#[derive(Debug)]
+pub struct BadInputs {
+    limit: u32,
+    refused: u32,
+    goodbye: &'static [u8],
+    due: Due,
+}
+
+/// What [`BadInputs::next_due`] hands out next.
+#[derive(Debug, Clone, Copy)]
+enum Due {
+    Nothing,
+    /// The last refusal's kind; then the goodbye if it reached the limit.
+    Kind(BadInput, bool),
+    Goodbye,
+    TooManyErrors,
+}
+
+impl BadInputs {
+    /// `limit` refusals close the connection with `goodbye` (CRLF included).
+    pub fn new(limit: u32, goodbye: &'static [u8]) -> Self {
+        Self {
+            limit,
+            refused: 0,
+            goodbye,
+            due: Due::Nothing,
+        }
+    }
+
+    /// Counts a refusal of `kind`, and returns its reply as the event to
+    /// send first. The front-end drains [`BadInputs::next_due`] before it
+    /// reads more input, so one refusal at most is ever due.
+    pub fn refuse<L>(&mut self, kind: BadInput, reply: Vec<u8>) -> Event<L> {
+        debug_assert!(matches!(self.due, Due::Nothing), "{:?} still due", self.due);
+        self.refused = self.refused.saturating_add(1);
+        self.due = Due::Kind(kind, self.cut_off());
+        Event::Reply(reply)
+    }
+
+    /// Whether the limit is reached: the front-end is to close.
+    pub fn cut_off(&self) -> bool {
+        self.refused >= self.limit.max(1)
+    }
+
+    /// The next event due after a refusal's reply, if any.
+    pub fn next_due<L>(&mut self) -> Option<Event<L>> {
+        let (event, then) = match self.due {
+            Due::Nothing => return None,
+            Due::Kind(kind, false) => (Event::BadInput(kind), Due::Nothing),
+            Due::Kind(kind, true) => (Event::BadInput(kind), Due::Goodbye),
+            Due::Goodbye => (Event::Reply(self.goodbye.to_vec()), Due::TooManyErrors),
+            Due::TooManyErrors => (Event::BadInput(BadInput::TooManyErrors), Due::Nothing),
+        };
+        self.due = then;
+        Some(event)
+    }
+}
+
 /// A pre-login state machine: bytes in, events out.
 pub trait Frontend {
     /// The credentials and details of one login attempt.

@@ -8,9 +8,11 @@
 use bytes::{Buf, BytesMut};
 
 use super::parse::{self, Command, CommandBody, Decode};
+use super::reply::{self, Capabilities};
 use crate::access::LoginRefusal;
 use crate::access::policy::DenyReason;
 use crate::frontend::sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
+use crate::frontend::{BadInput, BadInputs};
 use crate::secret::Secret;
 
 /// Limits and switches for one listener's IMAP front-end.
@@ -31,6 +33,10 @@ pub struct FrontendOptions {
     /// Failed logins tolerated on one connection before it is closed (nginx's
     /// `max_errors` idea; slows online guessing, ALPACA / CVE-2021-3618).
     pub max_login_failures: u32,
+    /// Refused commands tolerated before login (invalid, unknown, too long,
+    /// bad SASL data, refused before TLS), then the connection is closed:
+    /// nginx's `max_errors` default, its mitigation of ALPACA (CVE-2021-3618).
+    pub max_prelogin_errors: u32,
     /// Text after `* OK [CAPABILITY ...]` in the greeting.
     pub greeting: String,
 }
@@ -43,6 +49,7 @@ impl Default for FrontendOptions {
             max_line_bytes: 8192,
             max_literal_bytes: 8192,
             max_login_failures: 3,
+            max_prelogin_errors: 5,
             greeting: "PEC mail proxy ready.".to_owned(),
         }
     }
@@ -123,6 +130,7 @@ pub struct ImapFrontend {
     /// How long the current command may grow: a line plus acknowledged literals.
     command_allowance: usize,
     failures: u32,
+    bad_inputs: BadInputs,
     client_id: ClientId,
 }
 
@@ -168,6 +176,7 @@ impl ImapFrontend {
     /// A front-end for a new connection; `tls` is true on implicit-TLS listeners.
     pub fn new(opts: FrontendOptions, tls: bool) -> Self {
         let command_allowance = opts.max_line_bytes;
+        let bad_inputs = BadInputs::new(opts.max_prelogin_errors, reply::TOO_MANY_ERRORS);
         Self {
             opts,
             tls,
@@ -176,18 +185,14 @@ impl ImapFrontend {
             literal_acked_at: None,
             command_allowance,
             failures: 0,
+            bad_inputs,
             client_id: ClientId::default(),
         }
     }
 
     /// The untagged greeting, with capabilities (RFC 3501 §7.1, RFC 2221 CAPABILITY code).
     pub fn greeting(&self) -> Vec<u8> {
-        format!(
-            "* OK [CAPABILITY {}] {}\r\n",
-            self.capabilities(),
-            self.opts.greeting
-        )
-        .into_bytes()
+        reply::greeting(self.capabilities(), &self.opts.greeting)
     }
 
     /// Whether TLS protects the connection.
@@ -228,23 +233,23 @@ impl ImapFrontend {
     /// The login of the last [`Event::Login`] failed; `code` and `text` form the
     /// tagged `NO` (e.g. `AUTHENTICATIONFAILED`, RFC 5530). Returns the reply,
     /// plus `* BYE` and a close when the client has failed too often.
-    pub fn login_failed(&mut self, tag: &[u8], code: &str, text: &str) -> (Vec<u8>, bool) {
+    fn login_failed(&mut self, tag: &[u8], code: &str, text: &str) -> (Vec<u8>, bool) {
         self.failures += 1;
-        let mut reply = tagged(tag, "NO", Some(code), text);
+        let mut out = reply::login_failed(tag, code, text);
         if self.failures >= self.opts.max_login_failures {
-            reply.extend_from_slice(b"* BYE Too many invalid authentication attempts\r\n");
+            out.extend(reply::line(reply::TOO_MANY_FAILURES));
             self.state = State::Closed;
-            return (reply, true);
+            return (out, true);
         }
         self.state = State::Commands;
-        (reply, false)
+        (out, false)
     }
 
     /// The login of the last [`Event::Login`] could not be completed for a
     /// temporary reason; the reply does not count as a failed attempt.
-    pub fn login_unavailable(&mut self, tag: &[u8], text: &str) -> Vec<u8> {
+    fn login_unavailable(&mut self, tag: &[u8], text: &str) -> Vec<u8> {
         self.state = State::Commands;
-        tagged(tag, "NO", Some("UNAVAILABLE"), text)
+        reply::unavailable(tag, text)
     }
 
     /// The login of `attempt` was refused: a tagged `NO` with the RFC 5530
@@ -254,20 +259,19 @@ impl ImapFrontend {
         let tag = &attempt.tag;
         match refusal {
             LoginRefusal::Denied(reason) => {
-                let (code, text) = reason.imap_reply();
+                let (code, text) = reply::denied(*reason);
                 self.login_failed(tag, code, &text)
             }
             LoginRefusal::Penalised => {
-                let (code, text) = DenyReason::TooManyFailures.imap_reply();
+                let (code, text) = reply::denied(DenyReason::TooManyFailures);
                 self.login_failed(tag, code, &text)
             }
-            LoginRefusal::StoreUnavailable | LoginRefusal::UpstreamUnavailable { .. } => (
-                self.login_unavailable(tag, "The mail server is not available now. Try again later."),
-                false,
-            ),
+            LoginRefusal::StoreUnavailable | LoginRefusal::UpstreamUnavailable { .. } => {
+                (self.login_unavailable(tag, reply::UNAVAILABLE), false)
+            }
             LoginRefusal::MailboxInUse(text) => {
                 self.state = State::Commands;
-                (tagged(tag, "NO", Some("INUSE"), text), false)
+                (reply::in_use(tag, text), false)
             }
         }
     }
@@ -278,32 +282,34 @@ impl ImapFrontend {
         self.buf
     }
 
-    /// Says goodbye to a client still in the pre-login phase (shutdown, timeout).
-    pub fn bye(&mut self, text: &str) -> Vec<u8> {
-        self.state = State::Closed;
-        format!("* BYE {text}\r\n").into_bytes()
-    }
-
     fn login_allowed(&self) -> bool {
         self.tls || self.opts.allow_plaintext_login
     }
 
     /// Capabilities before login: only what this connection really offers now.
-    fn capabilities(&self) -> String {
-        let mut caps = String::from("IMAP4rev1 SASL-IR ID LITERAL+");
-        if self.opts.starttls && !self.tls {
-            caps.push_str(" STARTTLS");
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            starttls: self.opts.starttls && !self.tls,
+            login: self.login_allowed(),
         }
-        if self.login_allowed() {
-            caps.push_str(" AUTH=PLAIN AUTH=LOGIN");
-        } else {
-            caps.push_str(" LOGINDISABLED");
-        }
-        caps
     }
 
-    /// Processes buffered input until it yields an event or needs more bytes.
+    /// Processes buffered input until it yields an event or needs more
+    /// bytes. After a refusal of bad input come its [`Event::BadInput`]
+    /// and, at `max_prelogin_errors`, the goodbye and the close.
     pub fn next_event(&mut self) -> Option<Event> {
+        if let Some(due) = self.bad_inputs.next_due() {
+            return Some(due);
+        }
+        let event = self.step();
+        if self.bad_inputs.cut_off() {
+            self.state = State::Closed;
+            self.buf.clear();
+        }
+        event
+    }
+
+    fn step(&mut self) -> Option<Event> {
         match std::mem::replace(&mut self.state, State::Closed) {
             State::Commands => {
                 self.state = State::Commands;
@@ -327,6 +333,12 @@ impl ImapFrontend {
         // state, so the buffer is moved out for the duration (no copy).
         let buf = std::mem::take(&mut self.buf);
         let (consumed, event) = match parse::decode_command(&buf) {
+            Decode::Done { consumed, .. } if consumed > self.command_allowance => {
+                // However the bytes were chunked, a line over the limit is
+                // refused, before anything in it takes effect or is counted.
+                self.buf = buf;
+                return Some(self.too_long());
+            }
             Decode::Done { consumed, value } => (consumed, Some(self.handle_command(value))),
             Decode::Incomplete => (0, None),
             Decode::LiteralAnnounced { offset, length, sync } => {
@@ -342,10 +354,6 @@ impl ImapFrontend {
         let Some(event) = event else {
             return self.check_allowance();
         };
-        if consumed > self.command_allowance {
-            // However the bytes were chunked, a line over the limit is refused.
-            return Some(self.too_long());
-        }
         self.buf.advance(consumed);
         self.literal_acked_at = None;
         self.command_allowance = self.opts.max_line_bytes;
@@ -359,29 +367,23 @@ impl ImapFrontend {
     fn handle_command(&mut self, command: Command<'_>) -> Event {
         let tag = command.tag;
         match command.body {
-            CommandBody::Capability => {
-                let mut out = format!("* CAPABILITY {}\r\n", self.capabilities()).into_bytes();
-                out.extend(tagged(tag, "OK", None, "Capability completed."));
-                Event::Reply(out)
-            }
-            CommandBody::Noop => Event::Reply(tagged(tag, "OK", None, "NOOP completed.")),
+            CommandBody::Capability => Event::Reply(reply::capability(tag, self.capabilities())),
+            CommandBody::Noop => Event::Reply(reply::NOOP_COMPLETED.to(tag)),
             CommandBody::Logout => {
-                let mut out = b"* BYE Logging out\r\n".to_vec();
-                out.extend(tagged(tag, "OK", None, "Logout completed."));
+                let mut out = reply::line(reply::LOGGING_OUT);
+                out.extend(reply::LOGOUT_COMPLETED.to(tag));
                 self.state = State::Closed;
                 Event::Reply(out)
             }
             CommandBody::StartTls => {
-                if !self.opts.starttls || self.tls {
-                    let text = if self.tls {
-                        "TLS is already active."
-                    } else {
-                        "STARTTLS is not offered here."
-                    };
-                    return Event::Reply(tagged(tag, "BAD", None, text));
+                if self.tls {
+                    return Event::Reply(reply::TLS_ACTIVE.to(tag));
+                }
+                if !self.opts.starttls {
+                    return Event::Reply(reply::NO_STARTTLS.to(tag));
                 }
                 // The OK goes out in clear; the session sends it, then handshakes.
-                Event::StartTls(tagged(tag, "OK", None, "Begin TLS negotiation now."))
+                Event::StartTls(reply::BEGIN_TLS.to(tag))
             }
             CommandBody::Id(params) => {
                 if let Some(params) = params {
@@ -394,8 +396,8 @@ impl ImapFrontend {
                         }
                     }
                 }
-                let mut out = b"* ID (\"name\" \"pec-proxy\")\r\n".to_vec();
-                out.extend(tagged(tag, "OK", None, "ID completed."));
+                let mut out = reply::line(reply::ID);
+                out.extend(reply::ID_COMPLETED.to(tag));
                 Event::Reply(out)
             }
             CommandBody::Login { username, password } => {
@@ -422,12 +424,7 @@ impl ImapFrontend {
                     return refusal;
                 }
                 let Some(mechanism) = Mechanism::from_name(mechanism) else {
-                    return Event::Reply(tagged(
-                        tag,
-                        "NO",
-                        Some("CANNOT"),
-                        "Unsupported authentication mechanism.",
-                    ));
+                    return Event::Reply(reply::UNKNOWN_MECHANISM.to(tag));
                 };
                 self.sasl_step(
                     tag.to_vec(),
@@ -437,12 +434,12 @@ impl ImapFrontend {
             }
             CommandBody::Other { name } => {
                 let name = String::from_utf8_lossy(name).to_ascii_uppercase();
-                let text = if AUTHENTICATED_COMMANDS.contains(&name.as_str()) {
-                    format!("Command {name} is not permitted before login.")
+                if AUTHENTICATED_COMMANDS.contains(&name.as_str()) {
+                    Event::Reply(reply::not_permitted(tag, &name))
                 } else {
-                    "Unknown command.".to_owned()
-                };
-                Event::Reply(tagged(tag, "BAD", None, &text))
+                    let refusal = reply::UNKNOWN_COMMAND.to(tag);
+                    self.bad_inputs.refuse(BadInput::UnknownCommand, refusal)
+                }
             }
         }
     }
@@ -453,12 +450,8 @@ impl ImapFrontend {
         }
         // RFC 3501 §6.2.3: with LOGINDISABLED the server answers LOGIN with NO;
         // PRIVACYREQUIRED is RFC 5530's code for exactly this.
-        Some(Event::Reply(tagged(
-            tag,
-            "NO",
-            Some("PRIVACYREQUIRED"),
-            "Plaintext authentication is disabled: use STARTTLS or the IMAPS port.",
-        )))
+        let refusal = reply::PRIVACY_REQUIRED.to(tag);
+        Some(self.bad_inputs.refuse(BadInput::LoginBeforeTls, refusal))
     }
 
     fn sasl_step(&mut self, tag: Vec<u8>, mechanism: Mechanism, step: Result<Step, SaslError>) -> Event {
@@ -469,7 +462,7 @@ impl ImapFrontend {
                     mechanism,
                     exchange,
                 };
-                Event::Reply(format!("+ {challenge}\r\n").into_bytes())
+                Event::Reply(reply::challenge(challenge))
             }
             Ok(Step::Done(credentials)) => {
                 self.state = State::LoggingIn;
@@ -479,14 +472,15 @@ impl ImapFrontend {
                     mechanism: LoginMechanism::Sasl(mechanism),
                 })
             }
-            // RFC 3501 §6.2.2: a cancelled exchange is answered with BAD.
             Err(SaslError::Cancelled) => {
                 self.state = State::Commands;
-                Event::Reply(tagged(&tag, "BAD", None, "Authentication cancelled."))
+                Event::Reply(reply::AUTH_CANCELLED.to(&tag))
             }
             Err(e) => {
                 self.state = State::Commands;
-                Event::Reply(tagged(&tag, "BAD", None, &format!("Authentication failed: {e}.")))
+                // Undecodable or malformed SASL data (SMTP's name for the same).
+                let refusal = reply::sasl_failed(&tag, &e);
+                self.bad_inputs.refuse(BadInput::BadBase64, refusal)
             }
         }
     }
@@ -511,12 +505,12 @@ impl ImapFrontend {
             }
             Decode::Failed(_) => {
                 self.state = State::Commands;
-                let reply = tagged(&tag, "BAD", None, "Invalid base64 in authentication exchange.");
                 match self.buf.iter().position(|&b| b == b'\n') {
                     Some(end) => self.buf.advance(end + 1),
                     None => self.buf.clear(),
                 }
-                Some(Event::Reply(reply))
+                let refusal = reply::BAD_BASE64.to(&tag);
+                Some(self.bad_inputs.refuse(BadInput::BadBase64, refusal))
             }
         }
     }
@@ -533,7 +527,8 @@ impl ImapFrontend {
     fn too_long(&mut self) -> Event {
         self.state = State::Closed;
         self.buf.clear();
-        Event::Reply(b"* BYE Command line too long\r\n".to_vec())
+        let refusal = reply::line(reply::LINE_TOO_LONG);
+        self.bad_inputs.refuse(BadInput::LineTooLong, refusal)
     }
 
     fn literal_announced(&mut self, offset: usize, length: u64, sync: bool) -> Option<Event> {
@@ -544,12 +539,11 @@ impl ImapFrontend {
         let tag = tag.to_vec();
         let takes_literals = name.eq_ignore_ascii_case(b"LOGIN") || name.eq_ignore_ascii_case(b"ID");
         if !takes_literals || length > self.opts.max_literal_bytes {
-            let (code, text) = if takes_literals {
-                (Some("TOOBIG"), "Literal too large.")
+            let mut out = if takes_literals {
+                reply::LITERAL_TOO_BIG.to(&tag)
             } else {
-                (None, "Command is not permitted before login.")
+                reply::LITERAL_NOT_PERMITTED.to(&tag)
             };
-            let mut reply = tagged(&tag, "BAD", code, text);
             if sync {
                 // The client waits for our `+` and sends no literal data: the
                 // command ends at the announcement.
@@ -559,16 +553,21 @@ impl ImapFrontend {
             } else {
                 // RFC 7888 §4: the data is on its way and cannot be told apart
                 // from the next command; refuse and close.
-                reply.extend_from_slice(b"* BYE Literal too large\r\n");
+                out.extend(reply::line(reply::LITERAL_TOO_BIG_BYE));
                 self.state = State::Closed;
                 self.buf.clear();
             }
-            return Some(Event::Reply(reply));
+            if !takes_literals {
+                // Refused for what the command is, as `not_permitted`: not
+                // counted as bad input.
+                return Some(Event::Reply(out));
+            }
+            return Some(self.bad_inputs.refuse(BadInput::LiteralTooBig, out));
         }
         self.literal_acked_at = Some(offset);
         self.command_allowance = offset + length as usize + self.opts.max_line_bytes;
         if sync {
-            Some(Event::Reply(b"+ Ready for literal data\r\n".to_vec()))
+            Some(Event::Reply(reply::line(reply::READY_FOR_LITERAL)))
         } else {
             self.check_allowance()
         }
@@ -587,32 +586,12 @@ impl ImapFrontend {
         if end >= self.command_allowance {
             return Some(self.too_long());
         }
-        let reply = match parse::leading_tag(&self.buf) {
-            Some(tag) => tagged(tag, "BAD", None, &format!("Invalid command: {why}.")),
-            None => format!("* BAD Invalid command: {why}.\r\n").into_bytes(),
-        };
+        let refusal = reply::invalid_command(parse::leading_tag(&self.buf), why);
         self.buf.advance(end + 1);
         self.literal_acked_at = None;
         self.command_allowance = self.opts.max_line_bytes;
-        Some(Event::Reply(reply))
+        Some(self.bad_inputs.refuse(BadInput::Syntax, refusal))
     }
-}
-
-/// `tag SP status SP ["[" code "]" SP] text CRLF`
-fn tagged(tag: &[u8], status: &str, code: Option<&str>, text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(tag.len() + text.len() + 32);
-    out.extend_from_slice(tag);
-    out.push(b' ');
-    out.extend_from_slice(status.as_bytes());
-    out.push(b' ');
-    if let Some(code) = code {
-        out.push(b'[');
-        out.extend_from_slice(code.as_bytes());
-        out.extend_from_slice(b"] ");
-    }
-    out.extend_from_slice(text.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// A client-supplied `ID` value made safe for logs: printable ASCII, bounded.

@@ -1,8 +1,10 @@
-//! IMAP (RFC 3501/9051 before login): the pre-login front-end (pure), the
-//! upstream login, and the protocol's hooks into the one session.
+//! IMAP (RFC 3501/9051 before login): the pre-login front-end (pure) and
+//! its words, the upstream login, and the protocol's hooks into the one
+//! session.
 
 pub mod frontend;
 pub mod parse;
+pub mod reply;
 pub mod upstream;
 
 use frontend::{FrontendOptions, ImapFrontend, LoginAttempt};
@@ -34,9 +36,8 @@ impl session::LoginAttempt for LoginAttempt {
 impl MailProtocol for Imap {
     const PROTOCOL: Protocol = Protocol::Imap;
     const GOODBYES: Goodbyes = Goodbyes {
-        shutdown: b"* BYE Server shutting down\r\n",
-        timeout: b"* BYE Disconnected: login timeout\r\n",
-        too_many_errors: b"* BYE Too many invalid commands\r\n",
+        shutdown: reply::SHUTDOWN,
+        timeout: reply::LOGIN_TIMEOUT,
     };
     type Login = LoginAttempt;
     type Frontend = ImapFrontend;
@@ -50,6 +51,7 @@ impl MailProtocol for Imap {
             max_line_bytes: ctx.limits.imap_max_line_bytes,
             max_literal_bytes: ctx.limits.imap_max_literal_bytes,
             max_login_failures: ctx.limits.max_login_failures,
+            max_prelogin_errors: ctx.limits.max_prelogin_errors,
             greeting: ctx.greeting.clone(),
         };
         ImapFrontend::new(opts, tls)
@@ -81,16 +83,10 @@ impl MailProtocol for Imap {
         _tls: bool,
     ) -> Handoff<NoGuard> {
         let LoggedIn { conn, capabilities } = logged_in;
-        let mut reply = attempt.tag;
-        match capabilities {
-            Some(caps) => {
-                reply.extend_from_slice(format!(" OK [CAPABILITY {caps}] Logged in\r\n").as_bytes())
-            }
-            None => reply.extend_from_slice(b" OK Logged in\r\n"),
-        }
-        reply.extend_from_slice(&conn.buf);
+        let mut to_client = reply::logged_in(&attempt.tag, capabilities.as_deref());
+        to_client.extend_from_slice(&conn.buf);
         Handoff {
-            to_client: reply,
+            to_client,
             to_upstream: frontend.into_pipelined().to_vec(),
             upstream: conn.stream,
             guard: None,
@@ -106,34 +102,4 @@ impl MailProtocol for Imap {
     ) -> (RelayStats, RelayEnd) {
         match guard {}
     }
-
-    fn count_refusals(reply: &[u8]) -> bool {
-        count_refusals(reply)
-    }
-}
-
-/// Counts the front-end's refusals of bad input, by kind; says whether
-/// `reply` was one.
-fn count_refusals(reply: &[u8]) -> bool {
-    let kind = if reply.starts_with(b"* BYE Command line too long") {
-        "line_too_long"
-    } else if reply.windows(8).any(|w| w == b"[TOOBIG]") {
-        "literal_too_big"
-    } else if reply.windows(20).any(|w| w == b"BAD Invalid command:") {
-        "syntax"
-    } else if reply.windows(15).any(|w| w == b"BAD Unknown com") {
-        "unknown_command"
-    } else if reply.windows(17).any(|w| w == b"[PRIVACYREQUIRED]") {
-        "login_before_tls"
-    } else if reply.windows(26).any(|w| w == b"BAD Authentication failed:")
-        || reply.windows(18).any(|w| w == b"BAD Invalid base64")
-    {
-        // Undecodable or malformed SASL data (SMTP's name for the same).
-        "bad_base64"
-    } else {
-        return false;
-    };
-    metrics::counter!(crate::ops::metrics::CLIENT_ERRORS_TOTAL, "protocol" => "imap", "kind" => kind)
-        .increment(1);
-    true
 }

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::net::client_ip::{ClientGroup, Network, is_trusted};
-use crate::protocol::Protocol;
 
 /// Which per-client limit refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,20 +28,6 @@ impl Refusal {
             Refusal::ConnectionsPerIp => "connections_per_ip",
             Refusal::PreloginPerIp => "prelogin_per_ip",
         }
-    }
-}
-
-/// The line a refused client gets on a listener without implicit TLS (on an
-/// implicit-TLS port it is closed without a word: it expects a handshake, and
-/// doing one would spend what the limit is there to save).
-pub fn refusal_line(protocol: Protocol) -> &'static [u8] {
-    match protocol {
-        // RFC 3501 §7.1.5 BYE as a greeting; RFC 5530 UNAVAILABLE.
-        Protocol::Imap => b"* BYE [UNAVAILABLE] Too many connections from your address\r\n",
-        // RFC 2449 §8.3 greeting -ERR; RFC 3206 SYS/TEMP.
-        Protocol::Pop3 => b"-ERR [SYS/TEMP] Too many connections from your address\r\n",
-        // RFC 5321 §3.1 / §4.2.2: 421 instead of the greeting; RFC 3463 4.7.0.
-        Protocol::Smtp => b"421 4.7.0 Too many connections from your address\r\n",
     }
 }
 

@@ -22,7 +22,7 @@ use crate::access::penalty::Penalties;
 use crate::access::send_rate::{RATE_LIMITER_MAX_MAILBOXES, RateLimiter};
 use crate::config::{Config, TlsMode};
 use crate::imap::Imap;
-use crate::listener::client_limits::{ClientLimits, Refusal, refusal_line};
+use crate::listener::client_limits::{ClientLimits, Refusal};
 use crate::ops::http::Readiness;
 use crate::ops::metrics as m;
 use crate::ops::shutdown::Shutdown;
@@ -445,5 +445,16 @@ fn refuse(tcp: &TcpStream, ctx: &ListenerContext, refusal: Refusal) {
     debug!(listener = %ctx.listener.name, limit = refusal.label(), "connection refused by a per-client limit");
     if ctx.listener.tls != TlsMode::Implicit {
         let _ = tcp.try_write(refusal_line(protocol));
+    }
+}
+
+/// The line a refused client gets on a listener without implicit TLS (on an
+/// implicit-TLS port it is closed without a word: it expects a handshake, and
+/// doing one would spend what the limit is there to save).
+fn refusal_line(protocol: Protocol) -> &'static [u8] {
+    match protocol {
+        Protocol::Imap => crate::imap::reply::TOO_MANY_CONNECTIONS,
+        Protocol::Pop3 => crate::pop3::reply::TOO_MANY_CONNECTIONS,
+        Protocol::Smtp => crate::smtp::reply::TOO_MANY_CONNECTIONS,
     }
 }

@@ -15,9 +15,11 @@
 use bytes::{Buf, BytesMut};
 
 use super::parse::{self, Command, Decode};
+use super::reply::{self, Capabilities, line, ok};
 use crate::access::LoginRefusal;
 use crate::access::policy::DenyReason;
 use crate::frontend::sasl::{self, Credentials, Exchange, Mechanism, SaslError, Step};
+use crate::frontend::{BadInput, BadInputs};
 use crate::secret::Secret;
 
 /// Limits and switches for one listener's POP3 front-end.
@@ -33,6 +35,11 @@ pub struct FrontendOptions {
     /// Failed logins tolerated on one connection before it is closed
     /// (nginx's `max_errors` idea; slows online guessing).
     pub max_login_failures: u32,
+    /// Refused commands tolerated before login (invalid, unknown, too long,
+    /// bad SASL data, refused before TLS, APOP), then the connection is
+    /// closed: nginx's `max_errors` default, its mitigation of ALPACA
+    /// (CVE-2021-3618).
+    pub max_prelogin_errors: u32,
     /// Text of the `+OK` greeting.
     pub greeting: String,
 }
@@ -44,6 +51,7 @@ impl Default for FrontendOptions {
             allow_plaintext_login: false,
             max_line_bytes: 255,
             max_login_failures: 3,
+            max_prelogin_errors: 5,
             greeting: "PEC mail proxy ready.".to_owned(),
         }
     }
@@ -53,6 +61,10 @@ impl Default for FrontendOptions {
 /// for client responses; a PLAIN response of three maximal fields, in
 /// base64, plus CRLF, fits in this.
 pub const MAX_AUTH_LINE_BYTES: usize = 4 * sasl::MAX_FIELD_BYTES + 2;
+
+/// The reason [`Pop3Frontend::check_length`] gives [`Pop3Frontend::reject_line`]
+/// for a complete line over the limit.
+const TOO_LONG: &str = "command line too long";
 
 /// How the client logged in, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,11 +121,13 @@ pub struct Pop3Frontend {
     /// An over-long line is being dropped until its LF.
     discarding: bool,
     failures: u32,
+    bad_inputs: BadInputs,
 }
 
 impl Pop3Frontend {
     /// A front-end for a new connection; `tls` is true on implicit-TLS listeners.
     pub fn new(opts: FrontendOptions, tls: bool) -> Self {
+        let bad_inputs = BadInputs::new(opts.max_prelogin_errors, reply::TOO_MANY_ERRORS);
         Self {
             opts,
             tls,
@@ -121,6 +135,7 @@ impl Pop3Frontend {
             state: State::Commands { user: None },
             discarding: false,
             failures: 0,
+            bad_inputs,
         }
     }
 
@@ -176,34 +191,29 @@ impl Pop3Frontend {
     /// (credentials or rules) or not (server unavailable, mailbox in use).
     /// Returns the reply and whether to close: after too many failures the
     /// connection is closed after the reply.
-    pub(crate) fn refused_with(&mut self, line: &str, counts: bool) -> (Vec<u8>, bool) {
-        let mut reply = line.as_bytes().to_vec();
-        reply.extend_from_slice(b"\r\n");
+    fn refused_with(&mut self, line: &str, counts: bool) -> (Vec<u8>, bool) {
+        let out = reply::line(line);
         if counts {
             self.failures += 1;
             if self.failures >= self.opts.max_login_failures {
                 self.state = State::Closed;
-                return (reply, true);
+                return (out, true);
             }
         }
         // RFC 1939 §7: after a failed PASS the client starts again with USER.
         self.state = State::Commands { user: None };
-        (reply, false)
+        (out, false)
     }
 
     /// The login of the last [`Event::Login`] was refused: the `-ERR` line
     /// for `refusal` (RFC 3206 codes), and whether to close after it.
     pub fn login_refused(&mut self, _attempt: &LoginAttempt, refusal: &LoginRefusal) -> (Vec<u8>, bool) {
         let line = match refusal {
-            LoginRefusal::Denied(reason) => reason.pop3_reply(),
-            LoginRefusal::Penalised => DenyReason::TooManyFailures.pop3_reply(),
-            LoginRefusal::StoreUnavailable => DenyReason::StoreUnavailable.pop3_reply(),
-            // RFC 3206 §4: SYS/TEMP, the client may come back later.
-            LoginRefusal::UpstreamUnavailable { .. } => {
-                "-ERR [SYS/TEMP] The mail server is not available now. Try again later.".to_owned()
-            }
-            // RFC 2449 §8.1.1: another session holds the mailbox.
-            LoginRefusal::MailboxInUse(text) => format!("-ERR [IN-USE] {text}"),
+            LoginRefusal::Denied(reason) => reply::denied(*reason),
+            LoginRefusal::Penalised => reply::denied(DenyReason::TooManyFailures),
+            LoginRefusal::StoreUnavailable => reply::denied(DenyReason::StoreUnavailable),
+            LoginRefusal::UpstreamUnavailable { .. } => reply::UNAVAILABLE.to_owned(),
+            LoginRefusal::MailboxInUse(text) => reply::in_use(text),
         };
         self.refused_with(&line, refusal.counts_as_failure())
     }
@@ -214,32 +224,35 @@ impl Pop3Frontend {
         self.buf
     }
 
-    /// Says goodbye to a client still in the pre-login phase (shutdown,
-    /// timeout): POP3 has no unsolicited replies, so a last `-ERR`.
-    pub fn bye(&mut self, text: &str) -> Vec<u8> {
-        self.state = State::Closed;
-        err(None, text)
-    }
-
     fn login_allowed(&self) -> bool {
         self.tls || self.opts.allow_plaintext_login
     }
 
-    /// The CAPA list (RFC 2449 §6): only what this connection offers now.
+    /// The CAPA list: only what this connection offers now.
     fn capabilities(&self) -> Vec<u8> {
-        let mut out = ok("Capability list follows");
-        if self.opts.starttls && !self.tls {
-            out.extend_from_slice(b"STLS\r\n");
-        }
-        if self.login_allowed() {
-            out.extend_from_slice(b"USER\r\nSASL PLAIN LOGIN\r\n");
-        }
-        out.extend_from_slice(b"RESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n.\r\n");
-        out
+        reply::capabilities(Capabilities {
+            stls: self.opts.starttls && !self.tls,
+            login: self.login_allowed(),
+        })
     }
 
-    /// Processes buffered input until it yields an event or needs more bytes.
+    /// Processes buffered input until it yields an event or needs more
+    /// bytes. After a refusal of bad input come its [`Event::BadInput`]
+    /// and, at `max_prelogin_errors`, the goodbye and the close.
     pub fn next_event(&mut self) -> Option<Event> {
+        if let Some(due) = self.bad_inputs.next_due() {
+            return Some(due);
+        }
+        let event = self.step();
+        if self.bad_inputs.cut_off() {
+            self.state = State::Closed;
+            self.buf.clear();
+            self.discarding = false;
+        }
+        event
+    }
+
+    fn step(&mut self) -> Option<Event> {
         match std::mem::replace(&mut self.state, State::Closed) {
             State::Commands { user } => {
                 self.state = State::Commands { user };
@@ -268,7 +281,8 @@ impl Pop3Frontend {
                 self.buf = buf;
                 self.buf.advance(consumed);
                 self.reset_user_after_error();
-                return Some(Event::Reply(err(None, "Command line too long")));
+                let refusal = line(reply::LINE_TOO_LONG);
+                return Some(self.bad_inputs.refuse(BadInput::LineTooLong, refusal));
             }
             Decode::Done { consumed, value } => (consumed, self.handle_command(value)),
             Decode::Incomplete => {
@@ -295,25 +309,25 @@ impl Pop3Frontend {
             Command::Noop => Event::Reply(ok("")),
             Command::Quit => {
                 self.state = State::Closed;
-                Event::Reply(ok("Logging out"))
+                Event::Reply(line(reply::LOGGING_OUT))
             }
             Command::Stls => {
                 if self.tls {
-                    return Event::Reply(err(None, "TLS is already active"));
+                    return Event::Reply(line(reply::TLS_ACTIVE));
                 }
                 if !self.opts.starttls {
-                    return Event::Reply(err(None, "STLS is not offered here"));
+                    return Event::Reply(line(reply::NO_STLS));
                 }
                 // RFC 2595 §4: the server forgets what it knew before TLS.
                 self.state = State::Commands { user: None };
-                Event::StartTls(ok("Begin TLS negotiation now"))
+                Event::StartTls(line(reply::BEGIN_TLS))
             }
             Command::User(name) => {
                 if let Some(refusal) = self.refuse_plaintext() {
                     return refusal;
                 }
                 if name.len() > sasl::MAX_FIELD_BYTES {
-                    return Event::Reply(err(None, "User name too long"));
+                    return Event::Reply(line(reply::USER_TOO_LONG));
                 }
                 self.state = State::Commands {
                     user: Some(name.to_vec()),
@@ -327,7 +341,7 @@ impl Pop3Frontend {
                 let State::Commands { user: Some(user) } =
                     std::mem::replace(&mut self.state, State::Commands { user: None })
                 else {
-                    return Event::Reply(err(None, "Send USER first"));
+                    return Event::Reply(line(reply::SEND_USER_FIRST));
                 };
                 self.state = State::LoggingIn;
                 Event::Login(LoginAttempt {
@@ -348,30 +362,25 @@ impl Pop3Frontend {
                 }
                 self.state = State::Commands { user: None };
                 let Some(mechanism) = mechanism else {
-                    // The mechanism list, as Dovecot answers a bare AUTH.
-                    let mut out = ok("");
-                    out.extend_from_slice(b"PLAIN\r\nLOGIN\r\n.\r\n");
-                    return Event::Reply(out);
+                    return Event::Reply(reply::MECHANISMS.to_vec());
                 };
                 let Some(mechanism) = Mechanism::from_name(mechanism) else {
-                    return Event::Reply(err(None, "Unsupported authentication mechanism"));
+                    return Event::Reply(line(reply::UNKNOWN_MECHANISM));
                 };
                 self.sasl_step(mechanism, Exchange::start(mechanism, initial_response))
             }
-            Command::Apop => Event::Reply(err(
-                None,
-                "APOP is not supported: use USER/PASS or AUTH PLAIN over TLS",
-            )),
+            Command::Apop => self.bad_inputs.refuse(BadInput::Apop, line(reply::APOP)),
             Command::Other { keyword } => {
                 let keyword = keyword.to_ascii_uppercase();
                 let transaction = [
                     "STAT", "LIST", "RETR", "DELE", "RSET", "TOP", "UIDL", "LAST", "UTF8", "LANG",
                 ];
-                let text = match std::str::from_utf8(&keyword) {
-                    Ok(k) if transaction.contains(&k) => format!("Command {k} is not permitted before login"),
-                    _ => "Unknown command".to_owned(),
-                };
-                Event::Reply(err(None, &text))
+                match std::str::from_utf8(&keyword) {
+                    Ok(k) if transaction.contains(&k) => Event::Reply(line(&reply::not_permitted(k))),
+                    _ => self
+                        .bad_inputs
+                        .refuse(BadInput::UnknownCommand, line(reply::UNKNOWN_COMMAND)),
+                }
             }
         }
     }
@@ -382,18 +391,15 @@ impl Pop3Frontend {
             return None;
         }
         self.state = State::Commands { user: None };
-        Some(Event::Reply(err(
-            Some("AUTH"),
-            "Plaintext authentication is disabled: use STLS or the POP3S port",
-        )))
+        let refusal = line(reply::PLAINTEXT_DISABLED);
+        Some(self.bad_inputs.refuse(BadInput::LoginBeforeTls, refusal))
     }
 
     fn sasl_step(&mut self, mechanism: Mechanism, step: Result<Step, SaslError>) -> Event {
         match step {
             Ok(Step::Challenge(challenge, exchange)) => {
                 self.state = State::Authenticating { mechanism, exchange };
-                // RFC 5034 §4: `continue-req = "+" SP [base64] CRLF`.
-                Event::Reply(format!("+ {challenge}\r\n").into_bytes())
+                Event::Reply(reply::challenge(challenge))
             }
             Ok(Step::Done(credentials)) => {
                 self.state = State::LoggingIn;
@@ -402,14 +408,15 @@ impl Pop3Frontend {
                     mechanism: LoginMechanism::Sasl(mechanism),
                 })
             }
-            // RFC 5034 §4: a cancelled exchange is answered with -ERR.
             Err(SaslError::Cancelled) => {
                 self.state = State::Commands { user: None };
-                Event::Reply(err(None, "Authentication cancelled"))
+                Event::Reply(line(reply::AUTH_CANCELLED))
             }
             Err(e) => {
                 self.state = State::Commands { user: None };
-                Event::Reply(err(None, &format!("Authentication failed: {e}")))
+                // Undecodable or malformed SASL data (SMTP's name for the same).
+                let refusal = line(&reply::sasl_failed(&e));
+                self.bad_inputs.refuse(BadInput::BadBase64, refusal)
             }
         }
     }
@@ -427,10 +434,8 @@ impl Pop3Frontend {
                 if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
                     self.buf.advance(end + 1);
                 }
-                Some(Event::Reply(err(
-                    None,
-                    &format!("Invalid authentication exchange: {why}"),
-                )))
+                let refusal = line(&reply::invalid_auth_line(why));
+                Some(self.bad_inputs.refuse(BadInput::BadBase64, refusal))
             }
             // Not whole yet, or already bad but not ended: a bad line is
             // answered once, when it ends, as a command line is. Answering
@@ -461,7 +466,7 @@ impl Pop3Frontend {
             Some(_) => {
                 // Decoding stopped inside a complete line longer than the
                 // limit (a valid prefix followed by more): answer it now.
-                self.reject_line("command line too long")
+                self.reject_line(TOO_LONG)
             }
             None => {
                 self.buf.clear();
@@ -477,7 +482,8 @@ impl Pop3Frontend {
         self.buf.advance(end + 1);
         self.discarding = false;
         self.reset_user_after_error();
-        Some(Event::Reply(err(None, "Command line too long")))
+        let refusal = line(reply::LINE_TOO_LONG);
+        Some(self.bad_inputs.refuse(BadInput::LineTooLong, refusal))
     }
 
     /// A line that cannot be a command: `-ERR` naming the problem, once the
@@ -488,12 +494,14 @@ impl Pop3Frontend {
         };
         self.buf.advance(end + 1);
         self.reset_user_after_error();
-        let text = if why == "command line too long" {
-            "Command line too long".to_owned()
+        let refusal = if why == TOO_LONG {
+            self.bad_inputs
+                .refuse(BadInput::LineTooLong, line(reply::LINE_TOO_LONG))
         } else {
-            format!("Invalid command: {why}")
+            self.bad_inputs
+                .refuse(BadInput::Syntax, line(&reply::invalid_command(why)))
         };
-        Some(Event::Reply(err(None, &text)))
+        Some(refusal)
     }
 
     /// A `USER` followed by a broken line must not pair with a later `PASS`
@@ -502,23 +510,6 @@ impl Pop3Frontend {
         if let State::Commands { user } = &mut self.state {
             *user = None;
         }
-    }
-}
-
-/// `+OK [text] CRLF`
-fn ok(text: &str) -> Vec<u8> {
-    if text.is_empty() {
-        b"+OK\r\n".to_vec()
-    } else {
-        format!("+OK {text}\r\n").into_bytes()
-    }
-}
-
-/// `-ERR [[code]] text CRLF` (RFC 2449 §8 response codes)
-fn err(code: Option<&str>, text: &str) -> Vec<u8> {
-    match code {
-        Some(code) => format!("-ERR [{code}] {text}\r\n").into_bytes(),
-        None => format!("-ERR {text}\r\n").into_bytes(),
     }
 }
 

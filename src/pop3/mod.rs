@@ -1,12 +1,13 @@
 //! POP3 (RFC 1939, RFC 2449 CAPA, RFC 2595 STLS, RFC 5034 AUTH): the
-//! pre-login front-end (pure), the upstream login, the keep-on-server
-//! guard (pure) and its relay, and the protocol's hooks into the one
-//! session.
+//! pre-login front-end (pure) and its words, the upstream login, the
+//! keep-on-server guard (pure) and its relay, and the protocol's hooks
+//! into the one session.
 
 pub mod frontend;
 pub mod guard;
 pub mod guarded;
 pub mod parse;
+pub mod reply;
 pub mod upstream;
 
 use frontend::{FrontendOptions, LoginAttempt, Pop3Frontend};
@@ -43,10 +44,8 @@ impl session::LoginAttempt for LoginAttempt {
 impl MailProtocol for Pop3 {
     const PROTOCOL: Protocol = Protocol::Pop3;
     const GOODBYES: Goodbyes = Goodbyes {
-        // RFC 3206 §4: SYS/TEMP, the client may come back later.
-        shutdown: b"-ERR [SYS/TEMP] Server shutting down\r\n",
-        timeout: b"-ERR Disconnected: login timeout\r\n",
-        too_many_errors: b"-ERR Too many invalid commands\r\n",
+        shutdown: reply::SHUTDOWN,
+        timeout: reply::LOGIN_TIMEOUT,
     };
     type Login = LoginAttempt;
     type Frontend = Pop3Frontend;
@@ -59,6 +58,7 @@ impl MailProtocol for Pop3 {
             allow_plaintext_login: ctx.listener.allow_plaintext_login,
             max_line_bytes: ctx.limits.pop3_max_line_bytes,
             max_login_failures: ctx.limits.max_login_failures,
+            max_prelogin_errors: ctx.limits.max_prelogin_errors,
             greeting: ctx.greeting.clone(),
         };
         Pop3Frontend::new(opts, tls)
@@ -85,8 +85,8 @@ impl MailProtocol for Pop3 {
         principal: Principal,
         _tls: bool,
     ) -> Handoff<Guarded> {
-        let mut reply = b"+OK Logged in.\r\n".to_vec();
-        reply.extend_from_slice(&conn.buf);
+        let mut to_client = reply::LOGGED_IN.to_vec();
+        to_client.extend_from_slice(&conn.buf);
         let pipelined = frontend.into_pipelined().to_vec();
         let (to_upstream, guard) = match principal.pop3_delete {
             Pop3Delete::Allow => (pipelined, None),
@@ -99,7 +99,7 @@ impl MailProtocol for Pop3 {
             ),
         };
         Handoff {
-            to_client: reply,
+            to_client,
             to_upstream,
             upstream: conn.stream,
             guard,
@@ -129,34 +129,4 @@ impl MailProtocol for Pop3 {
         )
         .await
     }
-
-    fn count_refusals(reply: &[u8]) -> bool {
-        count_refusals(reply)
-    }
-}
-
-/// Counts the front-end's refusals of bad input, by kind; says whether
-/// `reply` was one.
-fn count_refusals(reply: &[u8]) -> bool {
-    let kind = if reply.starts_with(b"-ERR Command line too long") {
-        "line_too_long"
-    } else if reply.starts_with(b"-ERR Invalid command:") {
-        "syntax"
-    } else if reply.starts_with(b"-ERR Unknown command") {
-        "unknown_command"
-    } else if reply.starts_with(b"-ERR [AUTH] Plaintext") {
-        "login_before_tls"
-    } else if reply.starts_with(b"-ERR APOP") {
-        "apop"
-    } else if reply.starts_with(b"-ERR Authentication failed:")
-        || reply.starts_with(b"-ERR Invalid authentication exchange")
-    {
-        // Undecodable or malformed SASL data (SMTP's name for the same).
-        "bad_base64"
-    } else {
-        return false;
-    };
-    metrics::counter!(crate::ops::metrics::CLIENT_ERRORS_TOTAL, "protocol" => "pop3", "kind" => kind)
-        .increment(1);
-    true
 }

@@ -87,8 +87,6 @@ pub struct Goodbyes {
     pub shutdown: &'static [u8],
     /// When the login deadline passes.
     pub timeout: &'static [u8],
-    /// After `limits.max_prelogin_errors` refused commands.
-    pub too_many_errors: &'static [u8],
 }
 
 /// What the session does at login, as the protocol decides it: the bytes
@@ -155,10 +153,6 @@ pub trait MailProtocol: Send + Sync + 'static {
         guard: Self::Guard,
         counter: &dyn ByteCounter,
     ) -> impl Future<Output = (RelayStats, RelayEnd)> + Send;
-
-    /// Counts the front-end's refusals of bad input, by kind; says whether
-    /// `reply` was one.
-    fn count_refusals(reply: &[u8]) -> bool;
 }
 
 /// Serves one client connection until it ends. `admission` holds the

@@ -56,10 +56,10 @@ pub(super) async fn phase<P: MailProtocol>(
 }
 
 /// Runs `frontend` over the client connection until a login succeeds
-/// (`Some`), or the client leaves or is closed (`None`). After
-/// `limits.max_prelogin_errors` refusals of bad input the client is told
-/// goodbye and the connection closed. `stream` is `None` afterwards only if
-/// a STARTTLS handshake failed.
+/// (`Some`), or the client leaves or is closed (`None`). Bad input is
+/// counted by the kind the front-end reports (the front-end itself closes
+/// after `limits.max_prelogin_errors`). `stream` is `None` afterwards only
+/// if a STARTTLS handshake failed.
 async fn prelogin<P: MailProtocol>(
     stream: &mut Option<Stream>,
     frontend: &mut P::Frontend,
@@ -72,24 +72,11 @@ async fn prelogin<P: MailProtocol>(
     s.write_all(&greeting).await?;
     s.flush().await?;
     let mut buf = [0u8; 4096];
-    let mut errors = 0u32;
     loop {
         while let Some(event) = frontend.next_event() {
             let s = stream.as_mut().expect("stream present until handed off");
             match event {
-                Event::Reply(bytes) => {
-                    let refused = P::count_refusals(&bytes);
-                    s.write_all(&bytes).await?;
-                    errors += u32::from(refused);
-                    if errors >= ctx.limits.max_prelogin_errors {
-                        metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => protocol, "kind" => "too_many_errors")
-                            .increment(1);
-                        s.write_all(P::GOODBYES.too_many_errors).await?;
-                        s.flush().await?;
-                        let _ = s.shutdown().await;
-                        return Ok(None);
-                    }
-                }
+                Event::Reply(bytes) => s.write_all(&bytes).await?,
                 Event::BadInput(kind) => {
                     metrics::counter!(m::CLIENT_ERRORS_TOTAL, "protocol" => protocol, "kind" => kind.label())
                         .increment(1);

@@ -91,7 +91,6 @@ impl MailProtocol for Scripted {
     const GOODBYES: Goodbyes = Goodbyes {
         shutdown: b"shutting down\r\n",
         timeout: b"too slow\r\n",
-        too_many_errors: b"too many errors\r\n",
     };
     type Login = Attempt;
     type Frontend = Lines;
@@ -148,10 +147,6 @@ impl MailProtocol for Scripted {
         _counter: &dyn ByteCounter,
     ) -> (RelayStats, RelayEnd) {
         match guard {}
-    }
-
-    fn count_refusals(_reply: &[u8]) -> bool {
-        false
     }
 }
 

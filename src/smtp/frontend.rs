@@ -8,11 +8,15 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::parse::{self, Command, Decode, Invalid};
+use super::parse::{self, Command, Decode};
 use super::reply::{self, Extensions};
 use crate::access::LoginRefusal;
 use crate::access::policy::DenyReason;
 use crate::frontend::sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
+use crate::frontend::{BadInput, BadInputs};
+
+/// The reply to a line that is not a valid command (the guard's too).
+pub use super::reply::invalid_command as invalid_reply;
 
 /// Limits and switches for one listener's SMTP front-end.
 #[derive(Debug, Clone)]
@@ -32,6 +36,11 @@ pub struct FrontendOptions {
     pub max_auth_line_bytes: usize,
     /// Failed logins on one connection before it is closed.
     pub max_login_failures: u32,
+    /// Refused commands tolerated before login (invalid, unknown, too long,
+    /// bad base64, refused before TLS, mail commands before AUTH), then the
+    /// connection is closed: nginx's `max_errors` default, its mitigation
+    /// of ALPACA (CVE-2021-3618).
+    pub max_prelogin_errors: u32,
 }
 
 impl Default for FrontendOptions {
@@ -44,6 +53,7 @@ impl Default for FrontendOptions {
             max_command_line_bytes: 512,
             max_auth_line_bytes: 8192,
             max_login_failures: 3,
+            max_prelogin_errors: 5,
         }
     }
 }
@@ -90,6 +100,7 @@ pub struct SmtpFrontend {
     state: State,
     greeting: Option<Greeting>,
     failures: u32,
+    bad_inputs: BadInputs,
     /// An over-long line was refused; its remaining bytes are dropped up to
     /// its line feed.
     discarding: bool,
@@ -98,6 +109,7 @@ pub struct SmtpFrontend {
 impl SmtpFrontend {
     /// A front-end for a new connection; `tls` is true on implicit-TLS listeners.
     pub fn new(opts: FrontendOptions, tls: bool) -> Self {
+        let bad_inputs = BadInputs::new(opts.max_prelogin_errors, reply::TOO_MANY_ERRORS);
         Self {
             opts,
             tls,
@@ -105,13 +117,14 @@ impl SmtpFrontend {
             state: State::Commands,
             greeting: None,
             failures: 0,
+            bad_inputs,
             discarding: false,
         }
     }
 
     /// The `220` greeting (RFC 5321 §4.2, §3.1).
     pub fn greeting(&self) -> Vec<u8> {
-        reply::line(&format!("220 {} ESMTP PEC mail proxy ready", self.opts.hostname))
+        reply::greeting(&self.opts.hostname)
     }
 
     pub fn is_tls(&self) -> bool {
@@ -143,9 +156,9 @@ impl SmtpFrontend {
     }
 
     /// The login of the last [`Event::Login`] was refused; `line` is the
-    /// whole reply (e.g. [`crate::access::policy::DenyReason::smtp_reply`]). Returns
-    /// the bytes to send and whether to close after them.
-    pub fn login_failed(&mut self, line: &str) -> (Vec<u8>, bool) {
+    /// whole reply (e.g. [`reply::denied`]). Returns the bytes to send and
+    /// whether to close after them.
+    fn login_failed(&mut self, line: &str) -> (Vec<u8>, bool) {
         self.failures += 1;
         let mut out = reply::line(line);
         if self.failures >= self.opts.max_login_failures {
@@ -159,7 +172,7 @@ impl SmtpFrontend {
 
     /// The login could not be completed for a temporary reason; not counted
     /// as a failure.
-    pub fn login_unavailable(&mut self, line: &str) -> Vec<u8> {
+    fn login_unavailable(&mut self, line: &str) -> Vec<u8> {
         self.state = State::Commands;
         reply::line(line)
     }
@@ -168,8 +181,8 @@ impl SmtpFrontend {
     /// reply for `refusal`, and whether to close after it.
     pub fn login_refused(&mut self, _attempt: &LoginAttempt, refusal: &LoginRefusal) -> (Vec<u8>, bool) {
         match refusal {
-            LoginRefusal::Denied(reason) => self.login_failed(&reason.smtp_reply()),
-            LoginRefusal::Penalised => self.login_failed(&DenyReason::TooManyFailures.smtp_reply()),
+            LoginRefusal::Denied(reason) => self.login_failed(&reply::denied(*reason)),
+            LoginRefusal::Penalised => self.login_failed(&reply::denied(DenyReason::TooManyFailures)),
             // The connection failing, at any step, is `4.4.1` (RFC 3463 "no
             // answer from host"); the server answering but not as it should
             // is `4.7.0`, RFC 4954's temporary authentication failure.
@@ -197,12 +210,6 @@ impl SmtpFrontend {
         self.greeting.as_ref()
     }
 
-    /// Says goodbye to a client still in the pre-login phase (shutdown, timeout).
-    pub fn bye(&mut self, line: &str) -> Vec<u8> {
-        self.state = State::Closed;
-        reply::line(line)
-    }
-
     fn login_allowed(&self) -> bool {
         self.tls || self.opts.allow_plaintext_login
     }
@@ -217,8 +224,23 @@ impl SmtpFrontend {
         }
     }
 
-    /// Processes buffered input until it yields an event or needs more bytes.
+    /// Processes buffered input until it yields an event or needs more
+    /// bytes. After a refusal of bad input come its [`Event::BadInput`]
+    /// and, at `max_prelogin_errors`, the goodbye and the close.
     pub fn next_event(&mut self) -> Option<Event> {
+        if let Some(due) = self.bad_inputs.next_due() {
+            return Some(due);
+        }
+        let event = self.step();
+        if self.bad_inputs.cut_off() {
+            self.state = State::Closed;
+            self.buf.clear();
+            self.discarding = false;
+        }
+        event
+    }
+
+    fn step(&mut self) -> Option<Event> {
         if self.discarding {
             match self.buf.iter().position(|&b| b == b'\n') {
                 Some(end) => {
@@ -253,7 +275,8 @@ impl SmtpFrontend {
                 self.discarding = true;
             }
         }
-        Event::Reply(reply::line(reply_line))
+        self.bad_inputs
+            .refuse(BadInput::LineTooLong, reply::line(reply_line))
     }
 
     fn next_command(&mut self) -> Option<Event> {
@@ -274,7 +297,10 @@ impl SmtpFrontend {
                 return Some(self.too_long(too_long, Some(consumed)));
             }
             Decode::Done { consumed, value } => (consumed, self.handle_command(value)),
-            Decode::Failed { consumed, invalid } => (consumed, Event::Reply(invalid_reply(invalid))),
+            Decode::Failed { consumed, invalid } => {
+                let refusal = reply::invalid_command(invalid);
+                (consumed, self.bad_inputs.refuse(BadInput::Syntax, refusal))
+            }
         };
         self.buf = buf;
         self.buf.advance(consumed);
@@ -309,7 +335,7 @@ impl SmtpFrontend {
                 if esmtp {
                     Event::Reply(reply::ehlo(&self.opts.hostname, self.extensions()))
                 } else {
-                    say(&format!("250 {}", self.opts.hostname))
+                    Event::Reply(reply::helo(&self.opts.hostname))
                 }
             }
             Command::StartTls => {
@@ -331,21 +357,23 @@ impl SmtpFrontend {
                     return say(reply::EHLO_FIRST);
                 }
                 if !self.login_allowed() {
-                    return say(if self.opts.starttls {
+                    let refusal = if self.opts.starttls {
                         reply::STARTTLS_FIRST
                     } else {
-                        // RFC 4954 §6: no TLS on offer here at all.
-                        "538 5.7.11 Encryption required for requested authentication mechanism"
-                    });
+                        reply::ENCRYPTION_REQUIRED
+                    };
+                    return self
+                        .bad_inputs
+                        .refuse(BadInput::LoginBeforeTls, reply::line(refusal));
                 }
                 let Some(mechanism) = Mechanism::from_name(mechanism) else {
                     return say(reply::UNKNOWN_MECHANISM);
                 };
                 self.sasl_step(mechanism, Exchange::start(mechanism, initial_response))
             }
-            Command::Mail { .. } | Command::Rcpt { .. } | Command::Data | Command::Bdat => {
-                say(reply::AUTH_REQUIRED)
-            }
+            Command::Mail { .. } | Command::Rcpt { .. } | Command::Data | Command::Bdat => self
+                .bad_inputs
+                .refuse(BadInput::AuthRequired, reply::line(reply::AUTH_REQUIRED)),
             Command::Rset | Command::Noop => say(reply::OK),
             Command::Help => say(reply::HELP),
             Command::Vrfy | Command::Expn => say(reply::VRFY_DISABLED),
@@ -353,7 +381,9 @@ impl SmtpFrontend {
                 self.state = State::Closed;
                 say(reply::BYE)
             }
-            Command::Other { .. } => say(reply::UNKNOWN_COMMAND),
+            Command::Other { .. } => self
+                .bad_inputs
+                .refuse(BadInput::UnknownCommand, reply::line(reply::UNKNOWN_COMMAND)),
         }
     }
 
@@ -361,7 +391,7 @@ impl SmtpFrontend {
         match step {
             Ok(Step::Challenge(challenge, exchange)) => {
                 self.state = State::Authenticating { mechanism, exchange };
-                Event::Reply(reply::line(&format!("334 {challenge}")))
+                Event::Reply(reply::challenge(challenge))
             }
             Ok(Step::Done(credentials)) => {
                 self.state = State::LoggingIn;
@@ -372,11 +402,15 @@ impl SmtpFrontend {
             }
             Err(e) => {
                 self.state = State::Commands;
-                Event::Reply(reply::line(match e {
-                    SaslError::Cancelled => reply::AUTH_CANCELLED,
-                    SaslError::Base64 => reply::BAD_BASE64,
-                    _ => reply::BAD_SASL,
-                }))
+                match e {
+                    SaslError::Cancelled => Event::Reply(reply::line(reply::AUTH_CANCELLED)),
+                    SaslError::Base64 => self
+                        .bad_inputs
+                        .refuse(BadInput::BadBase64, reply::line(reply::BAD_BASE64)),
+                    // Decodable but malformed: not counted (IMAP and POP3
+                    // count it as bad_base64).
+                    _ => Event::Reply(reply::line(reply::BAD_SASL)),
+                }
             }
         }
     }
@@ -404,17 +438,10 @@ impl SmtpFrontend {
             Decode::Failed { consumed, .. } => {
                 self.state = State::Commands;
                 self.buf.advance(consumed);
-                Some(Event::Reply(reply::line(reply::BAD_BASE64)))
+                let refusal = reply::line(reply::BAD_BASE64);
+                Some(self.bad_inputs.refuse(BadInput::BadBase64, refusal))
             }
         }
-    }
-}
-
-/// The reply to a line that is not a valid command.
-pub fn invalid_reply(invalid: Invalid) -> Vec<u8> {
-    match invalid {
-        Invalid::Arguments(verb) => reply::line(&format!("501 5.5.4 Syntax: {}", verb.syntax())),
-        Invalid::Syntax(why) => reply::line(&format!("500 5.5.2 Syntax error: {why}")),
     }
 }
 

@@ -46,11 +46,8 @@ impl session::LoginAttempt for LoginAttempt {
 impl MailProtocol for Smtp {
     const PROTOCOL: Protocol = Protocol::Smtp;
     const GOODBYES: Goodbyes = Goodbyes {
-        // RFC 5321 §3.8 and RFC 3463 X.3.2: shutting down, try again later.
-        shutdown: b"421 4.3.2 Service shutting down\r\n",
-        timeout: b"421 4.4.2 Timeout waiting for authentication, closing connection\r\n",
-        // RFC 5321 §3.8: 421 closes the session; 4.7.0 as for the per-address refusal.
-        too_many_errors: b"421 4.7.0 Too many invalid commands, closing connection\r\n",
+        shutdown: reply::SHUTDOWN,
+        timeout: reply::LOGIN_TIMEOUT,
     };
     type Login = LoginAttempt;
     type Frontend = SmtpFrontend;
@@ -66,6 +63,7 @@ impl MailProtocol for Smtp {
             max_command_line_bytes: ctx.limits.smtp_max_command_line_bytes,
             max_auth_line_bytes: ctx.limits.smtp_max_auth_line_bytes,
             max_login_failures: ctx.limits.max_login_failures,
+            max_prelogin_errors: ctx.limits.max_prelogin_errors,
         };
         SmtpFrontend::new(opts, tls)
     }
@@ -143,10 +141,6 @@ impl MailProtocol for Smtp {
             upstream_to_client: u2c,
         };
         (stats, end)
-    }
-
-    fn count_refusals(reply: &[u8]) -> bool {
-        count_refusals(reply)
     }
 }
 
@@ -231,29 +225,4 @@ where
             }
         }
     }
-}
-
-/// Counts the front-end's refusals of bad input, by kind; says whether
-/// `reply` was one.
-fn count_refusals(reply: &[u8]) -> bool {
-    let kind = if reply.starts_with(reply::LINE_TOO_LONG.as_bytes())
-        || reply.starts_with(reply::AUTH_LINE_TOO_LONG.as_bytes())
-    {
-        "line_too_long"
-    } else if reply.starts_with(b"500 5.5.2") || reply.starts_with(b"501 5.5.4") {
-        "syntax"
-    } else if reply.starts_with(reply::UNKNOWN_COMMAND.as_bytes()) {
-        "unknown_command"
-    } else if reply.starts_with(reply::STARTTLS_FIRST.as_bytes()) || reply.starts_with(b"538 ") {
-        "login_before_tls"
-    } else if reply.starts_with(reply::AUTH_REQUIRED.as_bytes()) {
-        "auth_required"
-    } else if reply.starts_with(reply::BAD_BASE64.as_bytes()) {
-        "bad_base64"
-    } else {
-        return false;
-    };
-    metrics::counter!(crate::ops::metrics::CLIENT_ERRORS_TOTAL, "protocol" => "smtp", "kind" => kind)
-        .increment(1);
-    true
 }

@@ -1,6 +1,16 @@
 //! The replies the proxy itself gives SMTP clients, each with its RFC 3463
 //! enhanced status code, in one place so the front-end, the guard, the
-//! tests and the README agree.
+//! session, the listener, the tests and the README agree.
+//!
+//! Login refusals, RFC 4954 §6 with RFC 3463 / RFC 5248 enhanced codes:
+//! `535 5.7.8` credentials invalid, `534 5.7.9` mechanism too weak (the
+//! reply Google gives when an application-specific password is required),
+//! `454 4.7.0` temporary authentication failure, and `550 5.7.1` (RFC 3463
+//! X.7.1 "not authorized") for a refusal no other password would change.
+
+use super::parse::Invalid;
+use crate::access::policy::DenyReason;
+use crate::protocol::Protocol;
 
 /// `code SP text CRLF`, for a single-line reply; `text` starts with the
 /// enhanced status code.
@@ -22,6 +32,29 @@ pub fn multiline(code: u16, lines: &[String]) -> Vec<u8> {
     out
 }
 
+/// The `220` greeting (RFC 5321 §4.2, §3.1).
+pub fn greeting(hostname: &str) -> Vec<u8> {
+    line(&format!("220 {hostname} ESMTP PEC mail proxy ready"))
+}
+
+/// The reply to `HELO`.
+pub fn helo(hostname: &str) -> Vec<u8> {
+    line(&format!("250 {hostname}"))
+}
+
+/// A SASL server challenge (RFC 4954 §4): `334 SP base64 CRLF`.
+pub fn challenge(challenge: &str) -> Vec<u8> {
+    line(&format!("334 {challenge}"))
+}
+
+/// The reply to a line that is not a valid command.
+pub fn invalid_command(invalid: Invalid) -> Vec<u8> {
+    match invalid {
+        Invalid::Arguments(verb) => line(&format!("501 5.5.4 Syntax: {}", verb.syntax())),
+        Invalid::Syntax(why) => line(&format!("500 5.5.2 Syntax error: {why}")),
+    }
+}
+
 pub const OK: &str = "250 2.0.0 Ok";
 pub const BYE: &str = "221 2.0.0 Bye";
 pub const HELP: &str = "214 2.0.0 See RFC 5321; submission needs EHLO, STARTTLS or TLS, AUTH";
@@ -31,6 +64,8 @@ pub const START_DATA: &str = "354 End data with <CR><LF>.<CR><LF>";
 
 pub const AUTH_REQUIRED: &str = "530 5.7.0 Authentication required";
 pub const STARTTLS_FIRST: &str = "530 5.7.0 Must issue a STARTTLS command first";
+/// RFC 4954 §6: no TLS on offer here at all.
+pub const ENCRYPTION_REQUIRED: &str = "538 5.7.11 Encryption required for requested authentication mechanism";
 pub const AUTH_CANCELLED: &str = "501 5.7.0 Authentication cancelled";
 pub const BAD_BASE64: &str = "501 5.5.2 Invalid base64 data";
 pub const BAD_SASL: &str = "501 5.5.2 Malformed authentication data";
@@ -49,7 +84,6 @@ pub const LINE_TOO_LONG: &str = "500 5.5.2 Line too long";
 pub const NEED_MAIL: &str = "503 5.5.1 Error: need MAIL command";
 pub const NO_VALID_RECIPIENTS: &str = "554 5.5.1 Error: no valid recipients";
 pub const TOO_MANY_FAILURES: &str = "421 4.7.0 Too many failed authentication attempts, closing connection";
-pub const LOGIN_TIMEOUT: &str = "421 4.4.2 Timeout waiting for authentication, closing connection";
 pub const IDLE_TIMEOUT: &str = "421 4.4.2 Idle timeout, closing connection";
 pub const UPSTREAM_UNAVAILABLE: &str = "454 4.7.0 Temporary authentication failure, try again later";
 pub const UPSTREAM_NOT_RESPONDING: &str = "454 4.4.1 Mail server not responding, try again later";
@@ -67,6 +101,36 @@ pub const HEADER_LINE_TOO_LONG: &str = "550 5.6.0 Header line too long (RFC 5322
 pub const HEADER_TOO_LARGE: &str = "552 5.3.4 Message header block too large to check, message refused";
 pub const TOO_BIG: &str = "552 5.3.4 Message size times recipients exceeds the fixed maximum message size";
 pub const RATE_LIMITED: &str = "450 4.7.1 Too many messages from this mailbox, try again in a minute";
+
+/// The reply line that refuses a login for `reason`.
+pub fn denied(reason: DenyReason) -> String {
+    let text = reason.text(Protocol::Smtp);
+    match reason {
+        DenyReason::UnknownOrBadPassword => "535 5.7.8 Authentication credentials invalid".into(),
+        DenyReason::AppPasswordExpired => format!("535 5.7.8 {text}"),
+        DenyReason::AppPasswordRequired => format!("534 5.7.9 {text}"),
+        DenyReason::ProtocolDisabled | DenyReason::NotPermitted | DenyReason::CollaboratorSuspended => {
+            format!("550 5.7.1 {text}")
+        }
+        DenyReason::StoreUnavailable => "454 4.7.0 Temporary authentication failure".into(),
+        DenyReason::TooManyFailures => format!("454 4.7.0 {text}"),
+    }
+}
+
+// Written as they are by the session and the listener, CRLF included.
+// RFC 5321 §3.8: a 421 closes the session.
+
+/// On drain (SIGTERM), before login: RFC 3463 X.3.2, shutting down, try
+/// again later.
+pub const SHUTDOWN: &[u8] = b"421 4.3.2 Service shutting down\r\n";
+/// When the login deadline passes.
+pub const LOGIN_TIMEOUT: &[u8] = b"421 4.4.2 Timeout waiting for authentication, closing connection\r\n";
+/// After `max_prelogin_errors` refused commands: 4.7.0 as for the
+/// per-address refusal.
+pub const TOO_MANY_ERRORS: &[u8] = b"421 4.7.0 Too many invalid commands, closing connection\r\n";
+/// Over a per-client connection limit: RFC 5321 §3.1 / §4.2.2, 421
+/// instead of the greeting; RFC 3463 4.7.0.
+pub const TOO_MANY_CONNECTIONS: &[u8] = b"421 4.7.0 Too many connections from your address\r\n";
 
 /// The extensions a submission client is offered (RFC 5321 §4.1.1.1).
 #[derive(Debug, Clone, Copy)]
@@ -98,3 +162,6 @@ pub fn ehlo(hostname: &str, ext: Extensions) -> Vec<u8> {
     }
     multiline(250, &lines)
 }
+
+#[cfg(test)]
+mod tests;

@@ -353,3 +353,14 @@ fn every_combination() {
     }
     assert_eq!(cases, 2 * 7 * 3 * 2 * 2 + 2 * 7 * 3 * 2 * 2 * 2 * 3);
 }
+
+#[test]
+fn labels_are_distinct_snake_case() {
+    let labels: std::collections::HashSet<_> = DenyReason::ALL.iter().map(|r| r.label()).collect();
+    assert_eq!(labels.len(), DenyReason::ALL.len());
+    for l in labels {
+        assert!(l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{l}");
+    }
+    let d = Denial::from(DenyReason::ProtocolDisabled);
+    assert_eq!(d.label(), "protocol_disabled");
+}

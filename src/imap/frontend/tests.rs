@@ -3,13 +3,15 @@
 use super::*;
 
 /// Feeds `input` and drains events; returns all reply bytes as text and the
-/// last non-reply event (Login, StartTls or Close), if any.
+/// last event other than a reply or bad input (Login, StartTls or Close),
+/// if any.
 fn run(fe: &mut ImapFrontend, input: &[u8]) -> (String, Option<Event>) {
     fe.receive(input);
     let mut out = Vec::new();
     while let Some(ev) = fe.next_event() {
         match ev {
             Event::Reply(bytes) => out.extend(bytes),
+            Event::BadInput(_) => {}
             other => return (String::from_utf8(out).unwrap(), Some(other)),
         }
     }
@@ -27,6 +29,17 @@ fn starttls_port() -> ImapFrontend {
             ..FrontendOptions::default()
         },
         false,
+    )
+}
+
+/// A front-end that takes any amount of bad input, for transcripts of it.
+fn tolerant() -> ImapFrontend {
+    ImapFrontend::new(
+        FrontendOptions {
+            max_prelogin_errors: u32::MAX,
+            ..FrontendOptions::default()
+        },
+        true,
     )
 }
 
@@ -237,7 +250,7 @@ fn starttls_discards_pipelined_bytes() {
 
 #[test]
 fn bad_input_gets_bad_and_the_session_goes_on() {
-    let mut fe = tls();
+    let mut fe = tolerant();
     let (out, _) = run(&mut fe, b"a LOGIN alice\r\n\r\n+x NOOP\r\nb XYZZY\r\nc NOOP\r\n");
     assert_eq!(
         out,
@@ -306,4 +319,131 @@ fn logout_says_bye_and_closes() {
     let (out, ev) = run(&mut fe, b"z LOGOUT\r\nignored NOOP\r\n");
     assert_eq!(out, "* BYE Logging out\r\nz OK Logout completed.\r\n");
     assert!(matches!(ev, Some(Event::Close)));
+}
+
+/// Feeds `input` and drains every event, up to and including a `Close`.
+fn events(fe: &mut ImapFrontend, input: &[u8]) -> Vec<Event> {
+    fe.receive(input);
+    let mut out = Vec::new();
+    while let Some(ev) = fe.next_event() {
+        let close = matches!(ev, Event::Close);
+        out.push(ev);
+        if close {
+            break;
+        }
+    }
+    out
+}
+
+/// The kinds of bad input among `events`, in order.
+fn kinds(events: &[Event]) -> Vec<BadInput> {
+    events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::BadInput(kind) => Some(*kind),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn bad_input_known_answers() {
+    use BadInput::*;
+    let long = [&b"a LOGIN "[..], &[b'x'; 9000]].concat();
+    // Whole in one read: refused for its length only, never as unknown.
+    let long_unknown = [&b"a XYZZY "[..], &[b'x'; 9000], b"\r\n"].concat();
+    let table: &[(bool, &[u8], &[BadInput])] = &[
+        // (TLS, input, kinds)
+        (true, b"a NOOP\r\nb CAPABILITY\r\nc ID NIL\r\nd LOGOUT\r\n", &[]),
+        (true, b"a XYZZY\r\n", &[UnknownCommand]),
+        // Refused for what it is, not counted.
+        (true, b"a FETCH 1 BODY[]\r\n", &[]),
+        (true, b"a APPEND INBOX {310}\r\n", &[]),
+        (true, b"a LOGIN alice\r\n", &[Syntax]),
+        (true, b"\r\n", &[Syntax]),
+        (true, b"d NOOP\n", &[Syntax]),
+        (true, &long, &[LineTooLong]),
+        (true, &long_unknown, &[LineTooLong]),
+        (true, b"a LOGIN {9000}\r\n", &[LiteralTooBig]),
+        (true, b"a LOGIN {4294967296+}\r\n", &[LiteralTooBig]),
+        (false, b"a LOGIN alice pw\r\n", &[LoginBeforeTls]),
+        (false, b"a AUTHENTICATE PLAIN\r\n", &[LoginBeforeTls]),
+        (true, b"a AUTHENTICATE PLAIN\r\n!!!\r\n", &[BadBase64]),
+        // Decodes, but is no PLAIN message.
+        (true, b"a AUTHENTICATE PLAIN AGFsaWNl\r\n", &[BadBase64]),
+        (true, b"a AUTHENTICATE LOGIN\r\n*\r\n", &[]),
+        (true, b"a AUTHENTICATE CRAM-MD5\r\n", &[]),
+        (true, b"a STARTTLS\r\n", &[]),
+        (false, b"a STARTTLS\r\n", &[]),
+        // A tag is the client's: echoed in a reply, never read back.
+        (true, b"[TOOBIG] NOOP\r\n[PRIVACYREQUIRED] NOOP\r\n", &[]),
+        (
+            true,
+            b"a XYZZY\r\nb NOOP\r\nc LOGIN x\r\n",
+            &[UnknownCommand, Syntax],
+        ),
+    ];
+    for (tls, input, expected) in table {
+        let mut fe = if *tls { tolerant() } else { starttls_port() };
+        let got = kinds(&events(&mut fe, input));
+        assert_eq!(got, *expected, "{:?}", String::from_utf8_lossy(input));
+    }
+}
+
+#[test]
+fn bad_input_follows_its_reply() {
+    let mut fe = tls();
+    let evs = events(&mut fe, b"a XYZZY\r\nb NOOP\r\n");
+    assert!(
+        matches!(
+            evs.as_slice(),
+            [
+                Event::Reply(_),
+                Event::BadInput(BadInput::UnknownCommand),
+                Event::Reply(_)
+            ]
+        ),
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn the_nth_refusal_closes_with_too_many_errors() {
+    let opts = FrontendOptions::default();
+    let max = opts.max_prelogin_errors as usize;
+    let mut fe = ImapFrontend::new(opts, true);
+    let before = events(&mut fe, &b"a XYZZY\r\n".repeat(max - 1));
+    assert_eq!(kinds(&before), vec![BadInput::UnknownCommand; max - 1]);
+    assert!(!before.iter().any(|ev| matches!(ev, Event::Close)));
+
+    let last = events(&mut fe, b"b XYZZY\r\nc NOOP\r\n");
+    match last.as_slice() {
+        [
+            Event::Reply(_),
+            Event::BadInput(BadInput::UnknownCommand),
+            Event::Reply(goodbye),
+            Event::BadInput(BadInput::TooManyErrors),
+            Event::Close,
+        ] => assert_eq!(goodbye, reply::TOO_MANY_ERRORS),
+        other => panic!("{other:?}"),
+    }
+    // Closed stays closed.
+    assert!(matches!(
+        events(&mut fe, b"d NOOP\r\n").as_slice(),
+        [Event::Close]
+    ));
+
+    // A refusal that closes by itself still ends with the cut-off.
+    let mut fe = ImapFrontend::new(
+        FrontendOptions {
+            max_prelogin_errors: 1,
+            ..FrontendOptions::default()
+        },
+        true,
+    );
+    let long = [&b"a LOGIN "[..], &[b'x'; 9000]].concat();
+    assert_eq!(
+        kinds(&events(&mut fe, &long)),
+        [BadInput::LineTooLong, BadInput::TooManyErrors]
+    );
 }

@@ -3,13 +3,15 @@
 use super::*;
 
 /// Feeds `input` and drains events; returns all reply bytes as text and the
-/// last non-reply event (Login, StartTls or Close), if any.
+/// last event other than a reply or bad input (Login, StartTls or Close),
+/// if any.
 fn run(fe: &mut Pop3Frontend, input: &[u8]) -> (String, Option<Event>) {
     fe.receive(input);
     let mut out = Vec::new();
     while let Some(ev) = fe.next_event() {
         match ev {
             Event::Reply(bytes) => out.extend(bytes),
+            Event::BadInput(_) => {}
             Event::StartTls(bytes) => {
                 out.extend(bytes);
                 return (String::from_utf8(out).unwrap(), Some(Event::StartTls(Vec::new())));
@@ -31,6 +33,17 @@ fn stls_port() -> Pop3Frontend {
             ..FrontendOptions::default()
         },
         false,
+    )
+}
+
+/// A front-end that takes any amount of bad input, for transcripts of it.
+fn tolerant() -> Pop3Frontend {
+    Pop3Frontend::new(
+        FrontendOptions {
+            max_prelogin_errors: u32::MAX,
+            ..FrontendOptions::default()
+        },
+        true,
     )
 }
 
@@ -253,7 +266,7 @@ fn stls_discards_pipelined_bytes_and_forgets_the_user() {
 
 #[test]
 fn bad_input_gets_err_and_the_session_goes_on() {
-    let mut fe = tls();
+    let mut fe = tolerant();
     let (out, ev) = run(
         &mut fe,
         b"XYZZY\r\nRETR 1\r\nAPOP alice 0123\r\nUSER a\0b\r\nCAPA\nNOOP\r\nUSER\r\n\r\nNOOP\r\n",
@@ -342,4 +355,112 @@ fn quit_and_noop() {
     let (out, ev) = run(&mut fe, b"NOOP\r\nQUIT\r\nNOOP\r\n");
     assert_eq!(out, "+OK\r\n+OK Logging out\r\n");
     assert!(matches!(ev, Some(Event::Close)));
+}
+
+/// Feeds `input` and drains every event, up to and including a `Close`.
+fn events(fe: &mut Pop3Frontend, input: &[u8]) -> Vec<Event> {
+    fe.receive(input);
+    let mut out = Vec::new();
+    while let Some(ev) = fe.next_event() {
+        let close = matches!(ev, Event::Close);
+        out.push(ev);
+        if close {
+            break;
+        }
+    }
+    out
+}
+
+/// The kinds of bad input among `events`, in order.
+fn kinds(events: &[Event]) -> Vec<BadInput> {
+    events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::BadInput(kind) => Some(*kind),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn bad_input_known_answers() {
+    use BadInput::*;
+    let long_line = format!("USER {}\r\n", "u".repeat(300));
+    let long_auth = [&b"AUTH PLAIN\r\n"[..], &[b'A'; MAX_AUTH_LINE_BYTES + 10], b"\r\n"].concat();
+    let table: &[(bool, &[u8], &[BadInput])] = &[
+        // (TLS, input, kinds)
+        (true, b"CAPA\r\nNOOP\r\nAUTH\r\nUSER a@b\r\nQUIT\r\n", &[]),
+        (true, b"XYZZY\r\n", &[UnknownCommand]),
+        // Refused for what they are, not counted.
+        (true, b"RETR 1\r\n", &[]),
+        (true, b"PASS x\r\n", &[]),
+        (true, b"AUTH CRAM-MD5\r\n", &[]),
+        (true, b"AUTH PLAIN\r\n*\r\n", &[]),
+        (true, b"STLS\r\n", &[]),
+        (true, b"APOP alice 0123\r\n", &[Apop]),
+        (true, b"USER a\0b\r\n", &[Syntax]),
+        (true, b"CAPA\n", &[Syntax]),
+        (true, b"\r\n", &[Syntax]),
+        (true, long_line.as_bytes(), &[LineTooLong]),
+        (true, &[b'A'; 600], &[]),
+        (true, &[&[b'A'; 600][..], b"\r\n"].concat(), &[LineTooLong]),
+        // Whole in one read, an over-long AUTH line is judged as SASL data.
+        (true, &long_auth, &[BadBase64]),
+        (false, b"USER alice@pec.example\r\n", &[LoginBeforeTls]),
+        (false, b"AUTH\r\n", &[LoginBeforeTls]),
+        (true, b"AUTH LOGIN\r\n!!!\r\n", &[BadBase64]),
+        // Decodes, but is no PLAIN message.
+        (true, b"AUTH PLAIN AGFsaWNl\r\n", &[BadBase64]),
+        (true, b"XYZZY\r\nNOOP\r\nUSER\r\n", &[UnknownCommand, Syntax]),
+    ];
+    for (tls, input, expected) in table {
+        let mut fe = if *tls { tolerant() } else { stls_port() };
+        let got = kinds(&events(&mut fe, input));
+        assert_eq!(got, *expected, "{:?}", String::from_utf8_lossy(input));
+    }
+}
+
+#[test]
+fn an_auth_line_outgrowing_its_limit_is_too_long() {
+    let mut fe = tls();
+    assert!(kinds(&events(&mut fe, b"AUTH PLAIN\r\n")).is_empty());
+    assert!(kinds(&events(&mut fe, &[b'A'; MAX_AUTH_LINE_BYTES + 10])).is_empty());
+    assert_eq!(kinds(&events(&mut fe, b"AAAA\r\n")), [BadInput::LineTooLong]);
+}
+
+#[test]
+fn bad_input_follows_its_reply() {
+    let mut fe = tls();
+    let evs = events(&mut fe, b"APOP a b\r\nNOOP\r\n");
+    assert!(
+        matches!(
+            evs.as_slice(),
+            [Event::Reply(_), Event::BadInput(BadInput::Apop), Event::Reply(_)]
+        ),
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn the_nth_refusal_closes_with_too_many_errors() {
+    let opts = FrontendOptions::default();
+    let max = opts.max_prelogin_errors as usize;
+    let mut fe = Pop3Frontend::new(opts, true);
+    let before = events(&mut fe, &b"XYZZY\r\n".repeat(max - 1));
+    assert_eq!(kinds(&before), vec![BadInput::UnknownCommand; max - 1]);
+    assert!(!before.iter().any(|ev| matches!(ev, Event::Close)));
+
+    let last = events(&mut fe, b"\r\nUSER a@b\r\n");
+    match last.as_slice() {
+        [
+            Event::Reply(_),
+            Event::BadInput(BadInput::Syntax),
+            Event::Reply(goodbye),
+            Event::BadInput(BadInput::TooManyErrors),
+            Event::Close,
+        ] => assert_eq!(goodbye, reply::TOO_MANY_ERRORS),
+        other => panic!("{other:?}"),
+    }
+    assert!(!fe.wants_input());
+    assert!(matches!(events(&mut fe, b"NOOP\r\n").as_slice(), [Event::Close]));
 }

@@ -5,13 +5,15 @@ fn b64(s: &[u8]) -> String {
 }
 
 /// Feeds `input`, returns everything the front-end would send, and the
-/// last non-reply event (Login / StartTls / Close), if any.
+/// last event other than a reply or bad input (Login / StartTls / Close),
+/// if any.
 fn feed(fe: &mut SmtpFrontend, input: &[u8]) -> (String, Option<Event>) {
     fe.receive(input);
     let mut out = Vec::new();
     while let Some(event) = fe.next_event() {
         match event {
             Event::Reply(bytes) => out.extend(bytes),
+            Event::BadInput(_) => {}
             Event::StartTls(bytes) => {
                 out.extend(bytes);
                 return (String::from_utf8(out).unwrap(), Some(Event::StartTls(vec![])));
@@ -24,6 +26,17 @@ fn feed(fe: &mut SmtpFrontend, input: &[u8]) -> (String, Option<Event>) {
 
 fn tls() -> SmtpFrontend {
     SmtpFrontend::new(FrontendOptions::default(), true)
+}
+
+/// A front-end that takes any amount of bad input, for transcripts of it.
+fn tolerant() -> SmtpFrontend {
+    SmtpFrontend::new(
+        FrontendOptions {
+            max_prelogin_errors: u32::MAX,
+            ..FrontendOptions::default()
+        },
+        true,
+    )
 }
 
 fn starttls() -> SmtpFrontend {
@@ -179,7 +192,7 @@ fn auth_login_steps_cancel_and_bad_base64() {
 
 #[test]
 fn mail_before_auth_and_bad_input() {
-    let mut fe = tls();
+    let mut fe = tolerant();
     let (out, _) = feed(
         &mut fe,
         b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<a@b>\r\nDATA\r\nMAIL FROM:a\r\nNO\0OP\r\nNOOP\n",
@@ -196,7 +209,7 @@ fn mail_before_auth_and_bad_input() {
 
 #[test]
 fn over_long_lines_are_refused_and_skipped() {
-    let mut fe = tls();
+    let mut fe = tolerant();
     // A line that arrives in pieces without its end...
     let (out, _) = feed(&mut fe, &[b'X'; 600]);
     assert_eq!(out, "500 5.5.2 Line too long\r\n");
@@ -258,4 +271,129 @@ fn failed_logins_are_counted_and_close() {
         b"454 4.7.0 Temporary authentication failure, try again later\r\n"
     );
     assert!(fe.wants_input());
+}
+
+/// Feeds `input` and drains every event, up to and including a `Close`.
+fn events(fe: &mut SmtpFrontend, input: &[u8]) -> Vec<Event> {
+    fe.receive(input);
+    let mut out = Vec::new();
+    while let Some(ev) = fe.next_event() {
+        let close = matches!(ev, Event::Close);
+        out.push(ev);
+        if close {
+            break;
+        }
+    }
+    out
+}
+
+/// The kinds of bad input among `events`, in order.
+fn kinds(events: &[Event]) -> Vec<BadInput> {
+    events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::BadInput(kind) => Some(*kind),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn bad_input_known_answers() {
+    use BadInput::*;
+    let starttls_port = FrontendOptions {
+        starttls: true,
+        ..FrontendOptions::default()
+    };
+    let no_tls = FrontendOptions::default();
+    let long_auth = format!("EHLO c\r\nAUTH PLAIN {}\r\n", "A".repeat(9000));
+    let table: &[(Option<&FrontendOptions>, &[u8], &[BadInput])] = &[
+        // (plain listener, or TLS; input; kinds)
+        (None, b"EHLO c\r\nHELO c\r\nNOOP\r\nRSET\r\nHELP\r\nQUIT\r\n", &[]),
+        (None, b"FOO bar\r\n", &[UnknownCommand]),
+        // Refused for what they are, not counted.
+        (None, b"VRFY bob\r\nEXPN list\r\n", &[]),
+        (None, b"AUTH PLAIN\r\n", &[]),
+        (None, b"STARTTLS\r\n", &[]),
+        (None, b"EHLO c\r\nAUTH CRAM-MD5\r\n", &[]),
+        (None, b"EHLO c\r\nAUTH LOGIN\r\n*\r\n", &[]),
+        // Decodes, but is no PLAIN message: not counted in SMTP.
+        (None, b"EHLO c\r\nAUTH PLAIN =\r\n", &[]),
+        (
+            None,
+            b"MAIL FROM:<a@b>\r\nRCPT TO:<a@b>\r\nDATA\r\nBDAT 1 LAST\r\n",
+            &[AuthRequired; 4],
+        ),
+        (None, b"MAIL FROM:a\r\n", &[Syntax]),
+        (None, b"NO\0OP\r\n", &[Syntax]),
+        (None, b"NOOP\n", &[Syntax]),
+        (None, b"EHLO c\r\nAUTH PLAIN ****\r\n", &[Syntax]),
+        (None, &[b'X'; 600], &[LineTooLong]),
+        (None, long_auth.as_bytes(), &[LineTooLong]),
+        (
+            None,
+            b"EHLO c\r\nAUTH PLAIN\r\nnot base64!\r\nAUTH PLAIN QQ=\r\n",
+            &[BadBase64, BadBase64],
+        ),
+        (
+            Some(&starttls_port),
+            b"EHLO c\r\nAUTH PLAIN AGEAYg==\r\n",
+            &[LoginBeforeTls],
+        ),
+        (Some(&no_tls), b"EHLO c\r\nAUTH LOGIN\r\n", &[LoginBeforeTls]),
+        (
+            None,
+            b"FOO\r\nNOOP\r\nMAIL FROM:<a@b>\r\n",
+            &[UnknownCommand, AuthRequired],
+        ),
+    ];
+    for (plain, input, expected) in table {
+        let mut fe = match plain {
+            Some(opts) => SmtpFrontend::new((*opts).clone(), false),
+            None => tolerant(),
+        };
+        let got = kinds(&events(&mut fe, input));
+        assert_eq!(got, *expected, "{:?}", String::from_utf8_lossy(input));
+    }
+}
+
+#[test]
+fn bad_input_follows_its_reply() {
+    let mut fe = tls();
+    let evs = events(&mut fe, b"MAIL FROM:<a@b>\r\nNOOP\r\n");
+    assert!(
+        matches!(
+            evs.as_slice(),
+            [
+                Event::Reply(_),
+                Event::BadInput(BadInput::AuthRequired),
+                Event::Reply(_)
+            ]
+        ),
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn the_nth_refusal_closes_with_too_many_errors() {
+    let opts = FrontendOptions::default();
+    let max = opts.max_prelogin_errors as usize;
+    let mut fe = SmtpFrontend::new(opts, true);
+    let before = events(&mut fe, &b"RCPT TO:<a@b>\r\n".repeat(max - 1));
+    assert_eq!(kinds(&before), vec![BadInput::AuthRequired; max - 1]);
+    assert!(!before.iter().any(|ev| matches!(ev, Event::Close)));
+
+    let last = events(&mut fe, b"FOO\r\nEHLO c\r\n");
+    match last.as_slice() {
+        [
+            Event::Reply(_),
+            Event::BadInput(BadInput::UnknownCommand),
+            Event::Reply(goodbye),
+            Event::BadInput(BadInput::TooManyErrors),
+            Event::Close,
+        ] => assert_eq!(goodbye, reply::TOO_MANY_ERRORS),
+        other => panic!("{other:?}"),
+    }
+    assert!(!fe.wants_input());
+    assert!(matches!(events(&mut fe, b"NOOP\r\n").as_slice(), [Event::Close]));
 }
