@@ -175,6 +175,22 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Runs `f` on `len` bytes of this worker thread's [`SCRATCH`] buffer.
+/// `f` must not wait: whatever it keeps of the buffer, it copies.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    SCRATCH.with(|scratch| {
+        let Ok(mut scratch) = scratch.try_borrow_mut() else {
+            // Re-entered from inside a read or write: cannot happen
+            // with tokio's streams, but stay correct if it does.
+            return f(&mut vec![0u8; len]);
+        };
+        if scratch.len() < len {
+            scratch.resize(len, 0);
+        }
+        f(&mut scratch[..len])
+    })
+}
+
 /// One direction of the relay.
 #[derive(Default)]
 struct Direction {
@@ -232,18 +248,7 @@ impl Direction {
             }
             // Nothing buffered: read into the thread's scratch buffer and
             // write straight from it.
-            let step = SCRATCH.with(|scratch| {
-                let Ok(mut scratch) = scratch.try_borrow_mut() else {
-                    // Re-entered from inside a read or write: cannot happen
-                    // with tokio's streams, but stay correct if it does.
-                    let mut own = vec![0u8; chunk];
-                    return self.read_and_write(cx, r, w, &mut own, moved);
-                };
-                if scratch.len() < chunk {
-                    scratch.resize(chunk, 0);
-                }
-                self.read_and_write(cx, r, w, &mut scratch[..chunk], moved)
-            });
+            let step = with_scratch(chunk, |buf| self.read_and_write(cx, r, w, buf, moved));
             match step {
                 Poll::Ready(Ok(())) => continue,
                 other => return other,
