@@ -129,7 +129,11 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
             buffer_bytes: opts.buffer_bytes.min(relay::GUARDED_BUFFER_BYTES),
             ..opts
         };
-        super::guarded::relay(client, upstream_stream, guard, &pipelined, opts, &counter, stop).await
+        let handoff = relay::guarded::Handoff {
+            from_client: &pipelined,
+            from_upstream: b"",
+        };
+        relay::guarded::relay(client, upstream_stream, guard, handoff, opts, &counter, stop).await
     } else {
         relay::relay_until(client, upstream_stream, opts, &counter, ctx.shutdown.closing()).await
     };

@@ -1,5 +1,7 @@
 //! The byte relay after login: copies both ways with bounded buffers,
 //! half-close aware, under an idle timeout, counting bytes per direction.
+//! [`guarded`] is the same relay for sessions whose bytes a pure inspector
+//! reads on the way (POP3's DELE guard, SMTP's PEC checks).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -11,6 +13,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
+
+pub mod guarded;
 
 /// Bytes moved, per direction.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -47,9 +51,9 @@ impl RelayEnd {
     }
 }
 
-/// Buffer per direction of the relays that inspect the stream and so keep
-/// their buffers for the whole session (POP3's DELE guard, SMTP's PEC
-/// checks): one TLS record's worth, whatever `relay_buffer_bytes` says.
+/// Largest read of the [`guarded`] relay (POP3's DELE guard, SMTP's PEC
+/// checks): one TLS record's worth, whatever `relay_buffer_bytes` says,
+/// so what an inspector makes of one read stays small.
 pub const GUARDED_BUFFER_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy)]
