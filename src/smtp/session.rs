@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -24,13 +24,10 @@ use crate::listener::client_limits::Admission;
 use crate::listener::{ListenerContext, SessionGauge, accept_tls};
 use crate::ops::metrics as m;
 use crate::protocol::Protocol;
-use crate::relay::{ByteCounter, RelayOptions, RelayStats};
+use crate::relay::RelayOptions;
+use crate::relay::guarded::{self, Handoff};
 use crate::session::{self, Goodbyes, LoginResult, LoginStep};
 use crate::upstream::UpstreamError;
-
-/// RFC 5321 §4.5.3.2.6: a client waits 10 minutes for the reply to the
-/// final dot; the proxy waits as long for the upstream's.
-const DATA_VERDICT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// Why a login did not lead to a session: the whole reply line.
 enum LoginFailure {
@@ -113,11 +110,14 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
     let counter = m::RelayCounter::new(Protocol::Smtp);
     let mut up = upstream.conn.stream;
     let leftover = upstream.conn.buf;
-    let (c2u, u2c, end) = guarded_relay(
+    let (stats, end) = guarded::relay(
         &mut client,
         &mut up,
         guard,
-        &leftover,
+        Handoff {
+            from_client: b"",
+            from_upstream: &leftover,
+        },
         RelayOptions {
             buffer_bytes: ctx
                 .limits
@@ -131,86 +131,7 @@ pub async fn serve(tcp: TcpStream, peer: SocketAddr, ctx: Arc<ListenerContext>, 
     .await;
     let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), up.shutdown()).await;
-    let stats = RelayStats {
-        client_to_upstream: c2u,
-        upstream_to_client: u2c,
-    };
-    session::ended(Protocol::Smtp, &ctx, peer, started, stats, end);
-}
-
-/// Runs the guard between client and upstream until either side ends.
-/// Returns bytes client→upstream, upstream→client, and how it ended.
-async fn guarded_relay<C, U>(
-    client: &mut C,
-    upstream: &mut U,
-    mut guard: Guard,
-    leftover: &[u8],
-    opts: RelayOptions,
-    counter: &dyn ByteCounter,
-    stop: impl Future<Output = ()>,
-) -> (u64, u64, &'static str)
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
-{
-    let (mut c2u, mut u2c) = (0u64, 0u64);
-    let idle = opts.idle_timeout;
-    let mut cbuf = vec![0u8; opts.buffer_bytes];
-    let mut ubuf = vec![0u8; opts.buffer_bytes];
-    if !leftover.is_empty() {
-        guard.upstream_data(leftover);
-    }
-    let mut upstream_lost = false;
-    tokio::pin!(stop);
-    loop {
-        let to_upstream = guard.take_to_upstream();
-        if !to_upstream.is_empty() {
-            match tokio::time::timeout(idle, upstream.write_all(&to_upstream)).await {
-                Ok(Ok(())) => {}
-                _ => upstream_lost = guard.upstream_closed(),
-            }
-            let _ = tokio::time::timeout(idle, upstream.flush()).await;
-            c2u += to_upstream.len() as u64;
-            counter.client_to_upstream(to_upstream.len() as u64);
-        }
-        let to_client = guard.take_to_client();
-        if !to_client.is_empty() {
-            let write = async {
-                client.write_all(&to_client).await?;
-                client.flush().await
-            };
-            if !matches!(tokio::time::timeout(idle, write).await, Ok(Ok(()))) {
-                return (c2u, u2c, "client_error");
-            }
-            u2c += to_client.len() as u64;
-            counter.upstream_to_client(to_client.len() as u64);
-        }
-        if guard.finished() {
-            return (c2u, u2c, if upstream_lost { "upstream_error" } else { "closed" });
-        }
-        let wait = if guard.awaiting_message_verdict() {
-            DATA_VERDICT_TIMEOUT
-        } else {
-            idle
-        };
-        let want_client = guard.wants_client_input();
-        tokio::select! {
-            // The drain's grace period is over: close, injecting nothing.
-            _ = &mut stop => return (c2u, u2c, "shutdown"),
-            r = client.read(&mut cbuf), if want_client => match r {
-                Ok(0) | Err(_) => return (c2u, u2c, "client_closed"),
-                Ok(n) => guard.client_data(&cbuf[..n]),
-            },
-            r = upstream.read(&mut ubuf) => match r {
-                Ok(0) | Err(_) => upstream_lost = guard.upstream_closed(),
-                Ok(n) => guard.upstream_data(&ubuf[..n]),
-            },
-            _ = tokio::time::sleep(wait) => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), client.write_all(&reply::line(reply::IDLE_TIMEOUT))).await;
-                return (c2u, u2c, "idle_timeout");
-            }
-        }
-    }
+    session::ended(Protocol::Smtp, &ctx, peer, started, stats, end.label());
 }
 
 /// The SMTP login step for [`session::prelogin`]: on success, the upstream

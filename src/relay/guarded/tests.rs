@@ -360,3 +360,210 @@ async fn a_slow_reader_is_not_idle() {
     let (_, end) = task.await.unwrap();
     assert!(matches!(end, RelayEnd::Closed), "{end:?}");
 }
+
+mod smtp {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::smtp::checks::{HeaderRules, RateLimiter};
+    use crate::smtp::guard::{Guard, GuardOptions};
+    use crate::smtp::reply;
+
+    fn guard() -> Guard {
+        let opts = GuardOptions {
+            hostname: "proxy.example".into(),
+            tls: true,
+            smtputf8: false,
+            check_sender: true,
+            check_size: true,
+            header_rules: HeaderRules {
+                from_header: true,
+                no_bcc: true,
+                max_line_bytes: 1000,
+            },
+            max_message_bytes: 1 << 20,
+            max_command_line_bytes: 512,
+            max_header_bytes: 4096,
+        };
+        let limiter = Arc::new(RateLimiter::new(0, 10));
+        Guard::new(opts, "alice@pec.example".into(), limiter, b"")
+    }
+
+    fn run(
+        client: tokio::io::DuplexStream,
+        upstream: tokio::io::DuplexStream,
+        opts: RelayOptions,
+    ) -> tokio::task::JoinHandle<(RelayStats, RelayEnd)> {
+        tokio::spawn(async move {
+            relay(
+                client,
+                upstream,
+                guard(),
+                Handoff::default(),
+                opts,
+                &NoCounter,
+                std::future::pending(),
+            )
+            .await
+        })
+    }
+
+    /// Reads from the scripted upstream until what it got ends with `end`.
+    async fn expect(server: &mut tokio::io::DuplexStream, end: &str) -> String {
+        let mut got = Vec::new();
+        while !got.ends_with(end.as_bytes()) {
+            let mut buf = [0u8; 1024];
+            let n = server.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "closed before {end:?}; got {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(got).unwrap()
+    }
+
+    /// The reply codes the client got: the last line of each reply.
+    fn codes(replies: &[u8]) -> Vec<String> {
+        String::from_utf8_lossy(replies)
+            .split("\r\n")
+            .filter(|l| l.len() >= 4 && l.as_bytes()[3] == b' ')
+            .map(|l| l[..3].to_owned())
+            .collect()
+    }
+
+    const MESSAGE: &str = "From: alice@pec.example\r\nSubject: hi\r\n\r\nbody\r\n.\r\n";
+
+    /// A client pipelines a whole session and half-closes: the guard
+    /// still sends DATA, the message and QUIT as the upstream's verdicts
+    /// come, the upstream hears the end of stream after QUIT, and every
+    /// reply reaches the client.
+    #[tokio::test]
+    async fn a_pipelined_session_then_a_half_close_gets_every_reply() {
+        let (client, mut client_peer) = duplex(4096);
+        let (upstream, mut server) = duplex(4096);
+        let task = run(client, upstream, opts());
+        client_peer
+            .write_all(
+                format!(
+                    "EHLO client.example\r\nMAIL FROM:<alice@pec.example>\r\n\
+                     RCPT TO:<bob@pec.example>\r\nDATA\r\n{MESSAGE}QUIT\r\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        client_peer.shutdown().await.unwrap();
+
+        expect(&mut server, "RCPT TO:<bob@pec.example>\r\n").await;
+        server
+            .write_all(b"250-upstream.example\r\n250 PIPELINING\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n")
+            .await
+            .unwrap();
+        assert_eq!(expect(&mut server, "\r\n").await, "DATA\r\n");
+        server.write_all(b"354 go ahead\r\n").await.unwrap();
+        assert_eq!(
+            expect(&mut server, "QUIT\r\n").await,
+            format!("{MESSAGE}QUIT\r\n")
+        );
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "the client's end of stream, after its QUIT");
+        server
+            .write_all(b"250 2.0.0 Ok: queued\r\n221 2.0.0 Bye\r\n")
+            .await
+            .unwrap();
+
+        let mut replies = Vec::new();
+        client_peer.read_to_end(&mut replies).await.unwrap();
+        assert_eq!(codes(&replies), ["250", "250", "250", "354", "250", "221"]);
+        assert!(String::from_utf8_lossy(&replies).contains(reply::START_DATA));
+        let (_, end) = task.await.unwrap();
+        assert!(matches!(end, RelayEnd::Closed), "{end:?}");
+    }
+
+    /// The upstream going mid-transaction is news for the client (421) and
+    /// an upstream error; going after a client that left is neither.
+    #[tokio::test]
+    async fn an_upstream_lost_mid_session_is_told_but_not_after_the_client_left() {
+        let (client, mut client_peer) = duplex(4096);
+        let (upstream, mut server) = duplex(4096);
+        let task = run(client, upstream, opts());
+        client_peer
+            .write_all(b"MAIL FROM:<alice@pec.example>\r\n")
+            .await
+            .unwrap();
+        expect(&mut server, "\r\n").await;
+        drop(server);
+        let mut replies = Vec::new();
+        client_peer.read_to_end(&mut replies).await.unwrap();
+        assert_eq!(replies, reply::line(reply::UPSTREAM_LOST));
+        let (_, end) = task.await.unwrap();
+        assert_eq!(end.label(), "upstream_error", "{end:?}");
+
+        let (client, mut client_peer) = duplex(4096);
+        let (upstream, mut server) = duplex(4096);
+        let task = run(client, upstream, opts());
+        client_peer
+            .write_all(b"MAIL FROM:<alice@pec.example>\r\n")
+            .await
+            .unwrap();
+        client_peer.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        server.write_all(b"250 2.1.0 Ok\r\n").await.unwrap();
+        drop(server);
+        let mut replies = Vec::new();
+        client_peer.read_to_end(&mut replies).await.unwrap();
+        assert_eq!(replies, b"250 2.1.0 Ok\r\n");
+        let (_, end) = task.await.unwrap();
+        assert!(matches!(end, RelayEnd::Closed), "{end:?}");
+    }
+
+    /// The upstream may take 10 minutes over a message (RFC 5321
+    /// §4.5.3.2.6), longer than the idle timeout; then the idle timeout
+    /// is back, and ends the session with SMTP's 421.
+    #[tokio::test(start_paused = true)]
+    async fn the_verdict_on_a_message_may_take_longer_than_the_idle_timeout() {
+        let (client, mut client_peer) = duplex(4096);
+        let (upstream, mut server) = duplex(4096);
+        let idle = Duration::from_secs(60);
+        let task = run(
+            client,
+            upstream,
+            RelayOptions {
+                buffer_bytes: 1024,
+                idle_timeout: idle,
+            },
+        );
+        client_peer
+            .write_all(
+                format!("MAIL FROM:<alice@pec.example>\r\nRCPT TO:<bob@pec.example>\r\nDATA\r\n{MESSAGE}")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+        expect(&mut server, "RCPT TO:<bob@pec.example>\r\n").await;
+        server
+            .write_all(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n")
+            .await
+            .unwrap();
+        expect(&mut server, "DATA\r\n").await;
+        server.write_all(b"354 go ahead\r\n").await.unwrap();
+        expect(&mut server, "\r\n.\r\n").await;
+        tokio::time::sleep(Duration::from_secs(9 * 60)).await;
+        assert!(!task.is_finished(), "waiting for the verdict");
+        server.write_all(b"250 2.0.0 Ok: queued\r\n").await.unwrap();
+        let verdict_at = Instant::now();
+
+        let mut replies = Vec::new();
+        client_peer.read_to_end(&mut replies).await.unwrap();
+        assert_eq!(codes(&replies), ["250", "250", "354", "250", "421"]);
+        assert!(replies.ends_with(&reply::line(reply::IDLE_TIMEOUT)));
+        let (_, end) = task.await.unwrap();
+        assert!(matches!(end, RelayEnd::IdleTimeout), "{end:?}");
+        let quiet = verdict_at.elapsed();
+        assert!(quiet >= idle && quiet < idle * 2, "{quiet:?}");
+    }
+}
