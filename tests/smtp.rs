@@ -167,6 +167,37 @@ async fn each_pec_check_is_refused_with_its_reply_and_a_compliant_message_passes
     assert_eq!(say(&mut c, "QUIT").await, "221 2.0.0 Bye");
 }
 
+/// A client that pipelines a whole submission, then half-closes after its
+/// QUIT (TLS close_notify) and reads to the end, gets every reply, and
+/// the message is delivered.
+#[tokio::test]
+async fn a_client_that_half_closes_after_quit_gets_every_reply() {
+    let op = Operator::new();
+    op.add_mailbox("alice@pec.example", ALICE_PW);
+    let proxy = proxy(&op, "").await;
+    let mut c = logged_in(&proxy, "alice@pec.example", ALICE_PW).await;
+    let tok = token();
+    let content = message(
+        "alice@pec.example",
+        "bob@pec.example",
+        &tok,
+        "sent, then half-closed\r\n",
+    );
+    c.send(format!(
+        "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<bob@pec.example>\r\nDATA\r\n{content}.\r\nQUIT\r\n"
+    ))
+    .await;
+    c.shutdown_write().await;
+    let replies = c.expect_closed().await;
+    assert_eq!(replies.len(), 5, "{replies:?}");
+    assert!(replies[0].starts_with("250 2.1.0"), "{replies:?}");
+    assert!(replies[1].starts_with("250 2.1.5"), "{replies:?}");
+    assert_eq!(replies[2], "354 End data with <CR><LF>.<CR><LF>");
+    assert!(replies[3].starts_with("250 2.0.0 Ok: queued"), "{replies:?}");
+    assert_eq!(replies[4], "221 2.0.0 Bye");
+    find_message("bob@pec.example", &tok).await;
+}
+
 #[tokio::test]
 async fn rate_limit_per_mailbox() {
     let op = Operator::new();

@@ -310,8 +310,8 @@ pub struct Limits {
     /// costs nothing per idle session, and four TLS records per read and
     /// write cut the system calls per byte relayed (see benches/README.md).
     /// Only what a slow destination pushes back on is held per session.
-    /// The guarded relays (POP3 with DELE refused, SMTP) hold their own two
-    /// buffers per session and use at most [`crate::relay::GUARDED_BUFFER_BYTES`].
+    /// The guarded relay (POP3 with DELE refused, SMTP) reads at most
+    /// [`crate::relay::GUARDED_BUFFER_BYTES`] at once, into the same buffer.
     pub relay_buffer_bytes: usize,
     /// How long a successful password verification is remembered (as a
     /// keyed MAC, never the password), so a client that logs in again

@@ -12,9 +12,9 @@ use upstream::LoggedIn;
 
 use crate::access::Credentials;
 use crate::config::TlsMode;
-use crate::net::{ClientAddrs, Stream};
+use crate::net::ClientAddrs;
 use crate::protocol::Protocol;
-use crate::relay::{ByteCounter, RelayEnd, RelayStats};
+use crate::relay::guarded::{Inspector, Output};
 use crate::session::{self, Goodbyes, Handoff, ListenerContext, MailProtocol, Principal};
 use crate::upstream::{Identity, Upstream, UpstreamError};
 
@@ -23,6 +23,15 @@ pub struct Imap;
 
 /// IMAP has no post-login guard (yet): this type has no value.
 pub enum NoGuard {}
+
+impl Inspector for NoGuard {
+    fn client_data(&mut self, _: &[u8], _: &mut Output) {
+        match *self {}
+    }
+    fn upstream_data(&mut self, _: &[u8], _: &mut Output) {
+        match *self {}
+    }
+}
 
 impl session::LoginAttempt for LoginAttempt {
     fn credentials(&self) -> &Credentials {
@@ -91,15 +100,5 @@ impl MailProtocol for Imap {
             upstream: conn.stream,
             guard: None,
         }
-    }
-
-    async fn relay_guarded(
-        _ctx: &ListenerContext,
-        _client: Stream,
-        _upstream: Stream,
-        guard: NoGuard,
-        _counter: &dyn ByteCounter,
-    ) -> (RelayStats, RelayEnd) {
-        match guard {}
     }
 }

@@ -130,7 +130,7 @@ pub fn describe() {
     describe_histogram!(
         SESSION_DURATION_SECONDS,
         Unit::Seconds,
-        "Duration of client sessions that reached the relay, by protocol and how they ended (closed, idle_timeout, client_error, upstream_error, shutdown; SMTP also client_closed)."
+        "Duration of client sessions that reached the relay, by protocol and how they ended (closed, idle_timeout, client_error, upstream_error, shutdown)."
     );
     describe_counter!(
         CLIENT_ERRORS_TOTAL,

@@ -3,7 +3,8 @@
 //! forwarding it, so a later `QUIT` removes nothing from a mailbox others
 //! read over IMAP (../shared/PEC.md, "POP3 and shared mailboxes").
 //!
-//! Pure: bytes in, bytes out; `session.rs` does the I/O.
+//! Pure: bytes in, bytes out; [`crate::relay::guarded`] does the I/O,
+//! through the [`Inspector`] at the end of this file.
 //!
 //! # Order of replies under pipelining (RFC 2449 §6.6)
 //!
@@ -20,6 +21,9 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+
+use crate::ops::metrics as m;
+use crate::relay::guarded::{Inspector, Output};
 
 /// The refusal of `DELE` (RFC 3206 §4: `SYS/PERM`, retrying will not help).
 pub const DELE_REFUSAL: &[u8] =
@@ -313,6 +317,38 @@ impl DeleGuard {
         };
         self.scan = next;
         ended
+    }
+}
+
+/// The guard in the guarded relay. The client's end of stream needs nothing
+/// of it: the relay passes it on, and the upstream then deletes nothing
+/// (RFC 1939 §6: only QUIT enters UPDATE). Nor does the upstream's: the
+/// replies of ours still owed would follow answers that never came.
+impl Inspector for DeleGuard {
+    fn client_data(&mut self, data: &[u8], out: &mut Output) {
+        let refused = self.refused;
+        let checked = self.check_client(data);
+        if self.refused > refused {
+            metrics::counter!(m::PEC_CHECKS_TOTAL, "check" => "pop3_dele", "result" => "refused")
+                .increment(self.refused - refused);
+        }
+        out.to_upstream(&checked.to_upstream);
+        out.to_client(&checked.to_client);
+    }
+
+    /// The upstream's bytes go to the client as they are, without a copy,
+    /// with our replies between its responses where they are due.
+    fn upstream_data(&mut self, data: &[u8], out: &mut Output) {
+        for segment in self.scan_upstream(data) {
+            match segment {
+                Segment::Upstream(range) => out.pass(range),
+                Segment::Local(reply) => out.to_client(reply),
+            }
+        }
+    }
+
+    fn wants_client_input(&self) -> bool {
+        DeleGuard::wants_client_input(self)
     }
 }
 

@@ -1,11 +1,10 @@
 //! POP3 (RFC 1939, RFC 2449 CAPA, RFC 2595 STLS, RFC 5034 AUTH): the
 //! pre-login front-end (pure) and its words, the upstream login, the
-//! keep-on-server guard (pure) and its relay, and the protocol's hooks
-//! into the one session.
+//! keep-on-server guard (pure, run by [`crate::relay::guarded`]), and the
+//! protocol's hooks into the one session.
 
 pub mod frontend;
 pub mod guard;
-pub mod guarded;
 pub mod parse;
 pub mod reply;
 pub mod upstream;
@@ -15,22 +14,14 @@ use guard::DeleGuard;
 
 use crate::access::Credentials;
 use crate::config::TlsMode;
-use crate::net::{ClientAddrs, Stream};
+use crate::net::ClientAddrs;
 use crate::protocol::Protocol;
-use crate::relay::{self, ByteCounter, RelayEnd, RelayOptions, RelayStats};
-use crate::session::{self, Goodbyes, Handoff, ListenerContext, MailProtocol, Principal};
+use crate::session::{self, Goodbyes, Guarded, Handoff, ListenerContext, MailProtocol, Principal};
 use crate::store::account::Pop3Delete;
 use crate::upstream::{Connection, Identity, Upstream, UpstreamError};
 
 /// POP3, as the session drives it.
 pub struct Pop3;
-
-/// The keep-on-server guard, and what the client pipelined behind its
-/// login (checked like anything it sends later).
-pub struct Guarded {
-    guard: DeleGuard,
-    pipelined: Vec<u8>,
-}
 
 impl session::LoginAttempt for LoginAttempt {
     fn credentials(&self) -> &Credentials {
@@ -50,7 +41,7 @@ impl MailProtocol for Pop3 {
     type Login = LoginAttempt;
     type Frontend = Pop3Frontend;
     type LoggedIn = Connection;
-    type Guard = Guarded;
+    type Guard = DeleGuard;
 
     fn frontend(ctx: &ListenerContext, tls: bool) -> Pop3Frontend {
         let opts = FrontendOptions {
@@ -84,7 +75,7 @@ impl MailProtocol for Pop3 {
         conn: Connection,
         principal: Principal,
         _tls: bool,
-    ) -> Handoff<Guarded> {
+    ) -> Handoff<DeleGuard> {
         let mut to_client = reply::LOGGED_IN.to_vec();
         to_client.extend_from_slice(&conn.buf);
         let pipelined = frontend.into_pipelined().to_vec();
@@ -93,8 +84,9 @@ impl MailProtocol for Pop3 {
             Pop3Delete::Deny => (
                 Vec::new(),
                 Some(Guarded {
-                    guard: DeleGuard::new(ctx.limits.pop3_max_line_bytes),
-                    pipelined,
+                    inspector: DeleGuard::new(ctx.limits.pop3_max_line_bytes),
+                    from_client: pipelined,
+                    from_upstream: Vec::new(),
                 }),
             ),
         };
@@ -104,29 +96,5 @@ impl MailProtocol for Pop3 {
             upstream: conn.stream,
             guard,
         }
-    }
-
-    async fn relay_guarded(
-        ctx: &ListenerContext,
-        client: Stream,
-        upstream: Stream,
-        guarded: Guarded,
-        counter: &dyn ByteCounter,
-    ) -> (RelayStats, RelayEnd) {
-        let opts = RelayOptions {
-            buffer_bytes: ctx.limits.relay_buffer_bytes.min(relay::GUARDED_BUFFER_BYTES),
-            idle_timeout: ctx.limits.idle_timeout(Protocol::Pop3),
-        };
-        let stop = ctx.shutdown.closing();
-        guarded::relay(
-            client,
-            upstream,
-            guarded.guard,
-            &guarded.pipelined,
-            opts,
-            counter,
-            stop,
-        )
-        .await
     }
 }

@@ -1,5 +1,7 @@
 //! The byte relay after login: copies both ways with bounded buffers,
 //! half-close aware, under an idle timeout, counting bytes per direction.
+//! [`guarded`] is the same relay for sessions whose bytes a pure inspector
+//! reads on the way (POP3's DELE guard, SMTP's PEC checks).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -11,6 +13,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
+
+pub mod guarded;
 
 /// Bytes moved, per direction.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -47,9 +51,9 @@ impl RelayEnd {
     }
 }
 
-/// Buffer per direction of the relays that inspect the stream and so keep
-/// their buffers for the whole session (POP3's DELE guard, SMTP's PEC
-/// checks): one TLS record's worth, whatever `relay_buffer_bytes` says.
+/// Largest read of the [`guarded`] relay (POP3's DELE guard, SMTP's PEC
+/// checks): one TLS record's worth, whatever `relay_buffer_bytes` says,
+/// so what an inspector makes of one read stays small.
 pub const GUARDED_BUFFER_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy)]
@@ -175,6 +179,22 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Runs `f` on `len` bytes of this worker thread's [`SCRATCH`] buffer.
+/// `f` must not wait: whatever it keeps of the buffer, it copies.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    SCRATCH.with(|scratch| {
+        let Ok(mut scratch) = scratch.try_borrow_mut() else {
+            // Re-entered from inside a read or write: cannot happen
+            // with tokio's streams, but stay correct if it does.
+            return f(&mut vec![0u8; len]);
+        };
+        if scratch.len() < len {
+            scratch.resize(len, 0);
+        }
+        f(&mut scratch[..len])
+    })
+}
+
 /// One direction of the relay.
 #[derive(Default)]
 struct Direction {
@@ -232,18 +252,7 @@ impl Direction {
             }
             // Nothing buffered: read into the thread's scratch buffer and
             // write straight from it.
-            let step = SCRATCH.with(|scratch| {
-                let Ok(mut scratch) = scratch.try_borrow_mut() else {
-                    // Re-entered from inside a read or write: cannot happen
-                    // with tokio's streams, but stay correct if it does.
-                    let mut own = vec![0u8; chunk];
-                    return self.read_and_write(cx, r, w, &mut own, moved);
-                };
-                if scratch.len() < chunk {
-                    scratch.resize(chunk, 0);
-                }
-                self.read_and_write(cx, r, w, &mut scratch[..chunk], moved)
-            });
+            let step = with_scratch(chunk, |buf| self.read_and_write(cx, r, w, buf, moved));
             match step {
                 Poll::Ready(Ok(())) => continue,
                 other => return other,

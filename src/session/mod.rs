@@ -17,6 +17,7 @@ mod tests;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -34,9 +35,13 @@ use crate::net::{ClientAddrs, Stream};
 use crate::ops::metrics as m;
 use crate::ops::shutdown::Shutdown;
 use crate::protocol::Protocol;
+use crate::relay::guarded::Inspector;
 use crate::relay::{self, ByteCounter, RelayEnd, RelayOptions, RelayStats};
 use crate::store::account::Pop3Delete;
 use crate::upstream::{Identity, Upstream, UpstreamError};
+
+/// How long closing a side after a guarded relay may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Everything a session needs from its listener, built from one
 /// configuration and swapped whole on reload: a session keeps the context
@@ -93,13 +98,23 @@ pub struct Goodbyes {
 /// each side is owed first, and the relay that follows.
 pub struct Handoff<G> {
     /// The login's success reply, and anything the upstream sent behind its
-    /// own (when no guard reads it).
+    /// own that no guard reads.
     pub to_client: Vec<u8>,
-    /// What the client pipelined behind its login (when no guard reads it).
+    /// What the client pipelined behind its login, when no guard reads it.
     pub to_upstream: Vec<u8>,
     pub upstream: Stream,
     /// `Some`: the relay reads the stream through this guard.
-    pub guard: Option<G>,
+    pub guard: Option<Guarded<G>>,
+}
+
+/// A post-login guard ([`Inspector`]), and the bytes of the login it reads
+/// first.
+pub struct Guarded<G> {
+    pub inspector: G,
+    /// What the client pipelined behind its login.
+    pub from_client: Vec<u8>,
+    /// What the upstream sent behind its login reply.
+    pub from_upstream: Vec<u8>,
 }
 
 /// A mail protocol, as the session sees it: the hooks where IMAP, POP3 and
@@ -113,7 +128,7 @@ pub trait MailProtocol: Send + Sync + 'static {
     /// A logged-in upstream connection and what the handoff needs of it.
     type LoggedIn: Send;
     /// The post-login guard, for protocols that have one.
-    type Guard: Send;
+    type Guard: Inspector + Send;
 
     /// A fresh pre-login front-end for a client, over TLS or not yet.
     fn frontend(ctx: &ListenerContext, tls: bool) -> Self::Frontend;
@@ -144,15 +159,6 @@ pub trait MailProtocol: Send + Sync + 'static {
         principal: Principal,
         tls: bool,
     ) -> Handoff<Self::Guard>;
-
-    /// The relay under `guard`, until the session ends.
-    fn relay_guarded(
-        ctx: &ListenerContext,
-        client: Stream,
-        upstream: Stream,
-        guard: Self::Guard,
-        counter: &dyn ByteCounter,
-    ) -> impl Future<Output = (RelayStats, RelayEnd)> + Send;
 }
 
 /// Serves one client connection until it ends. `admission` holds the
@@ -176,17 +182,51 @@ pub async fn serve<P: MailProtocol>(
     gauge.relaying();
     admission.logged_in();
     let counter = m::RelayCounter::new(P::PROTOCOL);
+    let idle_timeout = ctx.limits.idle_timeout(P::PROTOCOL);
     let (stats, end) = match guard {
         None => {
             let opts = RelayOptions {
                 buffer_bytes: ctx.limits.relay_buffer_bytes,
-                idle_timeout: ctx.limits.idle_timeout(P::PROTOCOL),
+                idle_timeout,
             };
             relay::relay_until(client, upstream, opts, &counter, ctx.shutdown.closing()).await
         }
-        Some(guard) => P::relay_guarded(&ctx, client, upstream, guard, &counter).await,
+        Some(guarded) => {
+            let opts = RelayOptions {
+                buffer_bytes: ctx.limits.relay_buffer_bytes.min(relay::GUARDED_BUFFER_BYTES),
+                idle_timeout,
+            };
+            relay_guarded(client, upstream, guarded, opts, &counter, ctx.shutdown.closing()).await
+        }
     };
     ended(P::PROTOCOL, &ctx, peer, started, stats, end.label());
+}
+
+/// The guarded relay, then both sides closed (TLS `close_notify` included)
+/// under a short bound: a guard may end the session itself (SMTP after
+/// `QUIT`).
+async fn relay_guarded<I: Inspector>(
+    mut client: Stream,
+    mut upstream: Stream,
+    guarded: Guarded<I>,
+    opts: RelayOptions,
+    counter: &dyn ByteCounter,
+    stop: impl Future<Output = ()>,
+) -> (RelayStats, RelayEnd) {
+    let Guarded {
+        inspector,
+        from_client,
+        from_upstream,
+    } = guarded;
+    let login = relay::guarded::Handoff {
+        from_client: &from_client,
+        from_upstream: &from_upstream,
+    };
+    let result =
+        relay::guarded::relay(&mut client, &mut upstream, inspector, login, opts, counter, stop).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.shutdown()).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, upstream.shutdown()).await;
+    result
 }
 
 /// TLS, the pre-login front-end, the login and the handoff: the client and
@@ -196,7 +236,7 @@ async fn open<P: MailProtocol>(
     peer: SocketAddr,
     ctx: &ListenerContext,
     started: Instant,
-) -> Option<(Stream, Stream, Option<P::Guard>)> {
+) -> Option<(Stream, Stream, Option<Guarded<P::Guard>>)> {
     let local = tcp.local_addr().unwrap_or(peer);
     let stream = accept_tls(tcp, ctx).await?;
     let mut frontend = P::frontend(ctx, stream.is_tls());

@@ -95,7 +95,7 @@ impl MailProtocol for Scripted {
     type Login = Attempt;
     type Frontend = Lines;
     type LoggedIn = Connection;
-    type Guard = std::convert::Infallible;
+    type Guard = crate::imap::NoGuard;
 
     fn frontend(_ctx: &ListenerContext, _tls: bool) -> Lines {
         Lines::default()
@@ -137,16 +137,6 @@ impl MailProtocol for Scripted {
             upstream: conn.stream,
             guard: None,
         }
-    }
-
-    async fn relay_guarded(
-        _ctx: &ListenerContext,
-        _client: Stream,
-        _upstream: Stream,
-        guard: Self::Guard,
-        _counter: &dyn ByteCounter,
-    ) -> (RelayStats, RelayEnd) {
-        match guard {}
     }
 }
 

@@ -10,10 +10,6 @@ pub mod parse;
 pub mod reply;
 pub mod upstream;
 
-use std::time::Duration;
-
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
 use checks::HeaderRules;
 use frontend::{FrontendOptions, LoginAttempt, SmtpFrontend};
 use guard::{Guard, GuardOptions};
@@ -21,15 +17,10 @@ use upstream::LoggedIn;
 
 use crate::access::Credentials;
 use crate::config::TlsMode;
-use crate::net::{ClientAddrs, Stream};
+use crate::net::ClientAddrs;
 use crate::protocol::Protocol;
-use crate::relay::{self, ByteCounter, RelayEnd, RelayOptions, RelayStats};
-use crate::session::{self, Goodbyes, Handoff, ListenerContext, MailProtocol, Principal};
+use crate::session::{self, Goodbyes, Guarded, Handoff, ListenerContext, MailProtocol, Principal};
 use crate::upstream::{Identity, Upstream, UpstreamError};
-
-/// RFC 5321 §4.5.3.2.6: a client waits 10 minutes for the reply to the
-/// final dot; the proxy waits as long for the upstream's.
-const DATA_VERDICT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// SMTP submission, as the session drives it.
 pub struct Smtp;
@@ -108,121 +99,17 @@ impl MailProtocol for Smtp {
             max_command_line_bytes: ctx.limits.smtp_max_command_line_bytes,
             max_header_bytes: ctx.limits.smtp_max_header_bytes,
         };
-        let mut guard = Guard::new(opts, principal.mailbox, ctx.send_rate.clone(), &pipelined);
+        let guard = Guard::new(opts, principal.mailbox, ctx.send_rate.clone(), &pipelined);
         let conn = logged_in.conn;
-        if !conn.buf.is_empty() {
-            guard.upstream_data(&conn.buf);
-        }
         Handoff {
             to_client: reply::line(reply::AUTH_OK),
             to_upstream: Vec::new(),
             upstream: conn.stream,
-            guard: Some(guard),
-        }
-    }
-
-    async fn relay_guarded(
-        ctx: &ListenerContext,
-        mut client: Stream,
-        mut up: Stream,
-        guard: Guard,
-        counter: &dyn ByteCounter,
-    ) -> (RelayStats, RelayEnd) {
-        let opts = RelayOptions {
-            buffer_bytes: ctx.limits.relay_buffer_bytes.min(relay::GUARDED_BUFFER_BYTES),
-            idle_timeout: ctx.limits.idle_timeout(Protocol::Smtp),
-        };
-        let (c2u, u2c, end) =
-            guarded_relay(&mut client, &mut up, guard, opts, counter, ctx.shutdown.closing()).await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), up.shutdown()).await;
-        let stats = RelayStats {
-            client_to_upstream: c2u,
-            upstream_to_client: u2c,
-        };
-        (stats, end)
-    }
-}
-
-/// Runs the guard between client and upstream until either side ends.
-/// Returns bytes client→upstream, upstream→client, and how it ended.
-async fn guarded_relay<C, U>(
-    client: &mut C,
-    upstream: &mut U,
-    mut guard: Guard,
-    opts: RelayOptions,
-    counter: &dyn ByteCounter,
-    stop: impl Future<Output = ()>,
-) -> (u64, u64, RelayEnd)
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
-{
-    let (mut c2u, mut u2c) = (0u64, 0u64);
-    let idle = opts.idle_timeout;
-    let mut cbuf = vec![0u8; opts.buffer_bytes];
-    let mut ubuf = vec![0u8; opts.buffer_bytes];
-    let mut upstream_lost = false;
-    tokio::pin!(stop);
-    loop {
-        let to_upstream = guard.take_to_upstream();
-        if !to_upstream.is_empty() {
-            match tokio::time::timeout(idle, upstream.write_all(&to_upstream)).await {
-                Ok(Ok(())) => {}
-                _ => upstream_lost = guard.upstream_closed(),
-            }
-            let _ = tokio::time::timeout(idle, upstream.flush()).await;
-            c2u += to_upstream.len() as u64;
-            counter.client_to_upstream(to_upstream.len() as u64);
-        }
-        let to_client = guard.take_to_client();
-        if !to_client.is_empty() {
-            let write = async {
-                client.write_all(&to_client).await?;
-                client.flush().await
-            };
-            if !matches!(tokio::time::timeout(idle, write).await, Ok(Ok(()))) {
-                return (
-                    c2u,
-                    u2c,
-                    RelayEnd::ClientError(std::io::ErrorKind::BrokenPipe.into()),
-                );
-            }
-            u2c += to_client.len() as u64;
-            counter.upstream_to_client(to_client.len() as u64);
-        }
-        if guard.finished() {
-            return (
-                c2u,
-                u2c,
-                if upstream_lost {
-                    RelayEnd::UpstreamError(std::io::ErrorKind::UnexpectedEof.into())
-                } else {
-                    RelayEnd::Closed
-                },
-            );
-        }
-        let wait = if guard.awaiting_message_verdict() {
-            DATA_VERDICT_TIMEOUT
-        } else {
-            idle
-        };
-        let want_client = guard.wants_client_input();
-        tokio::select! {
-            // The drain's grace period is over: close, injecting nothing.
-            _ = &mut stop => return (c2u, u2c, RelayEnd::Shutdown),
-            r = client.read(&mut cbuf), if want_client => match r {
-                Ok(0) | Err(_) => return (c2u, u2c, RelayEnd::Closed),
-                Ok(n) => guard.client_data(&cbuf[..n]),
-            },
-            r = upstream.read(&mut ubuf) => match r {
-                Ok(0) | Err(_) => upstream_lost = guard.upstream_closed(),
-                Ok(n) => guard.upstream_data(&ubuf[..n]),
-            },
-            _ = tokio::time::sleep(wait) => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), client.write_all(&reply::line(reply::IDLE_TIMEOUT))).await;
-                return (c2u, u2c, RelayEnd::IdleTimeout);
-            }
+            guard: Some(Guarded {
+                inspector: guard,
+                from_client: Vec::new(),
+                from_upstream: conn.buf.to_vec(),
+            }),
         }
     }
 }

@@ -106,6 +106,12 @@ impl Client {
         self.s().flush().await.expect("flush");
     }
 
+    /// Shuts the sending half (over TLS: close_notify, then FIN); the
+    /// server may go on answering.
+    pub async fn shutdown_write(&mut self) {
+        self.s().shutdown().await.expect("shutdown");
+    }
+
     /// One line, without CRLF.
     pub async fn line(&mut self) -> String {
         self.try_line()

@@ -1,7 +1,8 @@
 //! The post-login guard: sits between the authenticated client and the
 //! upstream, reads the client's commands and the upstream's replies, and
 //! enforces the PEC submission checks (RFC 6109 §3.1.1). Pure: bytes in,
-//! bytes out; `session.rs` does the I/O.
+//! bytes out; [`crate::relay::guarded`] does the I/O, through the
+//! [`crate::relay::guarded::Inspector`] in `inspector.rs`.
 //!
 //! # The message content
 //!
@@ -159,6 +160,8 @@ pub struct Guard {
     rcpts_in_flight: u64,
     discarding: bool,
     quit_sent: bool,
+    /// The client's stream ended: it sends nothing more.
+    client_gone: bool,
     /// Close both sides once `to_client` is written.
     finished: bool,
 }
@@ -182,6 +185,7 @@ impl Guard {
             rcpts_in_flight: 0,
             discarding: false,
             quit_sent: false,
+            client_gone: false,
             finished: false,
         };
         g.client_data(pipelined);
@@ -234,13 +238,20 @@ impl Guard {
     }
 
     /// The upstream closed or failed. Returns whether it was lost: closed
-    /// before the session was over and without the client's QUIT.
+    /// before the session was over and without the client's QUIT, while
+    /// the client was still there or still owed replies (a client that
+    /// left without QUIT is not owed the news).
     pub fn upstream_closed(&mut self) -> bool {
         if self.finished {
             return false;
         }
+        let owed = self.holds_client_input()
+            || self
+                .pending
+                .iter()
+                .any(|p| matches!(p, Pending::Upstream(e) if *e != Expect::HiddenRset));
         self.flush_locals_all();
-        let lost = !self.quit_sent;
+        let lost = !self.quit_sent && (!self.client_gone || owed);
         if lost {
             self.to_client.extend(reply::line(reply::UPSTREAM_LOST));
         }
@@ -636,6 +647,7 @@ fn metrics_header_line_too_long() {
 }
 
 mod content;
+mod inspector;
 
 #[cfg(test)]
 mod tests;

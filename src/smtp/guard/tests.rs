@@ -469,6 +469,47 @@ fn the_verdict_on_a_message_the_upstream_would_not_take_is_a_well_formed_refusal
     }
 }
 
+/// After the client's end of stream, only what it sent whole still goes
+/// upstream; an upstream that then closes is no loss, unless replies to
+/// the client's commands were still due.
+#[test]
+fn a_client_that_left_is_owed_only_the_replies_it_asked_for() {
+    let mut g = guard_with(opts(), 0);
+    client(&mut g, ENVELOPE);
+    g.client_closed();
+    assert!(
+        g.holds_client_input(),
+        "DATA waits for the verdicts on MAIL and RCPT"
+    );
+    let (up, down) = upstream(&mut g, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n");
+    assert_eq!(up, "");
+    assert!(
+        down.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"),
+        "{down}"
+    );
+    assert!(!g.holds_client_input(), "no message came: nothing more goes");
+    assert!(!g.upstream_closed(), "the client left first");
+    assert_eq!(s(g.take_to_client()), "", "no 421 for a client that left");
+
+    let mut g = guard_with(opts(), 0);
+    client(&mut g, "MAIL FROM:<alice@pec.example>\r\n");
+    g.client_closed();
+    assert!(!g.holds_client_input());
+    assert!(g.upstream_closed(), "the MAIL's reply was still due");
+    assert_eq!(s(g.take_to_client()), format!("{}\r\n", reply::UPSTREAM_LOST));
+
+    // The header block waits for the upstream's 354, and then goes.
+    let mut g = guard_with(opts(), 0);
+    client(&mut g, ENVELOPE);
+    upstream(&mut g, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n");
+    client(&mut g, "From: alice@pec.example\r\n\r\nbody\r\n.\r\nQUIT\r\n");
+    g.client_closed();
+    assert!(g.holds_client_input(), "waiting for the 354");
+    let (up, _) = upstream(&mut g, "354 go ahead\r\n");
+    assert_eq!(up, "From: alice@pec.example\r\n\r\nbody\r\n.\r\nQUIT\r\n");
+    assert!(!g.holds_client_input());
+}
+
 #[test]
 fn end_scan_known_answers() {
     // (input, emitted, outcome as (kind, offset))
