@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use support::client::Client;
@@ -19,8 +20,15 @@ const ALICE_PW: &str = "alice proxy password";
 const SHARED_PW: &str = "shared proxy password";
 const ANNA_PW: &str = "anna's own password";
 
+/// This module's own Dovecot + Postfix, started on first use; the script's
+/// watchdog stops it when the process exits.
+fn upstreams() -> &'static Upstreams {
+    static UPSTREAMS: OnceLock<Upstreams> = OnceLock::new();
+    UPSTREAMS.get_or_init(Upstreams::start)
+}
+
 async fn proxy(op: &Operator, login: &str) -> Proxy {
-    let up = Upstreams::shared();
+    let up = upstreams();
     let master = op.secret_file("master-password", &up.master_password);
     let config = format!(
         "{}\n[store]\npath = {:?}\n\n[upstream.imap]\naddress = \"127.0.0.1:{}\"\ntls = \"starttls\"\n\
@@ -189,7 +197,7 @@ async fn an_expired_app_password_is_refused() {
 
 #[tokio::test]
 async fn collaborators_reach_the_shared_mailbox_with_their_own_password() {
-    let up = Upstreams::shared();
+    let up = upstreams();
     let op = Operator::new();
     op.add_mailbox("shared@pec.example", SHARED_PW);
     op.run(
@@ -298,7 +306,7 @@ async fn collaborators_reach_the_shared_mailbox_with_their_own_password() {
 #[tokio::test]
 async fn no_password_reaches_logs_metrics_or_the_database() {
     use base64::Engine;
-    let up = Upstreams::shared();
+    let up = upstreams();
     let op = Operator::new();
     op.add_mailbox("alice@pec.example", ALICE_PW);
     op.run(&["mailbox", "set", "alice@pec.example", "--two-step", "on"], "");

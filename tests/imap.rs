@@ -4,15 +4,18 @@
 
 mod support;
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use support::client::{Client, ca_file, cert_der, peer_certificate};
 use support::proxy::{Proxy, imap_listeners};
 use support::upstreams::Upstreams;
 
-/// One Dovecot for the whole test binary; its watchdog stops it when we exit.
+/// This module's own Dovecot + Postfix, started on first use; the script's
+/// watchdog stops it when the process exits.
 fn upstreams() -> &'static Upstreams {
-    Upstreams::shared()
+    static UPSTREAMS: OnceLock<Upstreams> = OnceLock::new();
+    UPSTREAMS.get_or_init(Upstreams::start)
 }
 
 /// A proxy in front of Dovecot's IMAP port, upstream over STARTTLS (verified

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use support::client::{Client, cert_der, peer_certificate, tls_config};
@@ -22,8 +23,11 @@ use tokio::time::Instant;
 /// Every wait in these tests is bounded by this.
 const DEADLINE: Duration = Duration::from_secs(20);
 
+/// This module's own Dovecot + Postfix, started on first use; the script's
+/// watchdog stops it when the process exits.
 fn upstreams() -> &'static Upstreams {
-    Upstreams::shared()
+    static UPSTREAMS: OnceLock<Upstreams> = OnceLock::new();
+    UPSTREAMS.get_or_init(Upstreams::start)
 }
 
 fn repo() -> PathBuf {

@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use support::client::{Client, ca_file};
@@ -12,8 +13,11 @@ use support::operator::Operator;
 use support::proxy::Proxy;
 use support::upstreams::Upstreams;
 
+/// This module's own Dovecot + Postfix, started on first use; the script's
+/// watchdog stops it when the process exits.
 fn upstreams() -> &'static Upstreams {
-    Upstreams::shared()
+    static UPSTREAMS: OnceLock<Upstreams> = OnceLock::new();
+    UPSTREAMS.get_or_init(Upstreams::start)
 }
 
 /// Certificates and the two POP3 listeners: `pop3s` (implicit TLS) and
