@@ -4,15 +4,13 @@
 //! `pec-proxy` admin commands; the proxy logs in upstream as the mailbox with
 //! Dovecot's master user.
 
-mod support;
-
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::client::Client;
-use support::operator::Operator;
-use support::proxy::{Proxy, imap_listeners};
-use support::upstreams::Upstreams;
+use crate::support::client::Client;
+use crate::support::operator::Operator;
+use crate::support::proxy::{Proxy, imap_listeners};
+use crate::support::upstreams::Upstreams;
 
 /// Passwords the proxy checks; deliberately not Dovecot's own, so a
 /// successful login proves the proxy verified it and used master credentials.
@@ -382,7 +380,7 @@ print(attempt("alice@pec.example", main_pw))
 print(attempt("alice@pec.example", "wrong-guess-123"))
 print(attempt("anna/alice@pec.example", anna_pw))
 "#;
-    let ca = support::client::ca_file();
+    let ca = crate::support::client::ca_file();
     let out = std::process::Command::new("python3")
         .args([
             "-c",

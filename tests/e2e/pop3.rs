@@ -3,15 +3,13 @@
 //! real clients (Python's poplib, curl). Each test that reads or deletes
 //! mail uses a mailbox of its own, so tests can run in parallel.
 
-mod support;
-
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::client::{Client, ca_file};
-use support::operator::Operator;
-use support::proxy::Proxy;
-use support::upstreams::Upstreams;
+use crate::support::client::{Client, ca_file};
+use crate::support::operator::Operator;
+use crate::support::proxy::Proxy;
+use crate::support::upstreams::Upstreams;
 
 /// This module's own Dovecot + Postfix, started on first use; the script's
 /// watchdog stops it when the process exits.

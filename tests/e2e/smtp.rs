@@ -3,17 +3,15 @@
 //! real client and raw bytes for the refusals. Accounts are set up with the
 //! real `pec-proxy` admin commands.
 
-mod support;
-
 use std::sync::OnceLock;
 
+use crate::support::client::Client;
+use crate::support::operator::Operator;
+use crate::support::proxy::Proxy;
+use crate::support::smtp::{body_of, find_message, proxy, submit};
+use crate::support::upstreams::Upstreams;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use support::client::Client;
-use support::operator::Operator;
-use support::proxy::Proxy;
-use support::smtp::{body_of, find_message, proxy, submit};
-use support::upstreams::Upstreams;
 
 /// Passwords the proxy checks; not Postfix's or Dovecot's, so a delivery
 /// proves the proxy verified the client and logged in with XCLIENT.

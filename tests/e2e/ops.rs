@@ -2,8 +2,6 @@
 //! front of a real Dovecot, watched through its status listener and driven
 //! with signals as systemd would (SIGHUP reload, SIGTERM drain, SIGINT).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -13,9 +11,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::client::{Client, cert_der, peer_certificate, tls_config};
-use support::operator::Operator;
-use support::upstreams::Upstreams;
+use crate::support::client::{Client, cert_der, peer_certificate, tls_config};
+use crate::support::operator::Operator;
+use crate::support::upstreams::Upstreams;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixDatagram};
 use tokio::time::Instant;
