@@ -605,7 +605,7 @@ async fn access_rules_give_the_same_outcomes_as_for_imap() {
 async fn bad_input_gets_err_and_the_proxy_keeps_serving() {
     let (user, pw) = fresh_mailbox("badinput", 1);
     // Each bad command's reply on one connection: past the default cut-off
-    // of five (tests/hostile_pop3.rs has that row).
+    // of five (tests/hostile/pop3.rs has that row).
     let proxy = pass_through_proxy_with("starttls", "\n[limits]\nmax_prelogin_errors = 100\n").await;
     for listener in ["pop3s", "pop3"] {
         let mut c = connect(&proxy, listener).await;

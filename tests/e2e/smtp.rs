@@ -286,7 +286,7 @@ async fn bad_input_gets_the_right_codes_and_the_proxy_keeps_serving() {
     let op = Operator::new();
     op.add_mailbox("alice@pec.example", ALICE_PW);
     // Each bad command's reply on one connection: past the default cut-off
-    // of five (tests/hostile_smtp.rs has that row).
+    // of five (tests/hostile/smtp.rs has that row).
     let proxy = proxy(upstreams(), &op, "[limits]\nmax_prelogin_errors = 100\n").await;
 
     // Commands pipelined after STARTTLS are discarded, never executed.
