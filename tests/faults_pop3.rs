@@ -1,4 +1,4 @@
-//! Faults behind the proxy, for POP3 (the twin of `faults.rs`): an upstream
+//! Faults behind the proxy, for POP3 (the twin of `faults_imap.rs`): an upstream
 //! that refuses, resets mid-login, hangs, sends garbage or answers
 //! `-ERR [SYS/TEMP]`; a second upstream address tried when the first fails;
 //! an account store that cannot be read. Each: `-ERR [SYS/TEMP]` to the
