@@ -3,18 +3,16 @@
 //! tried when the first fails; an account store that cannot be read. Each:
 //! `NO [UNAVAILABLE]` to the client, counted, and the proxy keeps serving.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use support::client::Client;
-use support::fake_imap::{Behaviour, FakeImap};
-use support::metrics;
-use support::operator::Operator;
-use support::proxy::{Proxy, imap_listeners};
+use crate::support::client::Client;
+use crate::support::fake_imap::{Behaviour, FakeImap};
+use crate::support::metrics;
+use crate::support::operator::Operator;
+use crate::support::proxy::{Proxy, imap_listeners};
 
 const UNAVAILABLE: &str = "a NO [UNAVAILABLE] The mail server is not available now. Try again later.";
 
