@@ -7,7 +7,7 @@
 # Postfix, swaks, curl, python3: Debian packages, as root), then runs every
 # test: unit, parser known-answer tables, and the end-to-end tests that start
 # real Dovecot and Postfix on loopback high ports with private configs.
-# Extra arguments go to `cargo test` (e.g. scripts/test.sh --test imap).
+# Extra arguments go to `cargo test` (e.g. scripts/test.sh --test e2e imap::).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

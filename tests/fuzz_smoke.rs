@@ -9,6 +9,10 @@
 //!
 //! This is a smoke test, not coverage-guided fuzzing: `fuzz/run.sh` runs
 //! the same bodies under libFuzzer with cargo-fuzz.
+//!
+//! A binary of its own: it shares no harness with the socket tests (no
+//! proxy, no `support`), and its CPU-bound loops would only add load beside
+//! their deadlines.
 
 #[path = "../fuzz/src/lib.rs"]
 mod targets;

@@ -7,6 +7,13 @@
 //! addresses (Linux routes all of 127/8 to lo) to look like other clients.
 //! The upstream is a fake that judges passwords (pass-through), so a wrong
 //! password is refused by "the server" as in production.
+//!
+//! Alone in its binary: it asserts process-wide penalty metrics exactly (no
+//! delay counted for another address, a delay sum of exactly 0.9 s, at most
+//! 16 records tracked), and any other proxy in the process would move them:
+//! a failed login with the penalty on counts a delay, and every proxy's
+//! penalty sets the one `pec_proxy_login_penalty_tracked` gauge to its own
+//! size (at each failure and each sweep).
 
 mod support;
 

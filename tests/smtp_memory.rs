@@ -13,11 +13,20 @@
 mod support;
 
 use std::io::Write;
+use std::sync::OnceLock;
 
 use support::smtp::{find_message, pass_through_proxy, submit};
+use support::upstreams::Upstreams;
 
 const ALICE_PW: &str = "alice-secret";
 const SIZE: usize = 20 * 1000 * 1000;
+
+/// This module's own Dovecot + Postfix, started on first use; the script's
+/// watchdog stops it when the process exits.
+fn upstreams() -> &'static Upstreams {
+    static UPSTREAMS: OnceLock<Upstreams> = OnceLock::new();
+    UPSTREAMS.get_or_init(Upstreams::start)
+}
 
 fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -38,7 +47,7 @@ async fn twenty_megabytes_stream_through_without_growing_the_proxy() {
         status_kib("VmRSS:"),
         status_kib("VmHWM:")
     );
-    let proxy = pass_through_proxy("").await;
+    let proxy = pass_through_proxy(upstreams(), "").await;
     let dir = tempfile::tempdir().unwrap();
     let tok = format!("big{}", std::process::id());
 
@@ -115,7 +124,7 @@ async fn twenty_megabytes_stream_through_without_growing_the_proxy() {
     );
 
     // Delivered whole (checked after measuring: reading it here costs memory).
-    let stored = find_message("bob@pec.example", &tok).await;
+    let stored = find_message(upstreams(), "bob@pec.example", &tok).await;
     let last = body_line(lines - 1);
     let last = last.trim_end();
     let text = String::from_utf8_lossy(&stored);

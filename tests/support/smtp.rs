@@ -10,22 +10,21 @@ use super::proxy::Proxy;
 use super::upstreams::Upstreams;
 
 /// `smtps` (implicit TLS) and `submission` (STARTTLS) listeners, the account
-/// store of `op`, Postfix behind with XCLIENT over STARTTLS; `extra` is
-/// appended (e.g. a `[pec_checks]` table).
-pub async fn proxy(op: &Operator, extra: &str) -> Proxy {
+/// store of `op`, `up`'s Postfix behind with XCLIENT over STARTTLS; `extra`
+/// is appended (e.g. a `[pec_checks]` table).
+pub async fn proxy(up: &Upstreams, op: &Operator, extra: &str) -> Proxy {
     let store = format!("[store]\npath = {:?}\n", op.store_path());
-    start(&store, "xclient", extra).await
+    start(up, &store, "xclient", extra).await
 }
 
 /// Like [`proxy`] without an account store: every login is passed through
 /// (`AUTH PLAIN` with the client's own credentials, checked by Postfix
 /// through Dovecot SASL), so no password hashing runs in the proxy.
-pub async fn pass_through_proxy(extra: &str) -> Proxy {
-    start("", "pass-through", extra).await
+pub async fn pass_through_proxy(up: &Upstreams, extra: &str) -> Proxy {
+    start(up, "", "pass-through", extra).await
 }
 
-async fn start(store: &str, login: &str, extra: &str) -> Proxy {
-    let up = Upstreams::shared();
+async fn start(up: &Upstreams, store: &str, login: &str, extra: &str) -> Proxy {
     let config = format!(
         r#"
 [[certificate]]
@@ -125,9 +124,9 @@ pub async fn submit(
     }
 }
 
-/// Waits for the message holding `token` in `address`'s INBOX; returns its bytes.
-pub async fn find_message(address: &str, token: &str) -> Vec<u8> {
-    let up = Upstreams::shared();
+/// Waits for the message holding `token` in `address`'s INBOX at `up`;
+/// returns its bytes.
+pub async fn find_message(up: &Upstreams, address: &str, token: &str) -> Vec<u8> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         for f in up.message_files(address) {

@@ -6,7 +6,7 @@
 //! mod support;
 //! use support::upstreams::Upstreams;
 //!
-//! let up = Upstreams::start();          // or Upstreams::shared() for one per test binary
+//! let up = Upstreams::start();
 //! up.deliver("bob@pec.example", b"Subject: hi\r\n\r\nhello\r\n");
 //! assert_eq!(up.message_files("bob@pec.example").len(), 1);
 //! ```
@@ -20,6 +20,18 @@
 //! script also stops them (and deletes the directory) when this process
 //! exits, so a killed test or an instance kept in a `static` leaves nothing
 //! behind. Needs root and the packages of `scripts/install-test-deps.sh`.
+//!
+//! A test module keeps its own instance in a `static`, started on first use:
+//! its tests share it (each with mailboxes of its own where it writes), and
+//! no other module's tests see its mailboxes or its Dovecot log, also when
+//! several modules share one test binary.
+//!
+//! ```ignore
+//! fn upstreams() -> &'static Upstreams {
+//!     static UPSTREAMS: OnceLock<Upstreams> = OnceLock::new();
+//!     UPSTREAMS.get_or_init(Upstreams::start)
+//! }
+//! ```
 
 #![allow(dead_code)]
 // Real daemons, real time: std's Instant is the right clock here (a paused
@@ -32,7 +44,6 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -172,13 +183,6 @@ impl Upstreams {
             dir,
             stopped: false,
         }
-    }
-
-    /// One instance for the whole test binary, started on first use. It is
-    /// never dropped: the script's watchdog stops it when the process exits.
-    pub fn shared() -> &'static Upstreams {
-        static SHARED: OnceLock<Upstreams> = OnceLock::new();
-        SHARED.get_or_init(Upstreams::start)
     }
 
     /// `127.0.0.1:port`.

@@ -3,19 +3,27 @@
 //! real client and raw bytes for the refusals. Accounts are set up with the
 //! real `pec-proxy` admin commands.
 
-mod support;
+use std::sync::OnceLock;
 
+use crate::support::client::Client;
+use crate::support::operator::Operator;
+use crate::support::proxy::Proxy;
+use crate::support::smtp::{body_of, find_message, proxy, submit};
+use crate::support::upstreams::Upstreams;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use support::client::Client;
-use support::operator::Operator;
-use support::proxy::Proxy;
-use support::smtp::{body_of, find_message, proxy, submit};
 
 /// Passwords the proxy checks; not Postfix's or Dovecot's, so a delivery
 /// proves the proxy verified the client and logged in with XCLIENT.
 const ALICE_PW: &str = "alice proxy password";
 const SHARED_PW: &str = "shared proxy password";
+
+/// This module's own Dovecot + Postfix, started on first use; the script's
+/// watchdog stops it when the process exits.
+fn upstreams() -> &'static Upstreams {
+    static UPSTREAMS: OnceLock<Upstreams> = OnceLock::new();
+    UPSTREAMS.get_or_init(Upstreams::start)
+}
 
 fn plain(user: &str, pw: &str) -> String {
     STANDARD.encode(format!("\0{user}\0{pw}"))
@@ -55,7 +63,7 @@ async fn say(c: &mut Client, line: &str) -> String {
 async fn submit_over_smtps_and_starttls_with_plain_and_login() {
     let op = Operator::new();
     op.add_mailbox("alice@pec.example", ALICE_PW);
-    let proxy = proxy(&op, "").await;
+    let proxy = proxy(upstreams(), &op, "").await;
     let dir = tempfile::tempdir().unwrap();
     for (listener, mode, mech) in [
         ("smtps", "ssl", "PLAIN"),
@@ -83,7 +91,7 @@ async fn submit_over_smtps_and_starttls_with_plain_and_login() {
         )
         .await;
         assert!(run.ok, "{listener} {mech}: {}{}", run.stdout, run.stderr);
-        let stored = find_message("bob@pec.example", &tok).await;
+        let stored = find_message(upstreams(), "bob@pec.example", &tok).await;
         assert_eq!(
             String::from_utf8_lossy(&body_of(&stored)),
             body,
@@ -96,7 +104,7 @@ async fn submit_over_smtps_and_starttls_with_plain_and_login() {
 async fn each_pec_check_is_refused_with_its_reply_and_a_compliant_message_passes() {
     let op = Operator::new();
     op.add_mailbox("alice@pec.example", ALICE_PW);
-    let proxy = proxy(&op, "").await;
+    let proxy = proxy(upstreams(), &op, "").await;
     let mut c = logged_in(&proxy, "alice@pec.example", ALICE_PW).await;
 
     assert_eq!(
@@ -145,7 +153,7 @@ async fn each_pec_check_is_refused_with_its_reply_and_a_compliant_message_passes
             .await;
         assert_eq!(c.line().await, reply);
         assert!(
-            support::upstreams::Upstreams::shared()
+            upstreams()
                 .message_files("bob@pec.example")
                 .iter()
                 .all(|f| !std::fs::read_to_string(f).unwrap_or_default().contains(&tok)),
@@ -163,7 +171,7 @@ async fn each_pec_check_is_refused_with_its_reply_and_a_compliant_message_passes
     c.send(message("Alice <alice@pec.example>", "bob@pec.example", &tok, "ok\r\n") + ".\r\n")
         .await;
     assert!(c.line().await.starts_with("250 2.0.0 Ok: queued"));
-    find_message("bob@pec.example", &tok).await;
+    find_message(upstreams(), "bob@pec.example", &tok).await;
     assert_eq!(say(&mut c, "QUIT").await, "221 2.0.0 Bye");
 }
 
@@ -174,7 +182,7 @@ async fn each_pec_check_is_refused_with_its_reply_and_a_compliant_message_passes
 async fn a_client_that_half_closes_after_quit_gets_every_reply() {
     let op = Operator::new();
     op.add_mailbox("alice@pec.example", ALICE_PW);
-    let proxy = proxy(&op, "").await;
+    let proxy = proxy(upstreams(), &op, "").await;
     let mut c = logged_in(&proxy, "alice@pec.example", ALICE_PW).await;
     let tok = token();
     let content = message(
@@ -195,14 +203,14 @@ async fn a_client_that_half_closes_after_quit_gets_every_reply() {
     assert_eq!(replies[2], "354 End data with <CR><LF>.<CR><LF>");
     assert!(replies[3].starts_with("250 2.0.0 Ok: queued"), "{replies:?}");
     assert_eq!(replies[4], "221 2.0.0 Bye");
-    find_message("bob@pec.example", &tok).await;
+    find_message(upstreams(), "bob@pec.example", &tok).await;
 }
 
 #[tokio::test]
 async fn rate_limit_per_mailbox() {
     let op = Operator::new();
     op.add_mailbox("alice@pec.example", ALICE_PW);
-    let proxy = proxy(&op, "[pec_checks]\nmessages_per_minute = 1\n").await;
+    let proxy = proxy(upstreams(), &op, "[pec_checks]\nmessages_per_minute = 1\n").await;
     let mut c = logged_in(&proxy, "alice@pec.example", ALICE_PW).await;
     c.send("MAIL FROM:<alice@pec.example>\r\nRCPT TO:<bob@pec.example>\r\nDATA\r\n")
         .await;
@@ -250,7 +258,7 @@ async fn access_rules_apply_to_smtp() {
     );
     op.add_mailbox("carol@pec.example", "carol proxy password");
     op.run(&["mailbox", "set", "carol@pec.example", "--two-step", "on"], "");
-    let proxy = proxy(&op, "").await;
+    let proxy = proxy(upstreams(), &op, "").await;
 
     let cases = [
         (
@@ -301,7 +309,7 @@ async fn access_rules_apply_to_smtp() {
     c.send(message("shared@pec.example", "bob@pec.example", &tok, "from the team\r\n") + ".\r\n")
         .await;
     assert!(c.line().await.starts_with("250 2.0.0"));
-    find_message("bob@pec.example", &tok).await;
+    find_message(upstreams(), "bob@pec.example", &tok).await;
 }
 
 #[tokio::test]
@@ -309,8 +317,8 @@ async fn bad_input_gets_the_right_codes_and_the_proxy_keeps_serving() {
     let op = Operator::new();
     op.add_mailbox("alice@pec.example", ALICE_PW);
     // Each bad command's reply on one connection: past the default cut-off
-    // of five (tests/hostile_smtp.rs has that row).
-    let proxy = proxy(&op, "[limits]\nmax_prelogin_errors = 100\n").await;
+    // of five (tests/hostile/smtp.rs has that row).
+    let proxy = proxy(upstreams(), &op, "[limits]\nmax_prelogin_errors = 100\n").await;
 
     // Commands pipelined after STARTTLS are discarded, never executed.
     let mut c = Client::plain(proxy.addr("submission")).await;

@@ -4,14 +4,13 @@
 //! `pec-proxy` admin commands; the proxy logs in upstream as the mailbox with
 //! Dovecot's master user.
 
-mod support;
-
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::client::Client;
-use support::operator::Operator;
-use support::proxy::{Proxy, imap_listeners};
-use support::upstreams::Upstreams;
+use crate::support::client::Client;
+use crate::support::operator::Operator;
+use crate::support::proxy::{Proxy, imap_listeners};
+use crate::support::upstreams::Upstreams;
 
 /// Passwords the proxy checks; deliberately not Dovecot's own, so a
 /// successful login proves the proxy verified it and used master credentials.
@@ -19,8 +18,15 @@ const ALICE_PW: &str = "alice proxy password";
 const SHARED_PW: &str = "shared proxy password";
 const ANNA_PW: &str = "anna's own password";
 
+/// This module's own Dovecot + Postfix, started on first use; the script's
+/// watchdog stops it when the process exits.
+fn upstreams() -> &'static Upstreams {
+    static UPSTREAMS: OnceLock<Upstreams> = OnceLock::new();
+    UPSTREAMS.get_or_init(Upstreams::start)
+}
+
 async fn proxy(op: &Operator, login: &str) -> Proxy {
-    let up = Upstreams::shared();
+    let up = upstreams();
     let master = op.secret_file("master-password", &up.master_password);
     let config = format!(
         "{}\n[store]\npath = {:?}\n\n[upstream.imap]\naddress = \"127.0.0.1:{}\"\ntls = \"starttls\"\n\
@@ -189,7 +195,7 @@ async fn an_expired_app_password_is_refused() {
 
 #[tokio::test]
 async fn collaborators_reach_the_shared_mailbox_with_their_own_password() {
-    let up = Upstreams::shared();
+    let up = upstreams();
     let op = Operator::new();
     op.add_mailbox("shared@pec.example", SHARED_PW);
     op.run(
@@ -298,7 +304,7 @@ async fn collaborators_reach_the_shared_mailbox_with_their_own_password() {
 #[tokio::test]
 async fn no_password_reaches_logs_metrics_or_the_database() {
     use base64::Engine;
-    let up = Upstreams::shared();
+    let up = upstreams();
     let op = Operator::new();
     op.add_mailbox("alice@pec.example", ALICE_PW);
     op.run(&["mailbox", "set", "alice@pec.example", "--two-step", "on"], "");
@@ -374,7 +380,7 @@ print(attempt("alice@pec.example", main_pw))
 print(attempt("alice@pec.example", "wrong-guess-123"))
 print(attempt("anna/alice@pec.example", anna_pw))
 "#;
-    let ca = support::client::ca_file();
+    let ca = crate::support::client::ca_file();
     let out = std::process::Command::new("python3")
         .args([
             "-c",

@@ -1,13 +1,11 @@
 //! The private Dovecot + Postfix of `scripts/upstreams.sh` come up, take mail
 //! over LMTP and greet over IMAP.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::upstreams::Upstreams;
+use crate::support::upstreams::Upstreams;
 
 #[test]
 fn upstreams_start_deliver_and_greet() {

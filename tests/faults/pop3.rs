@@ -1,4 +1,4 @@
-//! Faults behind the proxy, for POP3 (the twin of `faults.rs`): an upstream
+//! Faults behind the proxy, for POP3 (the twin of `imap.rs`): an upstream
 //! that refuses, resets mid-login, hangs, sends garbage or answers
 //! `-ERR [SYS/TEMP]`; a second upstream address tried when the first fails;
 //! an account store that cannot be read. Each: `-ERR [SYS/TEMP]` to the
@@ -6,21 +6,19 @@
 //! the AUTHORIZATION state (not a failed attempt of the client's: see
 //! `LoginFailure::counts` in src/pop3/session.rs).
 //!
-//! `pop3.rs` already shows, against a closed port, that four such failures
-//! in a row do not close the connection as three wrong passwords do.
-
-mod support;
+//! `tests/e2e/pop3.rs` already shows, against a closed port, that four such
+//! failures in a row do not close the connection as three wrong passwords do.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use support::client::Client;
-use support::fake_pop3::{Behaviour, FakePop3};
-use support::metrics;
-use support::operator::Operator;
-use support::proxy::{Proxy, pop3_listeners};
+use crate::support::client::Client;
+use crate::support::fake_pop3::{Behaviour, FakePop3};
+use crate::support::metrics;
+use crate::support::operator::Operator;
+use crate::support::proxy::{Proxy, pop3_listeners};
 
 const UNAVAILABLE: &str = "-ERR [SYS/TEMP] The mail server is not available now. Try again later.";
 

@@ -12,8 +12,6 @@
 //! failed login, and the session goes on. In DATA the client gets a `421`,
 //! never a `250`, and the session ends: nothing is lost silently.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,11 +22,11 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use support::client::{Client, tls_config};
-use support::fake_smtp::{Behaviour, FakeSmtp, smtp_listeners};
-use support::metrics;
-use support::operator::Operator;
-use support::proxy::Proxy;
+use crate::support::client::{Client, tls_config};
+use crate::support::fake_smtp::{Behaviour, FakeSmtp, smtp_listeners};
+use crate::support::metrics;
+use crate::support::operator::Operator;
+use crate::support::proxy::Proxy;
 
 const NOT_RESPONDING: &str = "454 4.4.1 Mail server not responding, try again later";
 const UNAVAILABLE: &str = "454 4.7.0 Temporary authentication failure, try again later";

@@ -1,20 +1,17 @@
-//! The hostile-input matrix for POP3, the twin of `hostile_imap.rs`: each
-//! row sends what a broken or malicious client would, over the POP3S
-//! listener (implicit TLS, port 995's role) and the STLS one (port 110's),
-//! and checks the documented reply (or close), the error counted where the
-//! proxy counts it, and that the proxy keeps serving others. The upstream is
-//! the in-process fake, which records every line it receives, so "never
-//! becomes a second command upstream" is checked on the upstream's side of
-//! the wire.
+//! The hostile-input matrix for POP3, the twin of `imap.rs`: each row sends
+//! what a broken or malicious client would, over the POP3S listener
+//! (implicit TLS, port 995's role) and the STLS one (port 110's), and checks
+//! the documented reply (or close), the error counted where the proxy counts
+//! it, and that the proxy keeps serving others. The upstream is the
+//! in-process fake, which records every line it receives, so "never becomes
+//! a second command upstream" is checked on the upstream's side of the wire.
 //!
 //! POP3 has no literals: the 4 GiB literal announcements of the IMAP matrix
 //! have no POP3 row. The nearest thing, a line that never ends, is the
-//! over-long line row. Rows already run against a real Dovecot in `pop3.rs`
-//! (`bad_input_gets_err_and_the_proxy_keeps_serving`: unknown commands,
-//! APOP, a cancelled AUTH, three wrong passwords closing the connection)
-//! are not repeated here.
-
-mod support;
+//! over-long line row. Rows already run against a real Dovecot in
+//! `tests/e2e/pop3.rs` (`bad_input_gets_err_and_the_proxy_keeps_serving`:
+//! unknown commands, APOP, a cancelled AUTH, three wrong passwords closing
+//! the connection) are not repeated here.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -23,15 +20,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use support::client::Client;
-use support::fake_pop3::{Behaviour, FakePop3, upstream_config};
-use support::hostile::{
+use crate::support::client::Client;
+use crate::support::fake_pop3::{Behaviour, FakePop3, upstream_config};
+use crate::support::hostile::{
     garbage_instead_of_tls, http_request_lines, silent_crowd, slowloris, told_to_start_tls,
     write_without_reading,
 };
-use support::metrics;
-use support::operator::Operator;
-use support::proxy::{Proxy, pop3_listeners};
+use crate::support::metrics;
+use crate::support::operator::Operator;
+use crate::support::proxy::{Proxy, pop3_listeners};
 
 /// A 3 s pre-login timeout, for the slowloris and backpressure rows.
 const SHORT: &str = "prelogin_timeout_secs = 3\n";

@@ -4,8 +4,6 @@
 //! which records every command it receives, so "never becomes a second
 //! command upstream" is checked on the upstream's side of the wire.
 
-mod support;
-
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -13,14 +11,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use support::client::Client;
-use support::fake_imap::{Behaviour, FakeImap, upstream_config};
-use support::hostile::{
+use crate::support::client::Client;
+use crate::support::fake_imap::{Behaviour, FakeImap, upstream_config};
+use crate::support::hostile::{
     garbage_instead_of_tls, http_request_lines, silent_crowd, slowloris, told_to_start_tls,
     write_without_reading,
 };
-use support::metrics;
-use support::proxy::{Proxy, imap_listeners};
+use crate::support::metrics;
+use crate::support::proxy::{Proxy, imap_listeners};
 
 /// A 3 s pre-login timeout, for the slowloris and backpressure rows.
 const SHORT: &str = "prelogin_timeout_secs = 3\n";

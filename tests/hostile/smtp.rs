@@ -5,7 +5,7 @@
 //! every line it receives, so "never becomes a second command upstream" is
 //! checked on the upstream's side of the wire.
 //!
-//! Rows already run against the real Postfix in `tests/smtp.rs`
+//! Rows already run against the real Postfix in `tests/e2e/smtp.rs`
 //! (`bad_input_gets_the_right_codes_and_the_proxy_keeps_serving`: AUTH with
 //! a non-base64 initial response, `@@@@` as an AUTH continuation, a 600-byte
 //! NOOP or RCPT, NUL in NOOP and MAIL, XCLIENT from a client, STARTTLS
@@ -18,8 +18,6 @@
 //! login or after, and refused without waiting for the announced bytes:
 //! see [`bdat_is_never_offered_and_a_4_gib_chunk_is_not_awaited`].
 
-mod support;
-
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -29,14 +27,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use support::client::Client;
-use support::fake_smtp::{Behaviour, FakeSmtp, smtp_listeners, upstream_config};
-use support::hostile::{
+use crate::support::client::Client;
+use crate::support::fake_smtp::{Behaviour, FakeSmtp, smtp_listeners, upstream_config};
+use crate::support::hostile::{
     garbage_instead_of_tls, http_request_lines, silent_crowd, slowloris, told_to_start_tls,
     write_without_reading,
 };
-use support::metrics;
-use support::proxy::Proxy;
+use crate::support::metrics;
+use crate::support::proxy::Proxy;
 
 /// A 3 s pre-login timeout, for the slowloris and backpressure rows.
 const SHORT: &str = "prelogin_timeout_secs = 3\n";

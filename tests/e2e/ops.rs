@@ -2,19 +2,18 @@
 //! front of a real Dovecot, watched through its status listener and driven
 //! with signals as systemd would (SIGHUP reload, SIGTERM drain, SIGINT).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::client::{Client, cert_der, peer_certificate, tls_config};
-use support::operator::Operator;
-use support::upstreams::Upstreams;
+use crate::support::client::{Client, cert_der, peer_certificate, tls_config};
+use crate::support::operator::Operator;
+use crate::support::upstreams::Upstreams;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixDatagram};
 use tokio::time::Instant;
@@ -22,8 +21,11 @@ use tokio::time::Instant;
 /// Every wait in these tests is bounded by this.
 const DEADLINE: Duration = Duration::from_secs(20);
 
+/// This module's own Dovecot + Postfix, started on first use; the script's
+/// watchdog stops it when the process exits.
 fn upstreams() -> &'static Upstreams {
-    Upstreams::shared()
+    static UPSTREAMS: OnceLock<Upstreams> = OnceLock::new();
+    UPSTREAMS.get_or_init(Upstreams::start)
 }
 
 fn repo() -> PathBuf {

@@ -2,17 +2,18 @@
 //! `scripts/upstreams.sh`, with our raw client and with real clients
 //! (Python's imaplib, curl).
 
-mod support;
-
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::client::{Client, ca_file, cert_der, peer_certificate};
-use support::proxy::{Proxy, imap_listeners};
-use support::upstreams::Upstreams;
+use crate::support::client::{Client, ca_file, cert_der, peer_certificate};
+use crate::support::proxy::{Proxy, imap_listeners};
+use crate::support::upstreams::Upstreams;
 
-/// One Dovecot for the whole test binary; its watchdog stops it when we exit.
+/// This module's own Dovecot + Postfix, started on first use; the script's
+/// watchdog stops it when the process exits.
 fn upstreams() -> &'static Upstreams {
-    Upstreams::shared()
+    static UPSTREAMS: OnceLock<Upstreams> = OnceLock::new();
+    UPSTREAMS.get_or_init(Upstreams::start)
 }
 
 /// A proxy in front of Dovecot's IMAP port, upstream over STARTTLS (verified
@@ -464,16 +465,20 @@ async fn sni_selects_the_certificate() {
     assert_eq!(peer_certificate(&c), cert_der("server.pem"));
     let c = Client::tls_with(
         proxy.addr("imaps"),
-        support::client::tls_config(),
+        crate::support::client::tls_config(),
         "mail.other.example",
     )
     .await
     .unwrap();
     assert_eq!(peer_certificate(&c), cert_der("alt.pem"));
     // No SNI (rustls sends none for an IP address) gets the default certificate.
-    let c = Client::tls_with(proxy.addr("imaps"), support::client::tls_config(), "127.0.0.1")
-        .await
-        .unwrap();
+    let c = Client::tls_with(
+        proxy.addr("imaps"),
+        crate::support::client::tls_config(),
+        "127.0.0.1",
+    )
+    .await
+    .unwrap();
     assert_eq!(peer_certificate(&c), cert_der("server.pem"));
 }
 

@@ -3,17 +3,19 @@
 //! real clients (Python's poplib, curl). Each test that reads or deletes
 //! mail uses a mailbox of its own, so tests can run in parallel.
 
-mod support;
-
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use support::client::{Client, ca_file};
-use support::operator::Operator;
-use support::proxy::Proxy;
-use support::upstreams::Upstreams;
+use crate::support::client::{Client, ca_file};
+use crate::support::operator::Operator;
+use crate::support::proxy::Proxy;
+use crate::support::upstreams::Upstreams;
 
+/// This module's own Dovecot + Postfix, started on first use; the script's
+/// watchdog stops it when the process exits.
 fn upstreams() -> &'static Upstreams {
-    Upstreams::shared()
+    static UPSTREAMS: OnceLock<Upstreams> = OnceLock::new();
+    UPSTREAMS.get_or_init(Upstreams::start)
 }
 
 /// Certificates and the two POP3 listeners: `pop3s` (implicit TLS) and
@@ -603,7 +605,7 @@ async fn access_rules_give_the_same_outcomes_as_for_imap() {
 async fn bad_input_gets_err_and_the_proxy_keeps_serving() {
     let (user, pw) = fresh_mailbox("badinput", 1);
     // Each bad command's reply on one connection: past the default cut-off
-    // of five (tests/hostile_pop3.rs has that row).
+    // of five (tests/hostile/pop3.rs has that row).
     let proxy = pass_through_proxy_with("starttls", "\n[limits]\nmax_prelogin_errors = 100\n").await;
     for listener in ["pop3s", "pop3"] {
         let mut c = connect(&proxy, listener).await;
