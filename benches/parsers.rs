@@ -4,10 +4,10 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use pec_proxy::access::login_name::parse_login_name;
-use pec_proxy::frontend::sasl::{Exchange, Mechanism};
-use pec_proxy::imap::frontend::{Event, FrontendOptions, ImapFrontend};
-use pec_proxy::imap::parse::{decode_auth_line, decode_command};
+use pec_proxy::testing::access::login_name::parse_login_name;
+use pec_proxy::testing::frontend::sasl::{Exchange, Mechanism};
+use pec_proxy::testing::imap::frontend::{Event, FrontendOptions, ImapFrontend};
+use pec_proxy::testing::imap::parse::{decode_auth_line, decode_command};
 
 fn imap(c: &mut Criterion) {
     let mut group = c.benchmark_group("imap");

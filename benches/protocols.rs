@@ -5,13 +5,13 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use pec_proxy::access::login_name::parse_login_name;
-use pec_proxy::access::password::{HashCost, hash_password_with};
-use pec_proxy::access::policy::{self, Claim, PasswordCheck};
-use pec_proxy::access::verified::VerifiedCache;
-use pec_proxy::protocol::Protocol;
-use pec_proxy::secret::Secret;
-use pec_proxy::store::account::MailboxRecord;
+use pec_proxy::testing::access::login_name::parse_login_name;
+use pec_proxy::testing::access::password::{HashCost, hash_password_with};
+use pec_proxy::testing::access::policy::{self, Claim, PasswordCheck};
+use pec_proxy::testing::access::verified::VerifiedCache;
+use pec_proxy::testing::protocol::Protocol;
+use pec_proxy::testing::secret::Secret;
+use pec_proxy::testing::store::account::MailboxRecord;
 
 fn pop3(c: &mut Criterion) {
     let mut group = c.benchmark_group("pop3");
@@ -27,11 +27,11 @@ fn pop3(c: &mut Criterion) {
     for (name, input) in cases {
         group.throughput(Throughput::Bytes(input.len() as u64));
         group.bench_function(*name, |b| {
-            b.iter(|| pec_proxy::pop3::parse::decode_command(black_box(input)))
+            b.iter(|| pec_proxy::testing::pop3::parse::decode_command(black_box(input)))
         });
     }
     group.bench_function("auth_line", |b| {
-        b.iter(|| pec_proxy::pop3::parse::decode_auth_line(black_box(b"AGFsaWNlAHMzY3JldA==\r\n")))
+        b.iter(|| pec_proxy::testing::pop3::parse::decode_auth_line(black_box(b"AGFsaWNlAHMzY3JldA==\r\n")))
     });
     group.finish();
 }
@@ -54,11 +54,11 @@ fn smtp(c: &mut Criterion) {
     for (name, input) in cases {
         group.throughput(Throughput::Bytes(input.len() as u64));
         group.bench_function(*name, |b| {
-            b.iter(|| pec_proxy::smtp::parse::decode_command(black_box(input)))
+            b.iter(|| pec_proxy::testing::smtp::parse::decode_command(black_box(input)))
         });
     }
     group.bench_function("auth_line", |b| {
-        b.iter(|| pec_proxy::smtp::parse::decode_auth_line(black_box(b"AGFsaWNlAHMzY3JldA==\r\n")))
+        b.iter(|| pec_proxy::testing::smtp::parse::decode_auth_line(black_box(b"AGFsaWNlAHMzY3JldA==\r\n")))
     });
     group.finish();
 }

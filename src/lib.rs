@@ -1,22 +1,37 @@
 //! pec-proxy: a TLS access gateway for the IMAP, POP3 and SMTP servers of a
 //! PEC (certified e-mail) provider. See `README.md` and
 //! `docs/ARCHITECTURE.md`.
+//!
+//! The modules are the pipeline's stages and are private; the `pec-proxy`
+//! binary uses the few items re-exported here, and the crate's own tests,
+//! benches and fuzz targets use [`testing`].
 #![forbid(unsafe_code)]
 
-pub mod access;
-pub mod admin;
-pub mod config;
-pub mod frontend;
-pub mod imap;
-pub mod listener;
-pub mod net;
-pub mod ops;
-pub mod pop3;
-pub mod protocol;
-pub mod relay;
-pub mod secret;
-pub mod session;
-pub mod smtp;
-pub mod store;
-pub mod tls;
-pub mod upstream;
+mod access;
+mod admin;
+mod config;
+mod frontend;
+mod imap;
+mod listener;
+mod net;
+mod ops;
+mod pop3;
+mod protocol;
+mod relay;
+mod secret;
+mod session;
+mod smtp;
+mod store;
+mod tls;
+mod upstream;
+
+#[doc(hidden)]
+pub mod testing;
+
+pub use admin::{AdminCommand, run as run_admin};
+pub use config::Config;
+pub use listener::{RunningServer, Server};
+pub use ops::http::{Status, serve as serve_status};
+pub use ops::metrics::{config_reload, install as install_metrics, run_upkeep as run_metrics_upkeep};
+pub use store::SqliteStore;
+pub use tls::{TlsError, server_config};

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use pec_proxy::admin::AdminCommand;
-use pec_proxy::config::Config;
-use pec_proxy::listener::{RunningServer, Server};
-use pec_proxy::ops::http::Status;
-use pec_proxy::store::SqliteStore;
+use pec_proxy::AdminCommand;
+use pec_proxy::Config;
+use pec_proxy::SqliteStore;
+use pec_proxy::Status;
+use pec_proxy::{RunningServer, Server};
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal as UnixSignal, SignalKind, signal};
@@ -80,8 +80,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Admin(cmd) => admin(*cmd, &cli.store),
         Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(config) => match pec_proxy::tls::server_config(&config.certificates) {
-                Ok(_) | Err(pec_proxy::tls::TlsError::NoCertificate) => {
+            Ok(config) => match pec_proxy::server_config(&config.certificates) {
+                Ok(_) | Err(pec_proxy::TlsError::NoCertificate) => {
                     println!("{}: OK", file.display());
                     ExitCode::SUCCESS
                 }
@@ -154,7 +154,7 @@ fn admin(cmd: AdminCommand, args: &StoreArgs) -> ExitCode {
         .expect("tokio runtime");
     let result = runtime.block_on(async {
         let store = SqliteStore::open(&path).await?;
-        let result = pec_proxy::admin::run(cmd, &store, args.json).await;
+        let result = pec_proxy::run_admin(cmd, &store, args.json).await;
         store.close().await;
         result
     });
@@ -176,14 +176,14 @@ async fn run(path: PathBuf, mut config: Config) -> anyhow::Result<()> {
     let mut signals = Signals::new().context("signal handlers")?;
     let status = match config.metrics_listen {
         Some(addr) => {
-            let handle = pec_proxy::ops::metrics::install().context("metrics recorder")?;
+            let handle = pec_proxy::install_metrics().context("metrics recorder")?;
             let listener = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot serve metrics on {addr}"))?;
             info!(%addr, "status listener: /metrics /healthz /readyz");
             let status = Status::new(handle.clone());
-            tokio::spawn(pec_proxy::ops::metrics::run_upkeep(handle));
-            tokio::spawn(pec_proxy::ops::http::serve(listener, status.clone()));
+            tokio::spawn(pec_proxy::run_metrics_upkeep(handle));
+            tokio::spawn(pec_proxy::serve_status(listener, status.clone()));
             Some(status)
         }
         None => None,
@@ -255,7 +255,7 @@ async fn reload(path: &Path, config: &mut Config, running: &RunningServer) {
             }
         },
     };
-    pec_proxy::ops::metrics::config_reload(ok);
+    pec_proxy::config_reload(ok);
     if ok {
         info!(
             sessions = running.sessions(),

@@ -11,13 +11,13 @@ pub use pop3::{pop3_frontend, pop3_guard, pop3_parse};
 pub use smtp::{smtp_frontend, smtp_parse};
 pub use smtp_guard::smtp_guard;
 
-use pec_proxy::access::LoginRefusal;
-use pec_proxy::access::login_name::{LoginName, parse_login_name};
-use pec_proxy::access::policy::DenyReason;
-use pec_proxy::frontend::BadInput;
-use pec_proxy::frontend::sasl::{self, Exchange, MAX_FIELD_BYTES, Mechanism, Step};
-use pec_proxy::imap::frontend::{Event, FrontendOptions, ImapFrontend};
-use pec_proxy::imap::parse::{self, Decode};
+use pec_proxy::testing::access::LoginRefusal;
+use pec_proxy::testing::access::login_name::{LoginName, parse_login_name};
+use pec_proxy::testing::access::policy::DenyReason;
+use pec_proxy::testing::frontend::BadInput;
+use pec_proxy::testing::frontend::sasl::{self, Exchange, MAX_FIELD_BYTES, Mechanism, Step};
+use pec_proxy::testing::imap::frontend::{Event, FrontendOptions, ImapFrontend};
+use pec_proxy::testing::imap::parse::{self, Decode};
 
 /// The IMAP pre-login parsers: `decode_command`, `decode_auth_line`, `head`,
 /// `leading_tag`. A decoded command consumed a whole line of the input and
@@ -80,15 +80,15 @@ fn check_reply(reply: &[u8]) {
 
 /// A front-end that said `Close` stays closed: it says so again, and again
 /// after `more` input.
-fn stays_closed<F: pec_proxy::frontend::Frontend>(frontend: &mut F, more: &[u8]) {
+fn stays_closed<F: pec_proxy::testing::frontend::Frontend>(frontend: &mut F, more: &[u8]) {
     assert!(matches!(
         frontend.next_event(),
-        Some(pec_proxy::frontend::Event::Close)
+        Some(pec_proxy::testing::frontend::Event::Close)
     ));
     frontend.receive(more);
     assert!(matches!(
         frontend.next_event(),
-        Some(pec_proxy::frontend::Event::Close)
+        Some(pec_proxy::testing::frontend::Event::Close)
     ));
 }
 

@@ -1,10 +1,12 @@
 //! POP3: the pre-login parsers, the pre-login front-end and the
 //! keep-on-server DELE guard.
 
-use pec_proxy::frontend::Event;
-use pec_proxy::pop3::frontend::{FrontendOptions, LoginMechanism, MAX_AUTH_LINE_BYTES, Pop3Frontend};
-use pec_proxy::pop3::guard::{DELE_REFUSAL, DeleGuard, Segment};
-use pec_proxy::pop3::parse::{self, Command, Decode};
+use pec_proxy::testing::frontend::Event;
+use pec_proxy::testing::pop3::frontend::{
+    FrontendOptions, LoginMechanism, MAX_AUTH_LINE_BYTES, Pop3Frontend,
+};
+use pec_proxy::testing::pop3::guard::{DELE_REFUSAL, DeleGuard, Segment};
+use pec_proxy::testing::pop3::parse::{self, Command, Decode};
 
 use super::{BadInputs, check_credentials, check_reply, refusal, segments, stays_closed};
 

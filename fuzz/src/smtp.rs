@@ -1,9 +1,9 @@
 //! SMTP: the command parsers and the pre-login front-end.
 
-use pec_proxy::frontend::Event;
-use pec_proxy::smtp::frontend::{FrontendOptions, SmtpFrontend};
-use pec_proxy::smtp::parse::{self, Command, Decode, Param, ReversePath};
-use pec_proxy::smtp::reply;
+use pec_proxy::testing::frontend::Event;
+use pec_proxy::testing::smtp::frontend::{FrontendOptions, SmtpFrontend};
+use pec_proxy::testing::smtp::parse::{self, Command, Decode, Param, ReversePath};
+use pec_proxy::testing::smtp::reply;
 
 use super::{BadInputs, check_credentials, check_reply, refusal, stays_closed};
 

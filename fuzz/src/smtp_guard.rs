@@ -11,10 +11,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use pec_proxy::smtp::checks::{self, HeaderRules, RateLimiter};
-use pec_proxy::smtp::guard::{Guard, GuardOptions, MAX_CLIENT_BUFFER, MAX_UPSTREAM_REPLY};
-use pec_proxy::smtp::parse::{self, Command, Decode, ReversePath};
-use pec_proxy::smtp::reply;
+use pec_proxy::testing::smtp::checks::{self, HeaderRules, RateLimiter};
+use pec_proxy::testing::smtp::guard::{Guard, GuardOptions, MAX_CLIENT_BUFFER, MAX_UPSTREAM_REPLY};
+use pec_proxy::testing::smtp::parse::{self, Command, Decode, ReversePath};
+use pec_proxy::testing::smtp::reply;
 
 use super::segments;
 use super::smtp::{HOSTNAME, check_smtp_replies};

@@ -68,6 +68,7 @@ impl ClientLimits {
     }
 
     /// Open (connections, pre-login sessions) of `ip`'s client.
+    #[cfg(test)]
     pub fn open(&self, ip: IpAddr) -> (usize, usize) {
         let g = ClientGroup::of(ip);
         (
@@ -77,6 +78,7 @@ impl ClientLimits {
     }
 
     /// Clients with something open (bounded by the global connection limit).
+    #[cfg(test)]
     pub fn clients(&self) -> usize {
         self.connections.len()
     }

@@ -332,8 +332,8 @@ impl Inspector for DeleGuard {
             metrics::counter!(m::PEC_CHECKS_TOTAL, "check" => "pop3_dele", "result" => "refused")
                 .increment(self.refused - refused);
         }
-        out.to_upstream(&checked.to_upstream);
-        out.to_client(&checked.to_client);
+        out.for_upstream(&checked.to_upstream);
+        out.for_client(&checked.to_client);
     }
 
     /// The upstream's bytes go to the client as they are, without a copy,
@@ -342,7 +342,7 @@ impl Inspector for DeleGuard {
         for segment in self.scan_upstream(data) {
             match segment {
                 Segment::Upstream(range) => out.pass(range),
-                Segment::Local(reply) => out.to_client(reply),
+                Segment::Local(reply) => out.for_client(reply),
             }
         }
     }

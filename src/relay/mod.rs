@@ -39,6 +39,14 @@ pub enum RelayEnd {
 }
 
 impl RelayEnd {
+    /// The I/O error that ended the relay, if one did: for the log.
+    pub fn error(&self) -> Option<&io::Error> {
+        match self {
+            RelayEnd::ClientError(e) | RelayEnd::UpstreamError(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// Short label for logs and metrics.
     pub fn label(&self) -> &'static str {
         match self {
@@ -70,14 +78,18 @@ pub trait ByteCounter: Sync {
 }
 
 /// A counter that counts nothing, for tests.
+#[cfg(test)]
 pub struct NoCounter;
+#[cfg(test)]
 impl ByteCounter for NoCounter {
     fn client_to_upstream(&self, _: u64) {}
     fn upstream_to_client(&self, _: u64) {}
 }
 
 /// Relays until both directions have closed, one side fails, or the
-/// session is idle for `opts.idle_timeout`.
+/// session is idle for `opts.idle_timeout` (for tests: sessions always
+/// have a stop signal).
+#[cfg(test)]
 pub async fn relay<C, U>(
     client: C,
     upstream: U,
@@ -91,8 +103,9 @@ where
     relay_until(client, upstream, opts, counter, std::future::pending()).await
 }
 
-/// [`relay`], also ending with [`RelayEnd::Shutdown`] when `stop` completes
-/// (a drain's grace period is over). Nothing is injected into the stream:
+/// Relays until both directions have closed, one side fails, the session
+/// is idle for `opts.idle_timeout`, or `stop` completes (a drain's grace
+/// period is over: [`RelayEnd::Shutdown`]). Nothing is injected into the stream:
 /// mid-response, a goodbye line would corrupt what the client is parsing.
 ///
 /// Memory: an idle session holds no relay buffer. Reads go into a scratch

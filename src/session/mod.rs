@@ -199,7 +199,7 @@ pub async fn serve<P: MailProtocol>(
             relay_guarded(client, upstream, guarded, opts, &counter, ctx.shutdown.closing()).await
         }
     };
-    ended(P::PROTOCOL, &ctx, peer, started, stats, end.label());
+    ended(P::PROTOCOL, &ctx, peer, started, stats, &end);
 }
 
 /// The guarded relay, then both sides closed (TLS `close_notify` included)
@@ -338,8 +338,9 @@ fn ended(
     peer: SocketAddr,
     started: Instant,
     stats: RelayStats,
-    result: &'static str,
+    end: &RelayEnd,
 ) {
+    let result = end.label();
     let duration = started.elapsed();
     // By how it ended, so an upstream failing mid-session (`upstream_error`)
     // is counted, not only logged.
@@ -353,6 +354,7 @@ fn ended(
         bytes_in = stats.client_to_upstream,
         bytes_out = stats.upstream_to_client,
         result,
+        error = end.error().map(tracing::field::display),
         "session ended"
     );
 }

@@ -19,7 +19,7 @@ use crate::secret::Secret;
 
 mod failover;
 
-pub use failover::{log_in, record_error, with_failover};
+pub use failover::{log_in, record_error};
 
 /// Longest response line we read from an upstream while logging in. Dovecot's
 /// capability lines are under 1 KiB; 64 KiB leaves room for odd servers.

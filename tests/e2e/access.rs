@@ -176,12 +176,12 @@ async fn an_expired_app_password_is_refused() {
     let proxy = proxy(&op, "master-user").await;
     assert!(logged_in(&login(&proxy, "alice@pec.example", &app_pw).await.1));
     // Expire it now by writing the store as the admin API would after 1 day.
-    let store = pec_proxy::store::SqliteStore::open(&op.store_path())
+    let store = pec_proxy::testing::store::SqliteStore::open(&op.store_path())
         .await
         .unwrap();
-    use pec_proxy::store::AccountStore;
+    use pec_proxy::testing::store::AccountStore;
     store
-        .set_app_password_expiry(id, Some(pec_proxy::store::unix_now() - 1))
+        .set_app_password_expiry(id, Some(pec_proxy::testing::store::unix_now() - 1))
         .await
         .unwrap();
     eventually_reply(

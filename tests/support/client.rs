@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pec_proxy::net::Stream;
+use pec_proxy::testing::net::Stream;
 use rustls_pki_types::ServerName;
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,7 +20,7 @@ pub fn ca_file() -> PathBuf {
 
 /// A rustls client config trusting the test CA.
 pub fn tls_config() -> Arc<rustls::ClientConfig> {
-    pec_proxy::tls::client_config(Some(&ca_file())).unwrap()
+    pec_proxy::testing::tls::client_config(Some(&ca_file())).unwrap()
 }
 
 pub struct Client {

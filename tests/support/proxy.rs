@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use pec_proxy::config::Config;
-use pec_proxy::listener::Server;
+use pec_proxy::testing::config::Config;
+use pec_proxy::testing::listener::Server;
 use tokio::sync::oneshot;
 
 pub struct Proxy {

@@ -48,7 +48,7 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
         args.listen.ip().is_loopback() && args.upstream.ip().is_loopback(),
         "loopback addresses only"
     );
-    let config = pec_proxy::tls::server_config(&[pec_proxy::config::CertificateConfig {
+    let config = pec_proxy::testing::tls::server_config(&[pec_proxy::testing::config::CertificateConfig {
         cert: args.cert.clone(),
         key: args.key.clone(),
         server_names: vec![],

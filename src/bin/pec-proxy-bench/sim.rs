@@ -53,12 +53,13 @@ pub struct SimArgs {
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let message: Arc<[u8]> = message(args.message_bytes).into();
     let acceptor = if args.imaps.is_some() || args.handshake.is_some() {
-        let config = pec_proxy::tls::server_config(&[pec_proxy::config::CertificateConfig {
-            cert: args.cert.clone(),
-            key: args.key.clone(),
-            server_names: vec![],
-            default: true,
-        }])?;
+        let config =
+            pec_proxy::testing::tls::server_config(&[pec_proxy::testing::config::CertificateConfig {
+                cert: args.cert.clone(),
+                key: args.key.clone(),
+                server_names: vec![],
+                default: true,
+            }])?;
         Some(TlsAcceptor::from(config))
     } else {
         None

@@ -25,12 +25,12 @@ impl Output {
     }
 
     /// Bytes of the inspector's own for the client (a reply it gives).
-    pub fn to_client(&mut self, bytes: &[u8]) {
+    pub fn for_client(&mut self, bytes: &[u8]) {
         self.client.own(bytes);
     }
 
     /// Bytes for the upstream.
-    pub fn to_upstream(&mut self, bytes: &[u8]) {
+    pub fn for_upstream(&mut self, bytes: &[u8]) {
         self.upstream.own(bytes);
     }
 

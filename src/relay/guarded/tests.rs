@@ -183,7 +183,7 @@ impl Inspector for PassThrough {
     }
 
     fn upstream_closed(&mut self, out: &mut Output) -> UpstreamClosed {
-        out.to_client(self.farewell);
+        out.for_client(self.farewell);
         UpstreamClosed::Expected
     }
 }
@@ -198,12 +198,12 @@ fn output_keeps_the_order_of_passed_and_own_bytes() {
     let mut out = Output::new(Side::Client);
     out.pass(0..2);
     out.pass(2..4);
-    out.to_client(b"ab");
-    out.to_client(b"");
-    out.to_client(b"c");
+    out.for_client(b"ab");
+    out.for_client(b"");
+    out.for_client(b"c");
     out.pass(4..4);
     out.pass(6..10);
-    out.to_upstream(b"up");
+    out.for_upstream(b"up");
     let client: Vec<&[u8]> = out.client.slices(input).collect();
     assert_eq!(client, [&b"0123"[..], b"abc", b"6789"], "adjacent pieces merge");
     let upstream: Vec<&[u8]> = out.upstream.slices(input).collect();

@@ -36,8 +36,8 @@ impl Guard {
     }
 
     fn send_queued(&mut self, out: &mut Output) {
-        out.to_upstream(&self.take_to_upstream());
-        out.to_client(&self.take_to_client());
+        out.for_upstream(&self.take_to_upstream());
+        out.for_client(&self.take_to_client());
     }
 }
 
@@ -89,6 +89,6 @@ impl Inspector for Guard {
     }
 
     fn timed_out(&mut self, out: &mut Output) {
-        out.to_client(&reply::line(reply::IDLE_TIMEOUT));
+        out.for_client(&reply::line(reply::IDLE_TIMEOUT));
     }
 }

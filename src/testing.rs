@@ -1,0 +1,41 @@
+//! The crate's surface for its own tests, benches and fuzz targets, laid
+//! out like the crate: the pure parts (parsers, front-ends, guards, the
+//! policy) and what the integration harness starts. Not an API for anyone
+//! else: nothing here is promised to stay.
+
+pub mod access {
+    pub use crate::access::{LoginRefusal, login_name, password, policy, verified};
+}
+pub mod config {
+    pub use crate::config::{CertificateConfig, Config};
+}
+pub mod frontend {
+    pub use crate::frontend::{BadInput, Event, Frontend, sasl};
+}
+pub mod imap {
+    pub use crate::imap::{frontend, parse};
+}
+pub mod listener {
+    pub use crate::listener::Server;
+}
+pub mod net {
+    pub use crate::net::Stream;
+}
+pub mod pop3 {
+    pub use crate::pop3::{frontend, guard, parse};
+}
+pub mod protocol {
+    pub use crate::protocol::Protocol;
+}
+pub mod secret {
+    pub use crate::secret::Secret;
+}
+pub mod smtp {
+    pub use crate::smtp::{checks, frontend, guard, parse, reply};
+}
+pub mod store {
+    pub use crate::store::{AccountStore, SqliteStore, account, unix_now};
+}
+pub mod tls {
+    pub use crate::tls::{client_config, server_config};
+}
