@@ -3,6 +3,8 @@
 //! [`crate::session::prelogin`] drives any [`Frontend`] over a connection.
 
 pub mod sasl;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use crate::access::LoginRefusal;
 

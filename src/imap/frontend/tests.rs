@@ -1,6 +1,7 @@
 //! Transcript tests: client bytes in, the exact server bytes out.
 
 use super::*;
+use crate::frontend::test_support::{events, kinds};
 
 /// Feeds `input` and drains events; returns all reply bytes as text and the
 /// last event other than a reply or bad input (Login, StartTls or Close),
@@ -319,31 +320,6 @@ fn logout_says_bye_and_closes() {
     let (out, ev) = run(&mut fe, b"z LOGOUT\r\nignored NOOP\r\n");
     assert_eq!(out, "* BYE Logging out\r\nz OK Logout completed.\r\n");
     assert!(matches!(ev, Some(Event::Close)));
-}
-
-/// Feeds `input` and drains every event, up to and including a `Close`.
-fn events(fe: &mut ImapFrontend, input: &[u8]) -> Vec<Event> {
-    fe.receive(input);
-    let mut out = Vec::new();
-    while let Some(ev) = fe.next_event() {
-        let close = matches!(ev, Event::Close);
-        out.push(ev);
-        if close {
-            break;
-        }
-    }
-    out
-}
-
-/// The kinds of bad input among `events`, in order.
-fn kinds(events: &[Event]) -> Vec<BadInput> {
-    events
-        .iter()
-        .filter_map(|ev| match ev {
-            Event::BadInput(kind) => Some(*kind),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::frontend::test_support::{events, kinds};
 
 fn b64(s: &[u8]) -> String {
     crate::frontend::sasl::encode(s)
@@ -271,31 +272,6 @@ fn failed_logins_are_counted_and_close() {
         b"454 4.7.0 Temporary authentication failure, try again later\r\n"
     );
     assert!(fe.wants_input());
-}
-
-/// Feeds `input` and drains every event, up to and including a `Close`.
-fn events(fe: &mut SmtpFrontend, input: &[u8]) -> Vec<Event> {
-    fe.receive(input);
-    let mut out = Vec::new();
-    while let Some(ev) = fe.next_event() {
-        let close = matches!(ev, Event::Close);
-        out.push(ev);
-        if close {
-            break;
-        }
-    }
-    out
-}
-
-/// The kinds of bad input among `events`, in order.
-fn kinds(events: &[Event]) -> Vec<BadInput> {
-    events
-        .iter()
-        .filter_map(|ev| match ev {
-            Event::BadInput(kind) => Some(*kind),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]
