@@ -196,7 +196,17 @@ pub async fn serve<P: MailProtocol>(
                 buffer_bytes: ctx.limits.relay_buffer_bytes.min(relay::GUARDED_BUFFER_BYTES),
                 idle_timeout,
             };
-            relay_guarded(client, upstream, guarded, opts, &counter, ctx.shutdown.closing()).await
+            // Boxed: its state would otherwise size every session's task,
+            // plain relays included, for as long as they last.
+            Box::pin(relay_guarded(
+                client,
+                upstream,
+                guarded,
+                opts,
+                &counter,
+                ctx.shutdown.closing(),
+            ))
+            .await
         }
     };
     ended(P::PROTOCOL, &ctx, peer, started, stats, &end);
