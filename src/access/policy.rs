@@ -2,7 +2,7 @@
 //!
 //! # Order of the checks, and why
 //!
-//! The rules, in the order the issue lists them, are: the mailbox exists and
+//! The rules, in the order the providers' guides apply them, are: the mailbox exists and
 //! is active → the protocol is switched on → the collaborator exists, is
 //! active and holds the right the protocol needs → the credential is of the
 //! accepted kind (with two-step verification, only an unexpired app password

@@ -1,5 +1,5 @@
 //! The IMAP pre-login state machine: bytes from the client in, replies and
-//! events out. No I/O and no tokio here; `session.rs` drives it.
+//! events out. No I/O and no tokio here; `crate::session` drives it.
 //!
 //! It answers `CAPABILITY`, `NOOP`, `LOGOUT`, `STARTTLS`, `ID`, `LOGIN` and
 //! `AUTHENTICATE PLAIN|LOGIN` itself, and refuses everything else until the
@@ -21,7 +21,8 @@ pub struct FrontendOptions {
     /// The listener offers STARTTLS (it is a plain-text endpoint with TLS configured).
     pub starttls: bool,
     /// Accept LOGIN/AUTHENTICATE without TLS. Off by default; PEC rules forbid
-    /// passwords in clear (../shared/PEC.md).
+    /// passwords in clear (the providers' guides and AgID: access to a PEC
+    /// mailbox needs TLS).
     pub allow_plaintext_login: bool,
     /// Longest command line, literals excluded. 8 KiB: RFC 7162 §4 asks
     /// clients to keep lines within 8192 octets, and Dovecot's pre-login limit

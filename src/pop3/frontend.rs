@@ -1,6 +1,6 @@
 //! The POP3 pre-login state machine (AUTHORIZATION state, RFC 1939 §4):
 //! bytes from the client in, replies and events out. No I/O and no tokio
-//! here; `session.rs` drives it.
+//! here; `crate::session` drives it.
 //!
 //! It answers `CAPA`, `STLS`, `USER`, `PASS`, `AUTH PLAIN|LOGIN`, `NOOP`
 //! and `QUIT` itself, refuses `APOP` and everything else, and hands a
@@ -28,7 +28,8 @@ pub struct FrontendOptions {
     /// The listener offers STLS (a plain-text endpoint with TLS configured).
     pub starttls: bool,
     /// Accept USER/PASS and AUTH without TLS. Off by default; PEC rules
-    /// forbid passwords in clear (../shared/PEC.md).
+    /// forbid passwords in clear (the providers' guides and AgID: access to a PEC
+    /// mailbox needs TLS).
     pub allow_plaintext_login: bool,
     /// Longest command line, CRLF included: 255 octets (RFC 2449 §4).
     pub max_line_bytes: usize,

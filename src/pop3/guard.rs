@@ -1,7 +1,8 @@
 //! The keep-on-server guard (`pop3_delete = deny`): after login it reads the
 //! client's POP3 command lines and answers `DELE` itself, without
 //! forwarding it, so a later `QUIT` removes nothing from a mailbox others
-//! read over IMAP (../shared/PEC.md, "POP3 and shared mailboxes").
+//! read over IMAP (a shared mailbox's messages stay on the server for
+//! every collaborator: the providers' "keep on server" setting).
 //!
 //! Pure: bytes in, bytes out; [`crate::relay::guarded`] does the I/O,
 //! through the [`Inspector`] at the end of this file.

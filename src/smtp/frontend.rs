@@ -1,5 +1,5 @@
 //! The SMTP pre-login state machine: bytes from the client in, replies and
-//! events out. No I/O and no tokio here; `session.rs` drives it.
+//! events out. No I/O and no tokio here; `crate::session` drives it.
 //!
 //! It answers `EHLO`/`HELO`, `STARTTLS`, `AUTH PLAIN|LOGIN`, `RSET`, `NOOP`,
 //! `HELP`, `QUIT` itself and refuses mail commands until the client has
@@ -24,7 +24,8 @@ pub struct FrontendOptions {
     /// The listener offers STARTTLS (a plain endpoint with TLS configured).
     pub starttls: bool,
     /// Accept AUTH without TLS. Off by default: PEC rules forbid passwords
-    /// in clear (../shared/PEC.md).
+    /// in clear (the providers' guides and AgID: access to a PEC
+    /// mailbox needs TLS).
     pub allow_plaintext_login: bool,
     /// Our name in the greeting and the EHLO reply.
     pub hostname: String,

@@ -4,7 +4,7 @@
 //! an account store that cannot be read. Each: `-ERR [SYS/TEMP]` to the
 //! client (RFC 3206 §4) within a bound, counted, and the session goes on in
 //! the AUTHORIZATION state (not a failed attempt of the client's: see
-//! `LoginFailure::counts` in src/pop3/session.rs).
+//! `LoginRefusal::counts_as_failure` in src/access/mod.rs).
 //!
 //! `tests/e2e/pop3.rs` already shows, against a closed port, that four such
 //! failures in a row do not close the connection as three wrong passwords do.

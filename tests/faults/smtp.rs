@@ -4,7 +4,8 @@
 //! upstream that fails after login, in the middle of DATA.
 //!
 //! At login each fault is a temporary `454` to the client (RFC 4954 §6),
-//! with the enhanced code of `src/smtp/session.rs`'s `unavailable_reply`:
+//! with the enhanced code `SmtpFrontend::login_refused` gives
+//! `LoginRefusal::UpstreamUnavailable` (`UpstreamError::is_no_answer`):
 //! `4.4.1` when the connection failed (refused, reset, silent), `4.7.0`
 //! when the server answered wrongly or said it cannot serve now. It comes
 //! within the login deadline, is counted in
