@@ -14,6 +14,27 @@ fn client_said(bytes: &[u8]) -> Handoff<'_> {
     }
 }
 
+/// The relay between two pipes, in a task of its own, with no stop signal.
+fn spawn<I: Inspector + Send + 'static>(
+    client: tokio::io::DuplexStream,
+    upstream: tokio::io::DuplexStream,
+    inspector: I,
+    handoff: Handoff<'static>,
+) -> tokio::task::JoinHandle<(RelayStats, RelayEnd)> {
+    tokio::spawn(async move {
+        relay(
+            client,
+            upstream,
+            inspector,
+            handoff,
+            opts(),
+            &NoCounter,
+            std::future::pending(),
+        )
+        .await
+    })
+}
+
 fn opts() -> RelayOptions {
     RelayOptions {
         buffer_bytes: 1024,
@@ -25,18 +46,7 @@ fn opts() -> RelayOptions {
 async fn pipelined_dele_is_refused_in_order_and_never_reaches_the_server() {
     let (client, mut client_peer) = duplex(4096);
     let (upstream, mut server) = duplex(4096);
-    let task = tokio::spawn(async move {
-        relay(
-            client,
-            upstream,
-            DeleGuard::new(255),
-            client_said(b"STAT\r\n"),
-            opts(),
-            &NoCounter,
-            std::future::pending(),
-        )
-        .await
-    });
+    let task = spawn(client, upstream, DeleGuard::new(255), client_said(b"STAT\r\n"));
     client_peer
         .write_all(b"DELE 1\r\nLIST\r\nQUIT\r\n")
         .await
@@ -68,18 +78,7 @@ async fn a_peer_that_stops_reading_is_cut_at_the_idle_timeout() {
     // The client asks for a message larger than its pipe and never reads.
     let (client, _client_peer) = duplex(64);
     let (upstream, mut server) = duplex(1 << 16);
-    let task = tokio::spawn(async move {
-        relay(
-            client,
-            upstream,
-            DeleGuard::new(255),
-            client_said(b"RETR 1\r\n"),
-            opts(),
-            &NoCounter,
-            std::future::pending(),
-        )
-        .await
-    });
+    let task = spawn(client, upstream, DeleGuard::new(255), client_said(b"RETR 1\r\n"));
     let mut got = [0u8; 8];
     server.read_exact(&mut got).await.unwrap();
     server.write_all(b"+OK 4096 octets\r\n").await.unwrap();
@@ -96,18 +95,7 @@ async fn a_peer_that_stops_reading_is_cut_at_the_idle_timeout() {
     // The upstream never reads the commands the client sends.
     let (client, mut client_peer) = duplex(1 << 16);
     let (upstream, _server) = duplex(64);
-    let task = tokio::spawn(async move {
-        relay(
-            client,
-            upstream,
-            DeleGuard::new(255),
-            client_said(b""),
-            opts(),
-            &NoCounter,
-            std::future::pending(),
-        )
-        .await
-    });
+    let task = spawn(client, upstream, DeleGuard::new(255), client_said(b""));
     client_peer.write_all(&b"NOOP\r\n".repeat(100)).await.unwrap();
     let (_, end) = tokio::time::timeout(Duration::from_secs(3600), task)
         .await
@@ -216,18 +204,7 @@ fn output_keeps_the_order_of_passed_and_own_bytes() {
 async fn a_client_half_close_reaches_the_upstream_and_the_replies_still_arrive() {
     let (client, mut client_peer) = duplex(64);
     let (upstream, mut server) = duplex(64);
-    let task = tokio::spawn(async move {
-        relay(
-            client,
-            upstream,
-            pass_through(),
-            Handoff::default(),
-            opts(),
-            &NoCounter,
-            std::future::pending(),
-        )
-        .await
-    });
+    let task = spawn(client, upstream, pass_through(), Handoff::default());
     client_peer.write_all(b"LAST\r\n").await.unwrap();
     client_peer.shutdown().await.unwrap();
     let mut got = Vec::new();
@@ -288,18 +265,7 @@ async fn an_upstream_close_delivers_what_is_pending_then_closes_the_client() {
 async fn back_pressure_keeps_every_byte_in_order() {
     let (client, client_peer) = duplex(64);
     let (upstream, upstream_peer) = duplex(64);
-    let task = tokio::spawn(async move {
-        relay(
-            client,
-            upstream,
-            pass_through(),
-            Handoff::default(),
-            opts(),
-            &NoCounter,
-            std::future::pending(),
-        )
-        .await
-    });
+    let task = spawn(client, upstream, pass_through(), Handoff::default());
     let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     let client = async {
         let (mut r, mut w) = tokio::io::split(client_peer);
@@ -335,18 +301,7 @@ async fn back_pressure_keeps_every_byte_in_order() {
 async fn a_slow_reader_is_not_idle() {
     let (client, mut client_peer) = duplex(64);
     let (upstream, mut server) = duplex(1 << 16);
-    let task = tokio::spawn(async move {
-        relay(
-            client,
-            upstream,
-            pass_through(),
-            Handoff::default(),
-            opts(),
-            &NoCounter,
-            std::future::pending(),
-        )
-        .await
-    });
+    let task = spawn(client, upstream, pass_through(), Handoff::default());
     server.write_all(&[b'x'; 1024]).await.unwrap();
     let mut got = vec![0u8; 1024];
     for piece in got.chunks_mut(64) {
