@@ -99,7 +99,7 @@ impl MailProtocol for Smtp {
             max_command_line_bytes: ctx.limits.smtp_max_command_line_bytes,
             max_header_bytes: ctx.limits.smtp_max_header_bytes,
         };
-        let guard = Guard::new(opts, principal.mailbox, ctx.send_rate.clone(), &pipelined);
+        let guard = Guard::new(opts, principal.mailbox, ctx.send_rate.clone(), &[]);
         let conn = logged_in.conn;
         Handoff {
             to_client: reply::line(reply::AUTH_OK),
@@ -107,7 +107,7 @@ impl MailProtocol for Smtp {
             upstream: conn.stream,
             guard: Some(Guarded {
                 inspector: guard,
-                from_client: Vec::new(),
+                from_client: pipelined.to_vec(),
                 from_upstream: conn.buf.to_vec(),
             }),
         }
