@@ -206,6 +206,45 @@ async fn a_client_that_half_closes_after_quit_gets_every_reply() {
     find_message(upstreams(), "bob@pec.example", &tok).await;
 }
 
+/// A client that pipelines its whole submission behind its AUTH line
+/// (RFC 2920): the commands that arrived with the login go through the PEC
+/// guard like any later ones, every reply comes in order, and the message
+/// is delivered.
+#[tokio::test]
+async fn commands_pipelined_behind_auth_are_guarded_and_delivered() {
+    let op = Operator::new();
+    op.add_mailbox("alice@pec.example", ALICE_PW);
+    let proxy = proxy(upstreams(), &op, "").await;
+    let mut c = Client::tls(proxy.addr("smtps")).await;
+    assert!(c.line().await.starts_with("220 proxy.pec.example ESMTP"));
+    c.send("EHLO client.example\r\n").await;
+    while c.line().await.starts_with("250-") {}
+    let tok = token();
+    let content = message(
+        "alice@pec.example",
+        "bob@pec.example",
+        &tok,
+        "pipelined behind AUTH\r\n",
+    );
+    c.send(format!(
+        "AUTH PLAIN {}\r\nMAIL FROM:<mallory@pec.example>\r\nMAIL FROM:<alice@pec.example>\r\nRCPT TO:<bob@pec.example>\r\nDATA\r\n{content}.\r\nQUIT\r\n",
+        plain("alice@pec.example", ALICE_PW)
+    ))
+    .await;
+    let replies = c.expect_closed().await;
+    assert_eq!(replies.len(), 7, "{replies:?}");
+    assert_eq!(replies[0], "235 2.7.0 Authentication successful");
+    // The guard read the pipelined commands: a sender other than the
+    // mailbox is refused, as it would be one command at a time.
+    assert!(replies[1].starts_with("553 5.7.1"), "{replies:?}");
+    assert!(replies[2].starts_with("250 2.1.0"), "{replies:?}");
+    assert!(replies[3].starts_with("250 2.1.5"), "{replies:?}");
+    assert_eq!(replies[4], "354 End data with <CR><LF>.<CR><LF>");
+    assert!(replies[5].starts_with("250 2.0.0 Ok: queued"), "{replies:?}");
+    assert_eq!(replies[6], "221 2.0.0 Bye");
+    find_message(upstreams(), "bob@pec.example", &tok).await;
+}
+
 #[tokio::test]
 async fn rate_limit_per_mailbox() {
     let op = Operator::new();
