@@ -54,6 +54,7 @@ impl Gate {
     }
 
     /// Pass-through without a penalty (for tests and tools).
+    #[cfg(test)]
     pub fn pass_through() -> Self {
         Self::new(Authority::PassThrough, Arc::new(Penalties::disabled()))
     }

@@ -7,6 +7,7 @@
 
 pub mod app_password;
 pub mod authenticator;
+pub mod client_limits;
 pub mod gate;
 pub mod login_name;
 pub mod password;

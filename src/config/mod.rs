@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::access::penalty::PenaltyConfig;
 use crate::net::client_ip::Network;
 use crate::protocol::Protocol;
 use crate::secret::Secret;
@@ -527,3 +526,46 @@ mod validate;
 
 #[cfg(test)]
 mod tests;
+
+/// The `[penalty]` table. Each default says where it comes from.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PenaltyConfig {
+    /// Switch the whole mechanism off (not recommended on the internet).
+    pub enabled: bool,
+    /// Delay after the first failure: 2000 ms, Dovecot's `AUTH_PENALTY_INIT_SECS`.
+    pub initial_delay_ms: u64,
+    /// Longest delay: 15000 ms, Dovecot's `AUTH_PENALTY_MAX_SECS`.
+    pub max_delay_ms: u64,
+    /// Failures from one client (IPv4 address, IPv6 /64) before its logins
+    /// are refused; 0 never refuses. 10: fail2ban's default `maxretry` is 5
+    /// per service; a client here may be an office behind one NAT address.
+    pub ip_refuse_after: u32,
+    /// Failures for one login name before its logins are refused from
+    /// anywhere; 0 only delays. 20, higher than per client: refusing a name
+    /// also locks its owner out, which an attacker could want.
+    pub mailbox_refuse_after: u32,
+    /// How long a refusal lasts: 600 s, fail2ban's default `bantime`.
+    pub refuse_secs: u64,
+    /// A record is forgotten this long after its last failure: 3600 s,
+    /// Dovecot anvil's `PENALTY_DEFAULT_EXPIRE_SECS`.
+    pub forget_after_secs: u64,
+    /// Records kept per dimension (clients, login names). 100000 records of
+    /// about 120 bytes: 12 MB each at most.
+    pub max_tracked: usize,
+}
+
+impl Default for PenaltyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            initial_delay_ms: 2000,
+            max_delay_ms: 15_000,
+            ip_refuse_after: 10,
+            mailbox_refuse_after: 20,
+            refuse_secs: 600,
+            forget_after_secs: 3600,
+            max_tracked: 100_000,
+        }
+    }
+}

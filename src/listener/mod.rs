@@ -2,8 +2,6 @@
 //! connection limit, do the TLS handshake, and hand each connection to its
 //! protocol's session driver.
 
-pub mod client_limits;
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,12 +15,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::access::authenticator::Authenticator;
+use crate::access::client_limits::{ClientLimits, Refusal};
 use crate::access::gate::{Authority, Gate};
 use crate::access::penalty::Penalties;
 use crate::access::send_rate::{RATE_LIMITER_MAX_MAILBOXES, RateLimiter};
 use crate::config::{Config, TlsMode};
 use crate::imap::Imap;
-use crate::listener::client_limits::{ClientLimits, Refusal};
 use crate::ops::http::Readiness;
 use crate::ops::metrics as m;
 use crate::ops::shutdown::Shutdown;
@@ -233,6 +231,41 @@ impl Server {
     }
 }
 
+/// How long `/readyz` waits for the account store. Below the usual 5 s
+/// probe timeouts of Kubernetes and HAProxy.
+pub const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What `/readyz` checks of a running server: not draining, and the
+/// current configuration's account store answers.
+#[derive(Clone)]
+pub struct Ready {
+    shutdown: Shutdown,
+    gate: watch::Receiver<Gate>,
+}
+
+impl Ready {
+    pub(crate) fn new(shutdown: Shutdown, gate: watch::Receiver<Gate>) -> Self {
+        Self { shutdown, gate }
+    }
+}
+
+#[async_trait::async_trait]
+impl Readiness for Ready {
+    async fn check(&self) -> Result<(), &'static str> {
+        if self.shutdown.is_draining() {
+            return Err("draining");
+        }
+        let gate = self.gate.borrow().clone();
+        if let Authority::Store(auth) = gate.authority {
+            match tokio::time::timeout(STORE_PROBE_TIMEOUT, auth.store().generation()).await {
+                Ok(Ok(_)) => {}
+                _ => return Err("account store unavailable"),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Listeners accepting, sessions tracked; reloaded and stopped from here.
 pub struct RunningServer {
     accept_loops: JoinSet<()>,
@@ -246,8 +279,8 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// What `/readyz` checks: not draining, and the current gate's store answers.
-    pub fn readiness(&self) -> Readiness {
-        Readiness::new(self.shutdown.clone(), self.gate.subscribe())
+    pub fn readiness(&self) -> Ready {
+        Ready::new(self.shutdown.clone(), self.gate.subscribe())
     }
 
     /// Sessions open now.

@@ -13,11 +13,8 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tracing::debug;
-
-use crate::access::gate::Gate;
-use crate::ops::shutdown::Shutdown;
 
 /// Request line plus headers. 8 KiB, nginx's `large_client_header_buffers`
 /// line size; a scraper sends a few hundred bytes.
@@ -27,43 +24,19 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Concurrent HTTP connections; beyond, new ones are closed at once.
 /// Prometheus and a load balancer's health checks need a handful.
 pub const MAX_CONNECTIONS: usize = 32;
-/// How long `/readyz` waits for the account store. Below the usual 5 s
-/// probe timeouts of Kubernetes and HAProxy.
-pub const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// What `/readyz` checks once the listeners are bound.
-#[derive(Clone)]
-pub struct Readiness {
-    shutdown: Shutdown,
-    gate: watch::Receiver<Gate>,
-}
-
-impl Readiness {
-    pub fn new(shutdown: Shutdown, gate: watch::Receiver<Gate>) -> Self {
-        Self { shutdown, gate }
-    }
-
+/// What `/readyz` asks once the listeners are bound (the running server
+/// answers: not draining, its account store answering).
+#[async_trait::async_trait]
+pub trait Readiness: Send + Sync {
     /// `Ok` when ready, else why not.
-    pub async fn check(&self) -> Result<(), &'static str> {
-        if self.shutdown.is_draining() {
-            return Err("draining");
-        }
-        let gate = self.gate.borrow().clone();
-        if let crate::access::gate::Authority::Store(auth) = gate.authority {
-            match tokio::time::timeout(STORE_PROBE_TIMEOUT, auth.store().generation()).await {
-                Ok(Ok(_)) => {}
-                _ => return Err("account store unavailable"),
-            }
-        }
-        Ok(())
-    }
+    async fn check(&self) -> Result<(), &'static str>;
 }
 
 /// State behind the status listener.
 pub struct Status {
     metrics: PrometheusHandle,
     /// Set once the proxy's listeners are bound.
-    readiness: OnceLock<Readiness>,
+    readiness: OnceLock<Box<dyn Readiness>>,
 }
 
 impl Status {
@@ -75,8 +48,8 @@ impl Status {
     }
 
     /// Called once the listeners are bound.
-    pub fn set_ready(&self, readiness: Readiness) {
-        let _ = self.readiness.set(readiness);
+    pub fn set_ready(&self, readiness: impl Readiness + 'static) {
+        let _ = self.readiness.set(Box::new(readiness));
     }
 
     async fn respond(&self, path: &str) -> Response {

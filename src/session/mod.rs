@@ -26,11 +26,11 @@ use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
 use crate::access::Credentials;
+use crate::access::client_limits::Admission;
 use crate::access::gate::Gate;
 use crate::access::send_rate::RateLimiter;
 use crate::config::{Limits, ListenerConfig, PecChecks, TlsMode};
 use crate::frontend::Frontend;
-use crate::listener::client_limits::Admission;
 use crate::net::{ClientAddrs, Stream};
 use crate::ops::metrics as m;
 use crate::ops::shutdown::Shutdown;

@@ -11,10 +11,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 use crate::access::LoginRefusal;
+use crate::access::client_limits::Admission;
 use crate::access::gate::Gate;
 use crate::config::{Limits, ListenerConfig, PecChecks, TlsMode, UpstreamConfig, UpstreamLogin};
 use crate::frontend::{BadInput, Event, Frontend};
-use crate::listener::client_limits::Admission;
 use crate::secret::Secret;
 use crate::upstream::Connection;
 

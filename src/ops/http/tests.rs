@@ -1,4 +1,8 @@
+use tokio::sync::watch;
+
 use super::*;
+use crate::access::gate::Gate;
+use crate::ops::shutdown::Shutdown;
 use metrics_exporter_prometheus::PrometheusBuilder;
 
 #[test]
@@ -61,7 +65,7 @@ async fn routes_readiness_and_bounds() {
 
     let shutdown = Shutdown::new();
     let (_gate_tx, gate) = watch::channel(Gate::pass_through());
-    status.set_ready(Readiness::new(shutdown.clone(), gate));
+    status.set_ready(crate::listener::Ready::new(shutdown.clone(), gate));
     let r = exchange(addr, b"GET /readyz HTTP/1.1\r\n\r\n").await;
     assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
     let r = exchange(addr, b"HEAD /readyz HTTP/1.1\r\n\r\n").await;
