@@ -26,3 +26,19 @@ pub(crate) fn kinds<L>(events: &[Event<L>]) -> Vec<BadInput> {
         })
         .collect()
 }
+
+/// `events` are a refusal of `kind` that reached `max_prelogin_errors`:
+/// its reply, its kind, the protocol's `goodbye`, `TooManyErrors`, and the
+/// close, in that order and nothing else.
+pub(crate) fn assert_cut_off<L: std::fmt::Debug>(events: &[Event<L>], kind: BadInput, goodbye: &[u8]) {
+    match events {
+        [
+            Event::Reply(_),
+            Event::BadInput(k),
+            Event::Reply(bye),
+            Event::BadInput(BadInput::TooManyErrors),
+            Event::Close,
+        ] if *k == kind => assert_eq!(bye.as_slice(), goodbye),
+        other => panic!("{other:?}"),
+    }
+}
