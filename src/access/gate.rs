@@ -9,7 +9,6 @@
 //! logs it, and feeds the penalty. [`crate::session`] calls both, for every
 //! protocol.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -19,7 +18,6 @@ use crate::access::authenticator::Authenticator;
 use crate::access::penalty::Penalties;
 use crate::access::policy::{Denial, DenyReason, Permit};
 use crate::ops::metrics as m;
-use crate::protocol::Protocol;
 
 /// Who decides whether a password is right.
 #[derive(Clone)]
@@ -108,14 +106,7 @@ impl Gate {
             // unchecked, or not carried out: no guess was judged.
             Err(_) => {}
         }
-        record(
-            req.protocol,
-            mechanism,
-            outcome,
-            req.peer,
-            &creds.authcid,
-            started,
-        );
+        record(req, mechanism, outcome, started);
     }
 }
 
@@ -123,13 +114,12 @@ impl Gate {
 /// attempt; the login name is cut and escaped, the password never logged).
 /// Sessions call [`Gate::record`], which also feeds the penalty.
 fn record(
-    protocol: Protocol,
+    req: &LoginRequest,
     mechanism: &'static str,
     outcome: Result<&Verdict, &LoginRefusal>,
-    peer: SocketAddr,
-    user: &[u8],
     started: Instant,
 ) {
+    let protocol = req.protocol;
     let (result, reason) = match outcome {
         Ok(_) => ("ok", "none"),
         Err(refusal) => refusal.labels(),
@@ -146,10 +136,13 @@ fn record(
     .increment(1);
     metrics::histogram!(m::LOGIN_DURATION_SECONDS, "protocol" => protocol.as_str())
         .record(started.elapsed().as_secs_f64());
-    let user: String = String::from_utf8_lossy(user).chars().take(100).collect();
+    let user: String = String::from_utf8_lossy(&req.credentials.authcid)
+        .chars()
+        .take(100)
+        .collect();
     tracing::info!(
         protocol = protocol.as_str(),
-        %peer,
+        peer = %req.peer,
         user = %user.escape_debug(),
         mechanism,
         result,
