@@ -16,7 +16,7 @@ use pec_proxy::testing::access::login_name::{LoginName, parse_login_name};
 use pec_proxy::testing::access::policy::DenyReason;
 use pec_proxy::testing::frontend::BadInput;
 use pec_proxy::testing::frontend::sasl::{self, Exchange, MAX_FIELD_BYTES, Mechanism, Step};
-use pec_proxy::testing::imap::frontend::{Event, FrontendOptions, ImapFrontend};
+use pec_proxy::testing::imap::frontend::{Event, FrontendOptions, ImapFrontend, MAX_LITERALS_PER_COMMAND};
 use pec_proxy::testing::imap::parse::{self, Decode};
 
 /// The IMAP pre-login parsers: `decode_command`, `decode_auth_line`, `head`,
@@ -144,8 +144,9 @@ fn refusal(flag: bool, logins: u32) -> LoginRefusal {
 /// The IMAP pre-login state machine fed arbitrary bytes in arbitrary
 /// chunks. The first byte picks the listener kind, the error limit and how
 /// logins end; the rest is the client's stream. Invariants: no panic,
-/// every reply is well-formed, the buffer stays within the limits after
-/// each chunk, bad input is cut off at `max_prelogin_errors`, and a closed
+/// every reply is well-formed, the buffer stays within the command's
+/// budget after each chunk however many literals the client announces, the
+/// parser reads each byte a bounded number of times, bad input is cut off at `max_prelogin_errors`, and a closed
 /// front-end stays closed.
 pub fn imap_frontend(data: &[u8]) {
     let Some((&flags, stream)) = data.split_first() else {
@@ -160,7 +161,10 @@ pub fn imap_frontend(data: &[u8]) {
         max_prelogin_errors: if flags & 0x30 == 0x30 { 2 } else { 50 },
         greeting: "fuzz".into(),
     };
-    let bound = 2 * opts.max_line_bytes + opts.max_literal_bytes as usize;
+    // All a client can make the front-end hold, whatever it sends: one
+    // command's budget, literals included.
+    let bound = opts.max_command_bytes();
+    assert_eq!(bound, 4 * 1024);
     let mut bad = BadInputs::new(opts.max_prelogin_errors);
     let mut frontend = ImapFrontend::new(opts, flags & 4 != 0);
     check_reply(&frontend.greeting());
@@ -207,6 +211,12 @@ pub fn imap_frontend(data: &[u8]) {
             frontend.buffered() <= bound,
             "{} bytes buffered",
             frontend.buffered()
+        );
+        let parse_bound = u64::from(MAX_LITERALS_PER_COMMAND + 1) * at as u64;
+        assert!(
+            frontend.parsed() <= parse_bound,
+            "{} bytes parsed of {at} received",
+            frontend.parsed()
         );
     }
 }

@@ -159,7 +159,8 @@ fn check_pop3_reply(reply: &[u8]) {
 /// well-formed `+OK`/`-ERR`/`+ ` reply; STLS only where offered, with
 /// nothing left buffered; a login only over TLS unless allowed, with
 /// credentials within `MAX_FIELD_BYTES`, and nothing read while it runs;
-/// the buffer within the limits after each chunk; the bytes handed over
+/// the buffer within its documented bound after each chunk, and each line
+/// parsed once; the bytes handed over
 /// after a successful login a suffix of the stream; bad input cut off at
 /// `max_prelogin_errors`; a closed front-end stays closed.
 pub fn pop3_frontend(data: &[u8]) {
@@ -254,6 +255,12 @@ pub fn pop3_frontend(data: &[u8]) {
             frontend.buffered() <= bound,
             "{} bytes buffered",
             frontend.buffered()
+        );
+        assert_eq!(bound, frontend.max_buffered(), "the documented bound");
+        assert!(
+            frontend.parsed() <= at as u64,
+            "{} bytes parsed of {at} received: a line parsed more than once",
+            frontend.parsed()
         );
     }
 }

@@ -282,7 +282,8 @@ pub fn smtp_parse(data: &[u8]) {
 /// have one; STARTTLS only where offered, forgetting the EHLO and every
 /// byte after it; a login only over TLS unless allowed, after EHLO, with
 /// credentials within `MAX_FIELD_BYTES`, and nothing read while it runs;
-/// the buffer within the limits after each chunk; the bytes handed over
+/// the buffer within its documented bound after each chunk, and each line
+/// parsed once; the bytes handed over
 /// after a successful login a suffix of the stream; bad input cut off at
 /// `max_prelogin_errors`; closed stays closed.
 pub fn smtp_frontend(data: &[u8]) {
@@ -373,6 +374,12 @@ pub fn smtp_frontend(data: &[u8]) {
             frontend.buffered() <= bound,
             "{} bytes buffered",
             frontend.buffered()
+        );
+        assert_eq!(bound, frontend.max_buffered(), "the documented bound");
+        assert!(
+            frontend.parsed() <= at as u64,
+            "{} bytes parsed of {at} received: a line parsed more than once",
+            frontend.parsed()
         );
     }
 }

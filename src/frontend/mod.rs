@@ -2,11 +2,14 @@
 //! hands to its session, and the few calls the session makes on it. Pure;
 //! [`crate::session::prelogin`] drives any [`Frontend`] over a connection.
 
+mod input;
 pub mod sasl;
 #[cfg(test)]
 pub(crate) mod test_support;
 
 use crate::access::LoginRefusal;
+
+pub use input::Input;
 
 /// What a session does next, in any protocol.
 #[derive(Debug)]
@@ -147,6 +150,13 @@ pub trait Frontend {
     fn next_event(&mut self) -> Option<Event<Self::Login>>;
     /// The TLS handshake after STARTTLS/STLS succeeded.
     fn tls_established(&mut self);
+    /// Bytes received and not consumed yet.
+    fn buffered(&self) -> usize;
+    /// The most [`Frontend::buffered`] may be whenever
+    /// [`Frontend::next_event`] has returned `None`: all a client can make
+    /// the proxy hold before login, whatever it sends and however slowly
+    /// (plus the one read in flight).
+    fn max_buffered(&self) -> usize;
     /// The login of `attempt` (the last [`Event::Login`]) was refused:
     /// the protocol's words for `refusal`, and whether to close after them
     /// (too many failed attempts).
@@ -170,6 +180,12 @@ macro_rules! impl_frontend {
             }
             fn tls_established(&mut self) {
                 <$frontend>::tls_established(self)
+            }
+            fn buffered(&self) -> usize {
+                <$frontend>::buffered(self)
+            }
+            fn max_buffered(&self) -> usize {
+                <$frontend>::max_buffered(self)
             }
             fn login_refused(
                 &mut self,

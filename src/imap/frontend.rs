@@ -5,14 +5,14 @@
 //! `AUTHENTICATE PLAIN|LOGIN` itself, and refuses everything else until the
 //! client has logged in, at which point the session relays to the upstream.
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 
 use super::parse::{self, Command, CommandBody, Decode};
 use super::reply::{self, Capabilities};
 use crate::access::LoginRefusal;
 use crate::access::policy::DenyReason;
 use crate::frontend::sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
-use crate::frontend::{BadInput, BadInputs};
+use crate::frontend::{BadInput, BadInputs, Input};
 use crate::secret::Secret;
 
 /// Limits and switches for one listener's IMAP front-end.
@@ -40,6 +40,18 @@ pub struct FrontendOptions {
     pub max_prelogin_errors: u32,
     /// Text after `* OK [CAPABILITY ...]` in the greeting.
     pub greeting: String,
+}
+
+impl FrontendOptions {
+    /// The most one command may take before login, literals included:
+    /// four lines, and never less than a `LOGIN` whose user name and
+    /// password are both literals at `max_literal_bytes` (32 KiB with the
+    /// defaults). However a command is made (lines, literals announced one
+    /// after another), the client cannot make the proxy hold more.
+    pub fn max_command_bytes(&self) -> usize {
+        let literal = usize::try_from(self.max_literal_bytes).unwrap_or(usize::MAX);
+        (4 * self.max_line_bytes).max(literal.saturating_mul(2).saturating_add(self.max_line_bytes))
+    }
 }
 
 impl Default for FrontendOptions {
@@ -124,12 +136,16 @@ enum State {
 pub struct ImapFrontend {
     opts: FrontendOptions,
     tls: bool,
-    buf: BytesMut,
+    buf: Input,
     state: State,
     /// Offset in `buf` of the data of the last literal we agreed to receive.
     literal_acked_at: Option<usize>,
-    /// How long the current command may grow: a line plus acknowledged literals.
+    /// How long the current command may grow: a line plus acknowledged
+    /// literals, never more than [`FrontendOptions::max_command_bytes`].
     command_allowance: usize,
+    /// Literals acknowledged in the current command.
+    literals: u32,
+
     failures: u32,
     bad_inputs: BadInputs,
     client_id: ClientId,
@@ -137,6 +153,13 @@ pub struct ImapFrontend {
 
 /// Longest `ID` value we keep; longer ones are cut.
 const MAX_ID_VALUE: usize = 64;
+
+/// Literals one command may carry before login. `LOGIN` needs two; `ID`
+/// may send its strings as literals (RFC 2971 allows it; clients send
+/// quoted strings). A command is parsed when each of its literals is
+/// announced and once at its end, so this bounds the parse work: each byte
+/// of a command is parsed at most `MAX_LITERALS_PER_COMMAND + 1` times.
+pub const MAX_LITERALS_PER_COMMAND: u32 = 8;
 
 /// IMAP commands that are valid after login; named in the `BAD` reply so a
 /// confused client's log says what went wrong.
@@ -181,10 +204,11 @@ impl ImapFrontend {
         Self {
             opts,
             tls,
-            buf: BytesMut::with_capacity(256),
+            buf: Input::with_capacity(256),
             state: State::Commands,
             literal_acked_at: None,
             command_allowance,
+            literals: 0,
             failures: 0,
             bad_inputs,
             client_id: ClientId::default(),
@@ -202,10 +226,22 @@ impl ImapFrontend {
     }
 
     /// Bytes received and not consumed yet. After [`Self::next_event`] has
-    /// returned `None` this is within the current command's allowance: the
-    /// line limit, plus an acknowledged literal and the line after it.
+    /// returned `None` (and no login is in progress) this is within the
+    /// current command's allowance: the line limit, plus an acknowledged
+    /// literal and the line after it, never more than [`Self::max_buffered`].
     pub fn buffered(&self) -> usize {
         self.buf.len()
+    }
+
+    /// The bound on [`Self::buffered`]: [`FrontendOptions::max_command_bytes`].
+    pub fn max_buffered(&self) -> usize {
+        self.opts.max_command_bytes()
+    }
+
+    /// Bytes handed to the command parser so far: at most
+    /// `MAX_LITERALS_PER_COMMAND + 1` times the bytes received.
+    pub fn parsed(&self) -> u64 {
+        self.buf.parsed()
     }
 
     /// The client's `ID`, if it sent one.
@@ -216,7 +252,7 @@ impl ImapFrontend {
     /// Bytes received from the client. Parsing happens in [`Self::next_event`].
     pub fn receive(&mut self, data: &[u8]) {
         if !matches!(self.state, State::Closed) {
-            self.buf.extend_from_slice(data);
+            self.buf.extend(data);
         }
     }
 
@@ -280,7 +316,7 @@ impl ImapFrontend {
     /// After a successful login: the bytes the client pipelined behind its
     /// login command, to be sent upstream before relaying.
     pub fn into_pipelined(self) -> BytesMut {
-        self.buf
+        self.buf.into_bytes()
     }
 
     fn login_allowed(&self) -> bool {
@@ -330,10 +366,20 @@ impl ImapFrontend {
     }
 
     fn next_command(&mut self) -> Option<Event> {
+        if !self.buf.line_ended() {
+            // No command can be whole before its line ends (literal data is
+            // skipped by the scan): nothing to parse yet.
+            return self.check_allowance();
+        }
+        // The parser is shown the command up to the line feed just found
+        // (every earlier one is inside a literal or ends an announcement),
+        // so it reports each literal, and counts against its limits, as its
+        // announcement ends, and never reads ahead of the scan.
+        self.buf.parsing();
         // The parsed command borrows the buffer while the handler updates the
         // state, so the buffer is moved out for the duration (no copy).
         let buf = std::mem::take(&mut self.buf);
-        let (consumed, event) = match parse::decode_command(&buf) {
+        let (consumed, event) = match parse::decode_command(&buf[..buf.scanned()]) {
             Decode::Done { consumed, .. } if consumed > self.command_allowance => {
                 // However the bytes were chunked, a line over the limit is
                 // refused, before anything in it takes effect or is counted.
@@ -355,14 +401,21 @@ impl ImapFrontend {
         let Some(event) = event else {
             return self.check_allowance();
         };
-        self.buf.advance(consumed);
-        self.literal_acked_at = None;
-        self.command_allowance = self.opts.max_line_bytes;
+        self.command_ended(consumed);
         if matches!(event, Event::StartTls(_)) {
             // Never interpret plaintext that was sent before the handshake.
             self.buf.clear();
         }
         Some(event)
+    }
+
+    /// The current command took `consumed` bytes: the next one starts with
+    /// a line's allowance and no literal.
+    fn command_ended(&mut self, consumed: usize) {
+        self.buf.advance(consumed);
+        self.literal_acked_at = None;
+        self.command_allowance = self.opts.max_line_bytes;
+        self.literals = 0;
     }
 
     fn handle_command(&mut self, command: Command<'_>) -> Event {
@@ -487,7 +540,13 @@ impl ImapFrontend {
     }
 
     fn next_auth_line(&mut self, tag: Vec<u8>, mechanism: Mechanism, exchange: Exchange) -> Option<Event> {
-        match parse::decode_auth_line(&self.buf) {
+        let decoded = if self.buf.line_ended() {
+            self.buf.parsing();
+            parse::decode_auth_line(&self.buf)
+        } else {
+            Decode::Incomplete
+        };
+        match decoded {
             Decode::Done { consumed, value } => {
                 let step = exchange.step(value);
                 self.buf.advance(consumed);
@@ -532,29 +591,43 @@ impl ImapFrontend {
         self.bad_inputs.refuse(BadInput::LineTooLong, refusal)
     }
 
+    /// A literal of `length` octets is announced, its data to start at
+    /// `offset`: acknowledged (`+` when synchronising) if the command takes
+    /// literals and the literal fits its limit, the command's byte budget
+    /// and the number of literals a command may carry; refused otherwise.
     fn literal_announced(&mut self, offset: usize, length: u64, sync: bool) -> Option<Event> {
         if self.literal_acked_at == Some(offset) {
             return self.check_allowance();
         }
         let (tag, name) = parse::head(&self.buf)?;
         let tag = tag.to_vec();
-        let takes_literals = name.eq_ignore_ascii_case(b"LOGIN") || name.eq_ignore_ascii_case(b"ID");
-        if !takes_literals || length > self.opts.max_literal_bytes {
-            let mut out = if takes_literals {
-                reply::LITERAL_TOO_BIG.to(&tag)
+        let is_id = name.eq_ignore_ascii_case(b"ID");
+        let takes_literals = is_id || name.eq_ignore_ascii_case(b"LOGIN");
+        let max_literal = if is_id {
+            // RFC 2971 §3.3: no ID field or value is longer than 1024 octets.
+            self.opts.max_literal_bytes.min(parse::MAX_ID_VALUE_BYTES as u64)
+        } else {
+            self.opts.max_literal_bytes
+        };
+        let budget = self.opts.max_command_bytes() as u64;
+        let over_budget = offset as u64 + length > budget || self.literals >= MAX_LITERALS_PER_COMMAND;
+        if !takes_literals || length > max_literal || over_budget {
+            let (refusal, goodbye) = if !takes_literals {
+                (reply::LITERAL_NOT_PERMITTED, reply::LITERAL_TOO_BIG_BYE)
+            } else if length > max_literal {
+                (reply::LITERAL_TOO_BIG, reply::LITERAL_TOO_BIG_BYE)
             } else {
-                reply::LITERAL_NOT_PERMITTED.to(&tag)
+                (reply::COMMAND_TOO_BIG, reply::COMMAND_TOO_BIG_BYE)
             };
+            let mut out = refusal.to(&tag);
             if sync {
                 // The client waits for our `+` and sends no literal data: the
                 // command ends at the announcement.
-                self.buf.advance(offset.min(self.buf.len()));
-                self.literal_acked_at = None;
-                self.command_allowance = self.opts.max_line_bytes;
+                self.command_ended(offset.min(self.buf.len()));
             } else {
                 // RFC 7888 §4: the data is on its way and cannot be told apart
                 // from the next command; refuse and close.
-                out.extend(reply::line(reply::LITERAL_TOO_BIG_BYE));
+                out.extend(reply::line(goodbye));
                 self.state = State::Closed;
                 self.buf.clear();
             }
@@ -565,32 +638,34 @@ impl ImapFrontend {
             }
             return Some(self.bad_inputs.refuse(BadInput::LiteralTooBig, out));
         }
+        // Within the budget, so `length` fits in memory: the data is skipped
+        // by the line scan and the line after it gets a line's allowance.
+        let data_end = offset + length as usize;
+        self.literals += 1;
         self.literal_acked_at = Some(offset);
-        self.command_allowance = offset + length as usize + self.opts.max_line_bytes;
+        self.buf.skip_to(data_end);
+        self.command_allowance = (data_end + self.opts.max_line_bytes).min(self.opts.max_command_bytes());
         if sync {
-            Some(Event::Reply(reply::line(reply::READY_FOR_LITERAL)))
-        } else {
-            self.check_allowance()
+            return Some(Event::Reply(reply::line(reply::READY_FOR_LITERAL)));
+        }
+        // The data may be here already, and the rest of the command after
+        // it: go on (at most `MAX_LITERALS_PER_COMMAND` calls deep).
+        match self.check_allowance() {
+            Some(too_long) => Some(too_long),
+            None => self.next_command(),
         }
     }
 
-    /// A line that cannot be a command: `BAD` with its tag, once the line has ended.
+    /// A line that cannot be a command: `BAD` with its tag. It is parsed
+    /// only once a line has ended, and the refused command ends with the
+    /// line feed the scan found (any earlier one was literal data).
     fn reject_line(&mut self, why: &'static str) -> Option<Event> {
-        let from = self.literal_acked_at.unwrap_or(0);
-        let Some(end) = self.buf[from..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|p| from + p)
-        else {
-            return self.check_allowance();
-        };
-        if end >= self.command_allowance {
+        let end = self.buf.scanned();
+        if end > self.command_allowance {
             return Some(self.too_long());
         }
         let refusal = reply::invalid_command(parse::leading_tag(&self.buf), why);
-        self.buf.advance(end + 1);
-        self.literal_acked_at = None;
-        self.command_allowance = self.opts.max_line_bytes;
+        self.command_ended(end);
         Some(self.bad_inputs.refuse(BadInput::Syntax, refusal))
     }
 }

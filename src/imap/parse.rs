@@ -13,8 +13,7 @@ use nom::Parser;
 use nom::branch::alt;
 use nom::bytes::streaming::{tag, tag_no_case, take, take_while, take_while1};
 use nom::combinator::{map, opt, value};
-use nom::multi::separated_list0;
-use nom::sequence::{delimited, preceded, separated_pair};
+use nom::sequence::{preceded, separated_pair};
 
 /// Result of trying to decode one command from the front of a buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -204,21 +203,52 @@ fn authenticate(input: &[u8]) -> PResult<'_, CommandBody<'_>> {
     ))
 }
 
+/// RFC 2971 §3.3: at most 30 field-value pairs in an `ID`.
+pub const MAX_ID_PAIRS: usize = 30;
+/// RFC 2971 §3.3: an `ID` field is at most 30 octets.
+pub const MAX_ID_FIELD_BYTES: usize = 30;
+/// RFC 2971 §3.3: an `ID` value is at most 1024 octets.
+pub const MAX_ID_VALUE_BYTES: usize = 1024;
+
 /// `id-params-list = "(" *(string SP nstring) ")" / nil` (RFC 2971 §4; the
-/// RFC's own grammar puts SP between pairs)
+/// RFC's own grammar puts SP between pairs), within §3.3's limits: a 31st
+/// pair, a longer field or value fails as soon as it is seen.
 fn id_params_list(input: &[u8]) -> PResult<'_, Option<IdParams<'_>>> {
-    alt((
-        value(None, tag_no_case("NIL")),
-        map(
-            delimited(
-                tag("("),
-                separated_list0(sp, separated_pair(string, sp, nstring)),
-                tag(")"),
-            ),
-            Some,
-        ),
-    ))
-    .parse(input)
+    alt((value(None, tag_no_case("NIL")), map(id_params, Some))).parse(input)
+}
+
+fn id_params(input: &[u8]) -> PResult<'_, IdParams<'_>> {
+    let (mut input, _) = tag("(")(input)?;
+    let mut pairs = IdParams::new();
+    loop {
+        let close: PResult<'_, &[u8]> = tag(")")(input);
+        match close {
+            Ok((rest, _)) => return Ok((rest, pairs)),
+            Err(nom::Err::Error(_)) => {}
+            Err(e) => return Err(e),
+        }
+        if !pairs.is_empty() {
+            input = sp(input)?.0;
+        }
+        if pairs.len() == MAX_ID_PAIRS {
+            return Err(invalid("more than 30 ID field-value pairs"));
+        }
+        let (rest, field) = string(input)?;
+        if field.len() > MAX_ID_FIELD_BYTES {
+            return Err(invalid("ID field longer than 30 octets"));
+        }
+        let (rest, _) = sp(rest)?;
+        let (rest, value) = nstring(rest)?;
+        if value.as_ref().is_some_and(|v| v.len() > MAX_ID_VALUE_BYTES) {
+            return Err(invalid("ID value longer than 1024 octets"));
+        }
+        pairs.push((field, value));
+        input = rest;
+    }
+}
+
+fn invalid(why: &'static str) -> nom::Err<ParseError<'static>> {
+    nom::Err::Failure(ParseError::Invalid(why))
 }
 
 /// `auth-line = (base64 / "*") CRLF`

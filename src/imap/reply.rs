@@ -180,6 +180,16 @@ pub const LITERAL_TOO_BIG: Tagged = Tagged {
     code: Some("TOOBIG"),
     text: "Literal too large.",
 };
+/// A command whose literals would take it over its byte budget, or past
+/// the number of literals one command may carry before login.
+pub const COMMAND_TOO_BIG: Tagged = Tagged {
+    status: "BAD",
+    code: Some("TOOBIG"),
+    text: "Command too large.",
+};
+/// [`COMMAND_TOO_BIG`] for a non-synchronising literal, which is on its way
+/// (RFC 7888 §4): refuse and close.
+pub const COMMAND_TOO_BIG_BYE: &str = "* BYE Command too large";
 /// A literal announced in a command that takes none before login.
 pub const LITERAL_NOT_PERMITTED: Tagged = Tagged::bad("Command is not permitted before login.");
 /// RFC 7888 §4: a non-synchronising literal too large to take is on its

@@ -12,14 +12,14 @@
 //! line has ended, and the next line is read as a new command. An over-long
 //! line is never buffered: its bytes are dropped as they arrive.
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 
 use super::parse::{self, Command, Decode};
 use super::reply::{self, Capabilities, line, ok};
 use crate::access::LoginRefusal;
 use crate::access::policy::DenyReason;
 use crate::frontend::sasl::{self, Credentials, Exchange, Mechanism, SaslError, Step};
-use crate::frontend::{BadInput, BadInputs};
+use crate::frontend::{BadInput, BadInputs, Input};
 use crate::secret::Secret;
 
 /// Limits and switches for one listener's POP3 front-end.
@@ -117,7 +117,7 @@ enum State {
 pub struct Pop3Frontend {
     opts: FrontendOptions,
     tls: bool,
-    buf: BytesMut,
+    buf: Input,
     state: State,
     /// An over-long line is being dropped until its LF.
     discarding: bool,
@@ -132,7 +132,7 @@ impl Pop3Frontend {
         Self {
             opts,
             tls,
-            buf: BytesMut::with_capacity(256),
+            buf: Input::with_capacity(256),
             state: State::Commands { user: None },
             discarding: false,
             failures: 0,
@@ -158,6 +158,17 @@ impl Pop3Frontend {
         self.buf.len()
     }
 
+    /// The bound on [`Self::buffered`]: the longer of the two line limits.
+    pub fn max_buffered(&self) -> usize {
+        self.opts.max_line_bytes.max(MAX_AUTH_LINE_BYTES)
+    }
+
+    /// Bytes handed to the parsers so far: each line is parsed once, when
+    /// it has ended, so never more than the bytes received.
+    pub fn parsed(&self) -> u64 {
+        self.buf.parsed()
+    }
+
     /// Bytes received from the client. Parsing happens in [`Self::next_event`].
     /// Bytes of a line being discarded are dropped here, so an endless line
     /// costs no memory.
@@ -174,7 +185,7 @@ impl Pop3Frontend {
                 None => return,
             }
         }
-        self.buf.extend_from_slice(data);
+        self.buf.extend(data);
     }
 
     /// Whether the front-end wants more bytes from the client.
@@ -222,7 +233,7 @@ impl Pop3Frontend {
     /// After a successful login: the bytes the client pipelined behind its
     /// login command (RFC 2449 PIPELINING), to be relayed upstream.
     pub fn into_pipelined(self) -> BytesMut {
-        self.buf
+        self.buf.into_bytes()
     }
 
     fn login_allowed(&self) -> bool {
@@ -272,6 +283,11 @@ impl Pop3Frontend {
         if self.discarding {
             return self.end_discarded_line();
         }
+        if !self.buf.line_ended() {
+            // Nothing to parse before the line ends.
+            return self.check_length(self.opts.max_line_bytes);
+        }
+        self.buf.parsing();
         // The parsed command borrows the buffer while the handler updates
         // the state, so the buffer is moved out for the duration (no copy).
         let buf = std::mem::take(&mut self.buf);
@@ -423,8 +439,14 @@ impl Pop3Frontend {
     }
 
     fn next_auth_line(&mut self, mechanism: Mechanism, exchange: Exchange) -> Option<Event> {
-        let line_ended = self.buf.contains(&b'\n');
-        match parse::decode_auth_line(&self.buf) {
+        let line_ended = self.buf.line_ended();
+        let decoded = if line_ended {
+            self.buf.parsing();
+            parse::decode_auth_line(&self.buf)
+        } else {
+            Decode::Incomplete
+        };
+        match decoded {
             Decode::Done { consumed, value } => {
                 let step = exchange.step(value);
                 self.buf.advance(consumed);

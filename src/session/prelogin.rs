@@ -71,6 +71,8 @@ async fn prelogin<P: MailProtocol>(
     let s = stream.as_mut().expect("stream present until handed off");
     s.write_all(&greeting).await?;
     s.flush().await?;
+    // What one read may add to what the front-end holds: its bound is
+    // `max_buffered()` plus this.
     let mut buf = [0u8; 4096];
     loop {
         while let Some(event) = frontend.next_event() {
@@ -123,6 +125,11 @@ async fn prelogin<P: MailProtocol>(
                 }
             }
         }
+        debug_assert!(
+            frontend.buffered() <= frontend.max_buffered(),
+            "{} bytes held before login, over the front-end's bound",
+            frontend.buffered()
+        );
         let s = stream.as_mut().expect("stream present until handed off");
         s.flush().await?;
         let n = s.read(&mut buf).await?;

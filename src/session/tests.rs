@@ -52,6 +52,13 @@ impl Frontend for Lines {
     fn receive(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }
+    fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+    fn max_buffered(&self) -> usize {
+        // Lines of a few words, in these tests.
+        4096
+    }
     fn next_event(&mut self) -> Option<Event<Attempt>> {
         if let Some(event) = self.pending.pop_front() {
             return Some(event);

@@ -6,14 +6,14 @@
 //! authenticated (RFC 4954 §6 `530 5.7.0`). Pipelined commands (RFC 2920)
 //! are answered in order, one event at a time.
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 
 use super::parse::{self, Command, Decode};
 use super::reply::{self, Extensions};
 use crate::access::LoginRefusal;
 use crate::access::policy::DenyReason;
 use crate::frontend::sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
-use crate::frontend::{BadInput, BadInputs};
+use crate::frontend::{BadInput, BadInputs, Input};
 
 /// The reply to a line that is not a valid command (the guard's too).
 pub use super::reply::invalid_command as invalid_reply;
@@ -97,7 +97,7 @@ pub struct Greeting {
 pub struct SmtpFrontend {
     opts: FrontendOptions,
     tls: bool,
-    buf: BytesMut,
+    buf: Input,
     state: State,
     greeting: Option<Greeting>,
     failures: u32,
@@ -114,7 +114,7 @@ impl SmtpFrontend {
         Self {
             opts,
             tls,
-            buf: BytesMut::with_capacity(512),
+            buf: Input::with_capacity(512),
             state: State::Commands,
             greeting: None,
             failures: 0,
@@ -139,10 +139,22 @@ impl SmtpFrontend {
         self.buf.len()
     }
 
+    /// The bound on [`Self::buffered`]: the longest line limit (a `MAIL`
+    /// line, or an AUTH exchange line).
+    pub fn max_buffered(&self) -> usize {
+        (self.opts.max_command_line_bytes + 500).max(self.opts.max_auth_line_bytes)
+    }
+
+    /// Bytes handed to the parsers so far: each line is parsed once, when
+    /// it has ended, so never more than the bytes received.
+    pub fn parsed(&self) -> u64 {
+        self.buf.parsed()
+    }
+
     /// Bytes received from the client. Parsing happens in [`Self::next_event`].
     pub fn receive(&mut self, data: &[u8]) {
         if !matches!(self.state, State::Closed) {
-            self.buf.extend_from_slice(data);
+            self.buf.extend(data);
         }
     }
 
@@ -203,7 +215,7 @@ impl SmtpFrontend {
             name: "unknown".to_owned(),
             esmtp: true,
         });
-        (greeting, self.buf)
+        (greeting, self.buf.into_bytes())
     }
 
     /// The client's greeting so far.
@@ -283,8 +295,16 @@ impl SmtpFrontend {
     fn next_command(&mut self) -> Option<Event> {
         // The parsed command borrows the buffer while the handler updates
         // the state, so the buffer is moved out for the duration (no copy).
+        let (limit, too_long) = self.line_limit_of(&self.buf);
+        if !self.buf.line_ended() {
+            // Nothing to parse before the line ends.
+            if self.buf.len() > limit {
+                return Some(self.too_long(too_long, None));
+            }
+            return None;
+        }
+        self.buf.parsing();
         let buf = std::mem::take(&mut self.buf);
-        let (limit, too_long) = self.line_limit_of(&buf);
         let (consumed, event) = match parse::decode_command(&buf) {
             Decode::Incomplete => {
                 self.buf = buf;
@@ -418,7 +438,13 @@ impl SmtpFrontend {
 
     fn next_auth_line(&mut self, mechanism: Mechanism, exchange: Exchange) -> Option<Event> {
         let limit = self.opts.max_auth_line_bytes;
-        match parse::decode_auth_line(&self.buf) {
+        let decoded = if self.buf.line_ended() {
+            self.buf.parsing();
+            parse::decode_auth_line(&self.buf)
+        } else {
+            Decode::Incomplete
+        };
+        match decoded {
             Decode::Incomplete if self.buf.len() <= limit => {
                 self.state = State::Authenticating { mechanism, exchange };
                 None

@@ -133,6 +133,58 @@ async fn over_long_lines_and_huge_literal_announcements() {
     still_serving(&proxy).await;
 }
 
+/// Sends `a ID (` then `"fN" {1024+}` literals with their data for ever
+/// (up to `max` bytes, stopping if the proxy closes), and returns what the
+/// proxy said before it closed.
+async fn endless_literal_chain(c: &mut Client, max: usize) -> Vec<String> {
+    let mut sent = 0;
+    let mut chain = b"a ID (".to_vec();
+    let mut i = 0;
+    while sent < max {
+        while chain.len() < 4096 {
+            chain.extend(format!("\"f{i}\" {{1024+}}\r\n").as_bytes());
+            chain.extend([b'x'; 1024]);
+            chain.push(b' ');
+            i += 1;
+        }
+        if c.send_raw(&chain).await.is_err() {
+            break;
+        }
+        sent += chain.len();
+        chain.clear();
+    }
+    c.expect_closed().await
+}
+
+#[tokio::test]
+async fn a_chain_of_literals_in_one_command_is_cut_off_at_the_command_budget() {
+    let fake = FakeImap::start(Behaviour::Serve).await;
+    let proxy = proxy(&fake, SHORT).await;
+    let refused = |protocol| {
+        metrics::value(
+            "pec_proxy_client_errors_total",
+            &[("protocol", protocol), ("kind", "literal_too_big")],
+        )
+    };
+    let before = refused("imap");
+    const CUT: [&str; 2] = ["a BAD [TOOBIG] Command too large.", "* BYE Command too large"];
+
+    // Over TLS: 1 MiB offered, refused at the 9th literal (8 of 1 KiB fit
+    // the 32 KiB budget; the unit tests show the budget itself).
+    let mut c = imaps(&proxy).await;
+    assert_eq!(endless_literal_chain(&mut c, 1 << 20).await, CUT);
+
+    // The same in clear on the STARTTLS port, before any TLS.
+    let mut c = Client::plain(proxy.addr("imap")).await;
+    assert!(c.line().await.starts_with("* OK [CAPABILITY IMAP4rev1 "));
+    assert_eq!(endless_literal_chain(&mut c, 1 << 20).await, CUT);
+
+    // Other rows count literal_too_big too, concurrently: at least ours.
+    assert!(refused("imap") - before >= 2.0);
+    assert!(fake.seen().commands.is_empty());
+    still_serving(&proxy).await;
+}
+
 #[tokio::test]
 async fn invalid_base64_and_empty_names_in_sasl() {
     metrics::install();

@@ -154,6 +154,174 @@ fn oversized_literals_are_refused() {
     assert!(matches!(ev, Some(Event::Close)));
 }
 
+/// Feeds `stream` in `chunk`-byte reads until the front-end closes;
+/// returns the replies, the bytes it took before closing (`None` if it
+/// never closed) and, after every read, checks what it holds against its
+/// bound and its parse work against the bytes received.
+fn feed_until_closed(fe: &mut ImapFrontend, stream: &[u8], chunk: usize) -> (String, Option<usize>) {
+    let mut out = Vec::new();
+    let mut received = 0usize;
+    for piece in stream.chunks(chunk) {
+        fe.receive(piece);
+        received += piece.len();
+        while let Some(ev) = fe.next_event() {
+            match ev {
+                Event::Reply(bytes) => out.extend(bytes),
+                Event::Close => return (String::from_utf8(out).unwrap(), Some(received)),
+                Event::BadInput(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(fe.buffered() <= fe.max_buffered(), "{} bytes held", fe.buffered());
+        let bound = u64::from(MAX_LITERALS_PER_COMMAND + 1) * received as u64;
+        assert!(fe.parsed() <= bound, "{} bytes parsed of {received}", fe.parsed());
+    }
+    (String::from_utf8(out).unwrap(), None)
+}
+
+/// `a ID (` then `"f" {n+}` literals for ever, as the attacker sent.
+fn endless_id_literals(literal: usize, count: usize) -> Vec<u8> {
+    let mut stream = b"a ID (".to_vec();
+    for i in 0..count {
+        stream.extend(format!("\"f{i}\" {{{literal}+}}\r\n").as_bytes());
+        stream.extend(std::iter::repeat_n(b'x', literal));
+        stream.push(b' ');
+    }
+    stream
+}
+
+#[test]
+fn a_chain_of_literals_cannot_grow_a_command_past_its_budget() {
+    let mut fe = tls();
+    let budget = fe.max_buffered();
+    assert_eq!(budget, 32 * 1024, "four 8 KiB lines with the defaults");
+    // Literals of 1000 bytes: 8 fit the count, the 9th is over it.
+    let (out, closed) = feed_until_closed(&mut fe, &endless_id_literals(1000, 64), 4096);
+    assert_eq!(
+        out,
+        "a BAD [TOOBIG] Command too large.\r\n* BYE Command too large\r\n"
+    );
+    assert!(
+        closed.is_some_and(|n| n <= budget + 4096),
+        "closed after {closed:?} bytes"
+    );
+
+    // Literals at ID's 1024-octet limit, sent one byte per read: the
+    // parser still reads each byte a bounded number of times.
+    let mut fe = tls();
+    let (out, closed) = feed_until_closed(&mut fe, &endless_id_literals(1024, 16), 1);
+    assert!(out.ends_with("* BYE Command too large\r\n"), "{out}");
+    assert!(
+        closed.is_some_and(|n| n <= budget),
+        "closed after {closed:?} bytes"
+    );
+}
+
+#[test]
+fn a_command_of_many_lines_is_bounded_by_its_total_not_each_line() {
+    // LOGIN literals at the literal limit fit; a chain of sync literals in
+    // ID is refused once its total would pass the budget.
+    let opts = FrontendOptions {
+        max_line_bytes: 1024,
+        max_literal_bytes: 1024,
+        ..FrontendOptions::default()
+    };
+    assert_eq!(opts.max_command_bytes(), 4096);
+    let mut fe = ImapFrontend::new(opts, true);
+    let mut stream = b"a ID (".to_vec();
+    let mut acks = 0;
+    loop {
+        stream.extend(b"\"f\" {1000}\r\n");
+        let (out, ev) = run(&mut fe, &stream);
+        stream.clear();
+        if out != "+ Ready for literal data\r\n" {
+            assert_eq!(out, "a BAD [TOOBIG] Command too large.\r\n");
+            assert!(ev.is_none(), "a refused sync literal leaves the connection open");
+            break;
+        }
+        acks += 1;
+        stream.extend(std::iter::repeat_n(b'y', 1000));
+        stream.push(b' ');
+    }
+    assert_eq!(acks, 4, "4 literals of 1000 bytes fit 4096 bytes, not 5");
+    let (out, _) = run(&mut fe, b"b NOOP\r\n");
+    assert_eq!(out, "b OK NOOP completed.\r\n");
+}
+
+#[test]
+fn id_follows_rfc_2971_limits() {
+    let pairs = |n: usize| {
+        let mut cmd = b"a ID (".to_vec();
+        for i in 0..n {
+            if i > 0 {
+                cmd.push(b' ');
+            }
+            cmd.extend(format!("\"k{i}\" \"v\"").as_bytes());
+        }
+        cmd.extend(b")\r\n");
+        cmd
+    };
+    let mut fe = tolerant();
+    let (out, _) = run(&mut fe, &pairs(30));
+    assert!(out.ends_with("a OK ID completed.\r\n"), "{out}");
+    let (out, _) = run(&mut fe, &pairs(31));
+    assert_eq!(
+        out,
+        "a BAD Invalid command: more than 30 ID field-value pairs.\r\n"
+    );
+    let field = "f".repeat(31);
+    let (out, _) = run(&mut fe, format!("a ID (\"{field}\" NIL)\r\n").as_bytes());
+    assert_eq!(out, "a BAD Invalid command: ID field longer than 30 octets.\r\n");
+    let value = "v".repeat(1025);
+    let (out, _) = run(&mut fe, format!("a ID (\"name\" \"{value}\")\r\n").as_bytes());
+    assert_eq!(
+        out,
+        "a BAD Invalid command: ID value longer than 1024 octets.\r\n"
+    );
+    let (out, _) = run(&mut fe, b"a ID (\"name\" {1025}\r\n");
+    assert_eq!(out, "a BAD [TOOBIG] Literal too large.\r\n");
+    let value = "v".repeat(1024);
+    let (out, _) = run(&mut fe, format!("a ID (\"name\" \"{value}\")\r\n").as_bytes());
+    assert!(out.ends_with("a OK ID completed.\r\n"), "{out}");
+}
+
+#[test]
+fn more_literals_than_a_command_may_carry_are_refused() {
+    let mut fe = tls();
+    let mut stream = b"a ID (".to_vec();
+    for i in 0..MAX_LITERALS_PER_COMMAND {
+        stream.extend(format!("\"k{i}\" {{1+}}\r\nv ").as_bytes());
+    }
+    let (out, ev) = run(&mut fe, &stream);
+    assert_eq!((out.as_str(), ev.is_none()), ("", true));
+    let (out, ev) = run(&mut fe, b"\"k\" {1+}\r\n");
+    assert_eq!(
+        out,
+        "a BAD [TOOBIG] Command too large.\r\n* BYE Command too large\r\n"
+    );
+    assert!(matches!(ev, Some(Event::Close)));
+    // Eight literals are fine.
+    let mut fe = tls();
+    stream.extend(b"\"k\" \"v\")\r\n");
+    let (out, _) = run(&mut fe, &stream);
+    assert!(out.ends_with("a OK ID completed.\r\n"), "{out}");
+}
+
+#[test]
+fn a_line_sent_one_byte_per_read_is_parsed_once() {
+    let mut fe = tolerant();
+    let line = format!("a LOGIN \"{}\" \"{}\"\r\n", "u".repeat(4000), "p".repeat(4000));
+    let mut last = None;
+    for &b in line.as_bytes() {
+        fe.receive(&[b]);
+        while let Some(ev) = fe.next_event() {
+            last = Some(ev);
+        }
+    }
+    assert!(matches!(last, Some(Event::Login(_))));
+    assert_eq!(fe.parsed(), line.len() as u64);
+}
+
 #[test]
 fn literals_in_other_commands_are_refused_at_once() {
     let mut fe = tls();

@@ -431,3 +431,19 @@ fn the_nth_refusal_closes_with_too_many_errors() {
     assert!(!fe.wants_input());
     assert!(matches!(events(&mut fe, b"NOOP\r\n").as_slice(), [Event::Close]));
 }
+
+/// Lines sent one byte per read, commands and an AUTH exchange: each is
+/// parsed once, when it ends, and what the front-end holds stays within
+/// its bound however the bytes come.
+#[test]
+fn lines_sent_one_byte_per_read_are_parsed_once() {
+    let mut fe = tolerant();
+    let response = "QUJD".repeat(500);
+    let stream = format!("CAPA\r\nUSER alice@pec.example\r\nAUTH PLAIN\r\n{response}\r\n");
+    for &b in stream.as_bytes() {
+        fe.receive(&[b]);
+        while fe.next_event().is_some() {}
+        assert!(fe.buffered() <= fe.max_buffered());
+    }
+    assert_eq!(fe.parsed(), stream.len() as u64);
+}

@@ -364,3 +364,20 @@ fn the_nth_refusal_closes_with_too_many_errors() {
     assert!(!fe.wants_input());
     assert!(matches!(events(&mut fe, b"NOOP\r\n").as_slice(), [Event::Close]));
 }
+
+/// Lines sent one byte per read, commands and an AUTH LOGIN exchange: each
+/// is parsed once, when it ends, and what the front-end holds stays within
+/// its bound however the bytes come.
+#[test]
+fn lines_sent_one_byte_per_read_are_parsed_once() {
+    let mut fe = tolerant();
+    let name = "h".repeat(400);
+    let user = "u".repeat(3000);
+    let stream = format!("EHLO {name}\r\nNOOP\r\nAUTH LOGIN\r\n{user}\r\n");
+    for &b in stream.as_bytes() {
+        fe.receive(&[b]);
+        while fe.next_event().is_some() {}
+        assert!(fe.buffered() <= fe.max_buffered());
+    }
+    assert_eq!(fe.parsed(), stream.len() as u64);
+}
