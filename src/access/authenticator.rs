@@ -3,18 +3,37 @@
 //! use, and write the access log.
 //!
 //! Hash verification is deliberately slow (argon2id: ~20 MiB and tens of
-//! milliseconds). It runs under `spawn_blocking`, behind a semaphore sized
-//! to the cores, so a burst of logins queues for the verifiers instead of
-//! stalling the async threads that relay established sessions, and never
-//! runs more verifications at once than there are cores.
+//! milliseconds). It runs under `spawn_blocking`, on one of a fixed set of
+//! verifier slots (one per core), so a burst of logins queues for the
+//! verifiers instead of stalling the async threads that relay established
+//! sessions, and never runs more verifications at once than there are
+//! slots. Every verification of a login (the dummy one for an unknown name,
+//! app passwords, the main password) runs on a slot.
+//!
+//! Each slot owns its argon2 memory ([`HashMemory`]), allocated at its
+//! first verification and reused by every later one, so a password spray
+//! allocates nothing large. (Allocating and freeing 19 MiB per
+//! verification let glibc keep it, per thread arena: 300 wrong logins, 16
+//! at a time, left a 2-core proxy 330 to 400 MiB larger for good; see
+//! `tests/spray_memory.rs`.) Bound, during and after any spray:
+//!
+//! RSS ≤ baseline + slots × M + what the sessions themselves hold,
+//!
+//! where slots = the cores the process may run on (shared by every
+//! configuration a reload builds) and M = the largest argon2 memory cost
+//! verified since start: 19 MiB for every hash `pec-proxy` creates and for
+//! the dummy, at most [`MAX_VERIFY_MEMORY_KIB`](crate::access::password::MAX_VERIFY_MEMORY_KIB)
+//! for an imported hash (see [`HashMemory`] for a store mixing several larger costs).
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::access::LoginRequest;
 use crate::access::login_name::{LoginName, parse_login_name};
-use crate::access::policy::{self, Claim, Denial, DenyReason, Hashes, PasswordCheck, Permit};
+use crate::access::password::{HashMemory, verify_dummy_in, verify_password_in};
+use crate::access::policy::{self, Claim, Denial, DenyReason, PasswordCheck, Permit};
 use crate::access::verified::VerifiedCache;
 use crate::secret::Secret;
 use crate::store::{AccessLogEntry, AccountStore, LoginResult, unix_now};
@@ -26,27 +45,97 @@ pub const MAX_CLIENT_NAME: usize = 128;
 #[derive(Clone)]
 pub struct Authenticator {
     store: Arc<dyn AccountStore>,
-    verifiers: Arc<Semaphore>,
+    verifiers: Arc<Verifiers>,
     /// Recent successful verifications; `None`: every login verifies.
     verified: Option<Arc<VerifiedCache>>,
 }
 
-/// Cached successes first, then the hash; successes are remembered.
-struct CachedHashes<'a>(&'a VerifiedCache);
+/// The verifier slots: a permit per slot, and the slots' memories not in
+/// use. A permit holder takes one memory and gives it back before its
+/// permit goes, so there is always one free memory per free permit and
+/// never more memories than slots.
+struct Verifiers {
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<HashMemory>>,
+}
 
-impl PasswordCheck for CachedHashes<'_> {
+impl Verifiers {
+    fn new(slots: usize) -> Arc<Self> {
+        let slots = slots.max(1);
+        Arc::new(Self {
+            permits: Arc::new(Semaphore::new(slots)),
+            idle: Mutex::new((0..slots).map(|_| HashMemory::default()).collect()),
+        })
+    }
+
+    /// The slots every [`Authenticator::new`] shares, one per core: a
+    /// reload builds a new authenticator, not more slots.
+    fn shared() -> Arc<Self> {
+        static SHARED: OnceLock<Arc<Verifiers>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Self::new(std::thread::available_parallelism().map_or(1, |n| n.get())))
+            .clone()
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<HashMemory>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for a free slot; `None` once closed.
+    async fn acquire(self: &Arc<Self>) -> Option<Slot> {
+        let permit = self.permits.clone().acquire_owned().await.ok()?;
+        let memory = self.idle().pop().expect("a free permit has a free memory");
+        Some(Slot {
+            memory,
+            verifiers: self.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// Bytes held by the idle slots' memories (all of them when no
+    /// verification runs).
+    #[cfg(test)]
+    fn idle_bytes(&self) -> Vec<usize> {
+        self.idle().iter().map(HashMemory::bytes).collect()
+    }
+}
+
+/// A verifier slot in use: its memory, given back when dropped, then its
+/// permit (fields drop after `drop`).
+struct Slot {
+    memory: HashMemory,
+    verifiers: Arc<Verifiers>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.verifiers.idle().push(std::mem::take(&mut self.memory));
+    }
+}
+
+/// Verifies on a slot's memory; with the cache, successes are looked up
+/// first and remembered.
+struct SlotHashes<'a> {
+    memory: RefCell<&'a mut HashMemory>,
+    cache: Option<&'a VerifiedCache>,
+}
+
+impl PasswordCheck for SlotHashes<'_> {
     fn verify(&self, password: &Secret, hash: &str) -> bool {
-        if self.0.contains(hash, password) {
+        if self.cache.is_some_and(|c| c.contains(hash, password)) {
             return true;
         }
-        let ok = Hashes.verify(password, hash);
+        let ok = verify_password_in(&mut self.memory.borrow_mut(), password, hash) == Ok(true);
         if ok {
-            self.0.insert(hash, password);
+            if let Some(cache) = self.cache {
+                cache.insert(hash, password);
+            }
         }
         ok
     }
     fn dummy(&self, password: &Secret) {
-        Hashes.dummy(password);
+        verify_dummy_in(&mut self.memory.borrow_mut(), password);
     }
 }
 
@@ -62,17 +151,23 @@ impl PasswordCheck for CacheOnly<'_> {
 }
 
 impl Authenticator {
-    /// One concurrent hash verification per core.
+    /// One verifier slot per core, the same slots for every authenticator
+    /// made with `new` (one per configuration).
     pub fn new(store: Arc<dyn AccountStore>) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::with_verifiers(store, cores)
+        Self {
+            store,
+            verifiers: Verifiers::shared(),
+            verified: None,
+        }
     }
 
-    /// At most `verifiers` (at least 1) hash verifications at once.
+    /// Its own `verifiers` slots (at least 1): at most that many hash
+    /// verifications at once.
+    #[cfg(test)]
     pub fn with_verifiers(store: Arc<dyn AccountStore>, verifiers: usize) -> Self {
         Self {
             store,
-            verifiers: Arc::new(Semaphore::new(verifiers.max(1))),
+            verifiers: Verifiers::new(verifiers),
             verified: None,
         }
     }
@@ -172,7 +267,7 @@ impl Authenticator {
                 return Ok(permit);
             }
         }
-        let Ok(verifier) = self.verifiers.clone().acquire_owned().await else {
+        let Some(mut slot) = self.verifiers.acquire().await else {
             return Err(DenyReason::StoreUnavailable.into()); // closed: shutting down
         };
         let (protocol, client_ip, tls) = (req.protocol, req.peer.ip(), req.tls);
@@ -181,7 +276,10 @@ impl Authenticator {
         let decision = tokio::task::spawn_blocking(move || {
             // Held by the blocking task itself: if the client goes away and
             // this future is dropped, the slot stays taken until the hash is done.
-            let _verifier = verifier;
+            let passwords = SlotHashes {
+                memory: RefCell::new(&mut slot.memory),
+                cache: cache.as_deref(),
+            };
             let request = Claim {
                 protocol,
                 login: &login,
@@ -189,10 +287,7 @@ impl Authenticator {
                 client_ip,
                 tls,
             };
-            match &cache {
-                Some(cache) => policy::check_with(&request, record.as_ref(), now, &CachedHashes(cache)),
-                None => policy::check(&request, record.as_ref(), now),
-            }
+            policy::check_with(&request, record.as_ref(), now, &passwords)
         })
         .await;
         decision.unwrap_or_else(|error| {

@@ -336,3 +336,77 @@ async fn the_verified_cache_never_outlives_a_change() {
     store.set_active("studio@pec.it", false).await.unwrap();
     assert!(login("New-Password-99x").await.is_err(), "inactive mailbox");
 }
+
+/// Concurrent logins share the authenticator's slots: the dummy
+/// verification of an unknown name (19 MiB, the recommended cost) and the
+/// weak test hashes (8 KiB) all run in the two slots' memories, which are
+/// all there is once the logins are done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_verification_runs_in_a_slots_memory() {
+    let f = fixture().await;
+    let mut logins = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let auth = f.auth.clone();
+        let login = [
+            "ghost@pec.it",
+            "studio@pec.it",
+            "anna/studio@pec.it",
+            "nobody/studio@pec.it",
+        ][i % 4];
+        logins.spawn(async move {
+            auth.authenticate(&request(Protocol::Imap, login, WRONG_PW))
+                .await
+                .unwrap_err()
+        });
+    }
+    while let Some(denial) = logins.join_next().await {
+        assert_eq!(denial.unwrap().reason, DenyReason::UnknownOrBadPassword);
+    }
+    let dummy = 19 * 1024 * 1024;
+    let idle = f.auth.verifiers.idle_bytes();
+    assert_eq!(idle.len(), 2, "{idle:?}");
+    assert!(idle.iter().all(|&b| b == 0 || b == dummy), "{idle:?}");
+    assert!(idle.contains(&dummy), "the dummy ran in a slot: {idle:?}");
+}
+
+/// A login whose client went away mid-verification gives its slot back
+/// when the hash is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_login_gives_its_slot_back() {
+    let f = fixture().await;
+    // Slow enough (t = 16: some hundreds of ms) to be seen running.
+    let slow = HashCost {
+        memory_kib: 19 * 1024,
+        iterations: 16,
+        parallelism: 1,
+    };
+    let hash = hash_password_with(&Secret::from_slice(b"whatever"), slow).unwrap();
+    f.store
+        .add_mailbox("slow@pec.it", Some(&hash), unix_now())
+        .await
+        .unwrap();
+    let auth = f.auth.clone();
+    let login = tokio::spawn(async move {
+        auth.authenticate(&request(Protocol::Imap, "slow@pec.it", WRONG_PW))
+            .await
+    });
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while f.auth.verifiers.idle_bytes().len() == 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the verification never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    login.abort();
+    assert!(
+        login.await.unwrap_err().is_cancelled(),
+        "dropped mid-verification"
+    );
+    // Both slots come free, the second once the abandoned hash is done.
+    let first = f.auth.verifiers.acquire().await.unwrap();
+    let second = f.auth.verifiers.acquire().await.unwrap();
+    assert!(f.auth.verifiers.idle_bytes().is_empty());
+    drop((first, second));
+    assert_eq!(f.auth.verifiers.idle_bytes().len(), 2);
+}

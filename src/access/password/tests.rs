@@ -65,6 +65,19 @@ fn unusable_hashes_are_errors_not_panics() {
             "$argon2id$v=19$m=64,t=1,p=1$!!$??",
             PasswordError::Malformed("argon2id"),
         ),
+        // No output, or no salt: nothing could ever match it.
+        (
+            "$argon2id$v=19$m=64,t=1,p=1$Xs7oW39j0vFYor7r2B9tqQ",
+            PasswordError::Malformed("argon2id"),
+        ),
+        (
+            "$argon2id$v=19$m=64,t=1,p=1",
+            PasswordError::Malformed("argon2id"),
+        ),
+        (
+            "$argon2id$v=18$m=64,t=1,p=1$Xs7oW39j0vFYor7r2B9tqQ$oiayr4cI427OnHs2/oicuh6T7Tpy5Gd9j1S4MeicOjY",
+            PasswordError::Malformed("argon2id"),
+        ),
         (
             "$argon2id$v=19$m=4194304,t=1,p=1$Xs7oW39j0vFYor7r2B9tqQ$oiayr4cI427OnHs2/oicuh6T7Tpy5Gd9j1S4MeicOjY",
             PasswordError::CostTooHigh("m"),
@@ -100,4 +113,82 @@ fn recommended_cost_is_what_we_say() {
     assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
     assert!(DUMMY_HASH.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
     assert_eq!(verify_password(&Secret::from_slice(b"x"), DUMMY_HASH), Ok(false));
+}
+
+/// argon2id hashes the crate itself makes with what our own hashes never
+/// use (version 0x10, two lanes, short and long outputs, associated data),
+/// verified by our computation in a caller's memory.
+#[test]
+fn argon2id_variants_verify_as_the_crate_verifies_them() {
+    let right = Secret::from_slice(PASSWORD);
+    let wrong = Secret::from_slice(b"correct horsf");
+    let build = |version, p_cost, output_len, data: &[u8]| {
+        let mut params = argon2::ParamsBuilder::new();
+        params.m_cost(64).t_cost(2).p_cost(p_cost).output_len(output_len);
+        params.data(argon2::AssociatedData::new(data).unwrap());
+        let params = params.build().unwrap();
+        Argon2::new(argon2::Algorithm::Argon2id, version, params)
+            .hash_password_with_salt(PASSWORD, b"saltsaltsalt")
+            .unwrap()
+            .to_string()
+    };
+    let hashes = [
+        build(argon2::Version::V0x10, 1, 32, b""),
+        build(argon2::Version::V0x13, 2, 32, b""),
+        build(argon2::Version::V0x13, 1, 10, b""),
+        build(argon2::Version::V0x13, 1, 64, b""),
+        build(argon2::Version::V0x13, 1, 32, b"context"),
+    ];
+    let mut memory = HashMemory::default();
+    for hash in &hashes {
+        assert_eq!(
+            Argon2::default().verify_password(PASSWORD, &PasswordHash::new(hash).unwrap()),
+            Ok(())
+        );
+        assert_eq!(verify_password_in(&mut memory, &right, hash), Ok(true), "{hash}");
+        assert_eq!(verify_password_in(&mut memory, &wrong, hash), Ok(false), "{hash}");
+    }
+}
+
+/// One memory serves every verification in turn, whatever its cost: it
+/// grows to the largest, never shrinks, and is wiped after each use.
+#[test]
+fn one_memory_serves_every_cost_in_turn() {
+    let right = Secret::from_slice(PASSWORD);
+    let wrong = Secret::from_slice(b"correct horsf");
+    let cost = |memory_kib| HashCost {
+        memory_kib,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let small = hash_password_with(&right, cost(64)).unwrap();
+    let large = hash_password_with(&right, cost(256)).unwrap();
+    let mut memory = HashMemory::default();
+    assert_eq!(memory.bytes(), 0, "nothing until first used");
+    let steps: &[(&str, usize)] = &[
+        (&small, 64),
+        (VECTORS[0].0, 64),
+        (&large, 256),
+        (&small, 256),
+        (VECTORS[2].0, 256), // bcrypt: no argon2 memory
+        (VECTORS[0].0, 256),
+    ];
+    for (hash, kib) in steps {
+        assert_eq!(verify_password_in(&mut memory, &right, hash), Ok(true), "{hash}");
+        assert_eq!(verify_password_in(&mut memory, &wrong, hash), Ok(false), "{hash}");
+        assert_eq!(memory.bytes(), kib * 1024, "{hash}");
+        assert!(memory.is_wiped(), "{hash}");
+    }
+    // Refused before any memory is touched.
+    let absurd =
+        "$argon2id$v=19$m=4194304,t=1,p=1$Xs7oW39j0vFYor7r2B9tqQ$oiayr4cI427OnHs2/oicuh6T7Tpy5Gd9j1S4MeicOjY";
+    assert_eq!(
+        verify_password_in(&mut memory, &right, absurd),
+        Err(PasswordError::CostTooHigh("m"))
+    );
+    assert_eq!(memory.bytes(), 256 * 1024);
+    // The dummy costs what a recommended hash costs, in the same memory.
+    verify_dummy_in(&mut memory, &right);
+    assert_eq!(memory.bytes(), 19 * 1024 * 1024);
+    assert!(memory.is_wiped());
 }
