@@ -1,7 +1,17 @@
 //! TLS for both sides: the server config clients see (certificates chosen by
-//! SNI, TLS 1.2 and 1.3 only), and the client config used towards upstreams.
+//! SNI, TLS 1.2 and 1.3 only, ALPN by the listener's protocol), and the
+//! client config used towards upstreams.
 //!
 //! Both are built once at start-up (and on reload), never per connection.
+//!
+//! ALPN is the ALPACA mitigation (Brinkmann et al., USENIX Security 2021,
+//! CVE-2021-3618): a web page can make a browser open TLS to a mail port
+//! under the same certificate as the web site, offering `http/1.1` or `h2`.
+//! Each listener refuses a ClientHello whose ALPN list names other
+//! protocols and not its own with the `no_application_protocol` alert
+//! (RFC 7301 §3.2), before any byte of the mail protocol; a ClientHello
+//! without ALPN, which most mail clients send, is served as before. See
+//! [`AlpnPolicy`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,9 +25,10 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 use tracing::debug;
 
 use crate::config::CertificateConfig;
@@ -107,7 +118,8 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// The server-side TLS configuration for every client listener.
+/// The server-side TLS configuration every client listener starts from,
+/// without ALPN: [`Acceptor::new`] adds the listener's protocol.
 pub fn server_config(certificates: &[CertificateConfig]) -> Result<Arc<ServerConfig>, TlsError> {
     let resolver = SniResolver::new(certificates)?;
     let mut config = ServerConfig::builder_with_provider(provider())
@@ -165,18 +177,206 @@ pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
-/// The server side of a handshake, under `timeout`, counted by protocol
-/// and version in `pec_proxy_tls_handshakes_total` and timed. `None` when
-/// it failed or timed out (the client is gone: nothing more to say).
-pub async fn accept(
-    tcp: TcpStream,
-    acceptor: &TlsAcceptor,
-    timeout: Duration,
+/// The ALPN protocol IDs of the IANA registry "TLS Application-Layer
+/// Protocol Negotiation (ALPN) Protocol IDs"
+/// (<https://www.iana.org/assignments/tls-extensiontype-values/tls-extensiontype-values.xhtml#alpn-protocol-ids>),
+/// byte for byte, without the GREASE values of RFC 8701. Taken from the
+/// registry's CSV as reproduced by the haprox-rs crate's generated table
+/// (2025); entries registered since then are missing, and on an SMTP
+/// listener a missing one counts as unknown (served), never refused.
+///
+/// `imap` and `pop3` are registered with RFC 2595 as reference,
+/// `managesieve` with RFC 5804, `ftp` with RFC 959 and 4217. SMTP has no
+/// entry. (nginx's mail proxy, in its ALPACA fix of 1.21.0, answers every
+/// SMTP listener with an unregistered `smtp` and refuses any other list;
+/// we stay with the registry and refuse only what it names.)
+pub const REGISTERED_ALPN_IDS: &[&[u8]] = &[
+    b"http/0.9",
+    b"http/1.0",
+    b"http/1.1",
+    b"spdy/1",
+    b"spdy/2",
+    b"spdy/3",
+    b"stun.turn",
+    b"stun.nat-discovery",
+    b"h2",
+    b"h2c",
+    b"webrtc",
+    b"c-webrtc",
+    b"ftp",
+    b"imap",
+    b"pop3",
+    b"managesieve",
+    b"coap",
+    b"co",
+    b"xmpp-client",
+    b"xmpp-server",
+    b"acme-tls/1",
+    b"mqtt",
+    b"dot",
+    b"ntske/1",
+    b"sunrpc",
+    b"h3",
+    b"smb",
+    b"irc",
+    b"nntp",
+    b"nnsp",
+    b"doq",
+    b"sip/2",
+    b"tds/8.0",
+    b"dicom",
+    b"postgresql",
+    b"radius/1.0",
+    b"radius/1.1",
+];
+
+/// Whether `id` is one of the GREASE values of RFC 8701 §3.1 (`0x?A 0x?A`),
+/// which a server ignores: they name no protocol.
+fn is_grease(id: &[u8]) -> bool {
+    matches!(id, [a, b] if a == b && a & 0x0f == 0x0a)
+}
+
+/// What a listener does with the ALPN list of a ClientHello, by protocol.
+/// Identifiers compare byte for byte (RFC 7301 §3.1: no case folding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlpnPolicy {
+    /// The protocol has an identifier of its own (IMAP `imap`, POP3
+    /// `pop3`): a list with it is served and it is selected; a list
+    /// without it is refused. rustls does both, from
+    /// [`ServerConfig::alpn_protocols`].
+    Own(&'static [u8]),
+    /// The protocol has none (SMTP): a list made only of other protocols'
+    /// registered identifiers ([`REGISTERED_ALPN_IDS`], GREASE aside) is
+    /// refused; anything else is served and nothing is selected. An
+    /// unknown identifier is served because it may be a mail one to come
+    /// (an `smtp` of a future registration, or nginx's); a browser, the
+    /// ALPACA attacker's tool, offers only registered ones.
+    RefuseOthers,
+}
+
+impl AlpnPolicy {
+    pub fn of(protocol: Protocol) -> Self {
+        match protocol {
+            Protocol::Imap => AlpnPolicy::Own(b"imap"),
+            Protocol::Pop3 => AlpnPolicy::Own(b"pop3"),
+            Protocol::Smtp => AlpnPolicy::RefuseOthers,
+        }
+    }
+
+    /// Whether a ClientHello offering `offered` (`None`: no ALPN
+    /// extension) is refused. Bounded by the ClientHello: rustls takes at
+    /// most 64 KiB of handshake message, and each identifier is compared
+    /// with the 37 registered ones, without allocating.
+    pub fn refuses<'a>(self, offered: Option<impl IntoIterator<Item = &'a [u8]>>) -> bool {
+        let Some(offered) = offered else {
+            return false;
+        };
+        match self {
+            AlpnPolicy::Own(own) => !offered.into_iter().any(|id| id == own),
+            AlpnPolicy::RefuseOthers => {
+                let mut names_a_protocol = false;
+                for id in offered.into_iter().filter(|id| !is_grease(id)) {
+                    if !REGISTERED_ALPN_IDS.contains(&id) {
+                        return false;
+                    }
+                    names_a_protocol = true;
+                }
+                names_a_protocol
+            }
+        }
+    }
+}
+
+/// The identifier the refusal config of an [`AlpnPolicy::RefuseOthers`]
+/// listener claims, so that rustls finds no overlap with a refused list and
+/// sends the alert itself. Never selected: a list holding it is served
+/// with the accepting config. Not registered (a unit test checks), hence
+/// in no refused list.
+const REFUSAL_ALPN: &[u8] = b"smtp";
+
+/// One listener's side of the handshake: the server config with its
+/// protocol's [`AlpnPolicy`]. Built once per configuration and listener;
+/// cloning shares the configs.
+#[derive(Clone)]
+pub struct Acceptor {
     protocol: Protocol,
-) -> Option<Stream> {
-    let protocol = protocol.as_str();
+    /// The config a served handshake goes on with. For [`AlpnPolicy::Own`]
+    /// its `alpn_protocols` is the protocol's identifier, so rustls alone
+    /// refuses other lists; for [`AlpnPolicy::RefuseOthers`] it has none.
+    config: Arc<ServerConfig>,
+    /// `RefuseOthers` only: the config a refused ClientHello is handed to,
+    /// `alpn_protocols = [REFUSAL_ALPN]`, so that rustls answers it with
+    /// `no_application_protocol`. `None` for `Own`, whose ClientHello
+    /// rustls reads without the proxy looking first.
+    refusal: Option<Arc<ServerConfig>>,
+}
+
+impl Acceptor {
+    /// `base` (from [`server_config`]) with `protocol`'s ALPN policy.
+    pub fn new(base: &ServerConfig, protocol: Protocol) -> Self {
+        let with_alpn = |id: &[u8]| {
+            let mut config = base.clone();
+            config.alpn_protocols = vec![id.to_vec()];
+            Arc::new(config)
+        };
+        match AlpnPolicy::of(protocol) {
+            AlpnPolicy::Own(own) => Acceptor {
+                protocol,
+                config: with_alpn(own),
+                refusal: None,
+            },
+            AlpnPolicy::RefuseOthers => {
+                let mut config = base.clone();
+                config.alpn_protocols.clear();
+                Acceptor {
+                    protocol,
+                    config: Arc::new(config),
+                    refusal: Some(with_alpn(REFUSAL_ALPN)),
+                }
+            }
+        }
+    }
+
+    /// The handshake. `Own` listeners hand the socket to rustls with their
+    /// config, as before ALPN was checked: no cost added. `RefuseOthers`
+    /// listeners read the ClientHello first (rustls' `Acceptor`, which
+    /// keeps the bytes it read for the connection), look at its ALPN list,
+    /// and go on with the accepting or the refusal config.
+    async fn handshake<IO>(&self, io: IO) -> std::io::Result<tokio_rustls::server::TlsStream<IO>>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Some(refusal) = &self.refusal else {
+            return TlsAcceptor::from(self.config.clone()).accept(io).await;
+        };
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
+        let config = if AlpnPolicy::RefuseOthers.refuses(start.client_hello().alpn()) {
+            refusal
+        } else {
+            &self.config
+        };
+        start.into_stream(config.clone()).await
+    }
+}
+
+/// Whether a failed handshake was an ALPN refusal: ours, or rustls' for an
+/// [`AlpnPolicy::Own`] listener. tokio-rustls wraps the rustls error in
+/// the `io::Error`.
+fn is_alpn_refusal(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| *e == rustls::Error::NoApplicationProtocol)
+}
+
+/// The server side of a handshake, under `timeout`, counted by protocol
+/// and result in `pec_proxy_tls_handshakes_total` (`ok` with the version;
+/// `no_application_protocol` for an ALPN refusal, `error`, `timeout`) and
+/// timed. `None` when it failed or timed out (the client is gone: nothing
+/// more to say).
+pub async fn accept(tcp: TcpStream, acceptor: &Acceptor, timeout: Duration) -> Option<Stream> {
+    let protocol = acceptor.protocol.as_str();
     let started = Instant::now();
-    let result = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
+    let result = tokio::time::timeout(timeout, acceptor.handshake(tcp)).await;
     let elapsed = started.elapsed().as_secs_f64();
     match result {
         Ok(Ok(tls)) => {
@@ -186,6 +386,15 @@ pub async fn accept(
                 .increment(1);
             metrics::histogram!(m::TLS_HANDSHAKE_DURATION_SECONDS, "protocol" => protocol).record(elapsed);
             Some(stream)
+        }
+        Ok(Err(e)) if is_alpn_refusal(&e) => {
+            debug!(
+                protocol,
+                "TLS handshake refused: the client's ALPN names another protocol"
+            );
+            metrics::counter!(m::TLS_HANDSHAKES_TOTAL, "protocol" => protocol, "result" => "no_application_protocol", "version" => "none")
+                .increment(1);
+            None
         }
         Ok(Err(e)) => {
             debug!(protocol, error = %e, "TLS handshake failed");

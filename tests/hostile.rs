@@ -27,3 +27,5 @@ mod imap;
 mod pop3;
 #[path = "hostile/smtp.rs"]
 mod smtp;
+#[path = "hostile/tls_alpn.rs"]
+mod tls_alpn;

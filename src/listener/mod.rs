@@ -10,7 +10,6 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
@@ -75,10 +74,10 @@ async fn build(
     shutdown: &Shutdown,
     penalties: &Arc<Penalties>,
 ) -> Result<Generation, ServerError> {
-    let acceptor = if config.certificates.is_empty() {
+    let tls_base = if config.certificates.is_empty() {
         None
     } else {
-        Some(TlsAcceptor::from(tls::server_config(&config.certificates)?))
+        Some(tls::server_config(&config.certificates)?)
     };
     let mut upstreams = Vec::new();
     for protocol in [Protocol::Imap, Protocol::Pop3, Protocol::Smtp] {
@@ -115,10 +114,10 @@ async fn build(
         };
         contexts.push(ListenerContext {
             listener: l.clone(),
-            acceptor: if l.tls == TlsMode::None {
-                None
-            } else {
-                acceptor.clone()
+            // Each listener's own: the ALPN it accepts is its protocol's.
+            acceptor: match (&tls_base, l.tls) {
+                (_, TlsMode::None) | (None, _) => None,
+                (Some(base), _) => Some(tls::Acceptor::new(base, l.protocol)),
             },
             limits: config.limits.clone(),
             upstream: upstream.clone(),

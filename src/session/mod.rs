@@ -22,7 +22,6 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
 use crate::access::Credentials;
@@ -48,7 +47,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// it was accepted with.
 pub struct ListenerContext {
     pub listener: ListenerConfig,
-    pub acceptor: Option<TlsAcceptor>,
+    pub acceptor: Option<crate::tls::Acceptor>,
     pub limits: Limits,
     pub upstream: Upstream,
     /// The upstream's address, as a (config-bounded) metric label.
@@ -300,13 +299,7 @@ async fn upgrade_tls(stream: Stream, ctx: &ListenerContext) -> Option<Stream> {
     let (Stream::Plain(tcp), Some(acceptor)) = (stream, ctx.acceptor.as_ref()) else {
         return None;
     };
-    crate::tls::accept(
-        tcp,
-        acceptor,
-        ctx.limits.tls_handshake_timeout(),
-        ctx.listener.protocol,
-    )
-    .await
+    crate::tls::accept(tcp, acceptor, ctx.limits.tls_handshake_timeout()).await
 }
 
 /// Keeps `pec_proxy_sessions_active{protocol,stage}` right whatever way a
