@@ -75,12 +75,12 @@ impl Input {
         self.scanned
     }
 
-    /// Records that the buffer is handed to a parser just after
-    /// [`Input::line_ended`] said yes: a parser of one command or line reads
-    /// no further than the line feed found (any earlier one was skipped as
-    /// literal data, or ended a literal's announcement).
-    pub fn parsing(&mut self) {
-        self.parsed = self.parsed.saturating_add(self.scanned as u64);
+    /// Records that a parser is about to read `bytes` of the buffer, for
+    /// the bound on parse work a front-end states ([`Input::parsed`]). A
+    /// line parser called just after [`Input::line_ended`] said yes reads
+    /// no further than [`Input::scanned`].
+    pub fn parsing(&mut self, bytes: usize) {
+        self.parsed = self.parsed.saturating_add(bytes as u64);
     }
 
     /// Bytes handed to the parser so far.

@@ -7,7 +7,7 @@
 
 use bytes::BytesMut;
 
-use super::parse::{self, Command, CommandBody, Decode};
+use super::parse::{self, Command, CommandBody, Decode, LineEnd};
 use super::reply::{self, Capabilities};
 use crate::access::LoginRefusal;
 use crate::access::policy::DenyReason;
@@ -143,8 +143,9 @@ pub struct ImapFrontend {
     /// How long the current command may grow: a line plus acknowledged
     /// literals, never more than [`FrontendOptions::max_command_bytes`].
     command_allowance: usize,
-    /// Literals acknowledged in the current command.
-    literals: u32,
+    /// Where the current line of the command starts: after the data of
+    /// its last acknowledged literal, 0 before any.
+    line_start: usize,
 
     failures: u32,
     bad_inputs: BadInputs,
@@ -153,13 +154,6 @@ pub struct ImapFrontend {
 
 /// Longest `ID` value we keep; longer ones are cut.
 const MAX_ID_VALUE: usize = 64;
-
-/// Literals one command may carry before login. `LOGIN` needs two; `ID`
-/// may send its strings as literals (RFC 2971 allows it; clients send
-/// quoted strings). A command is parsed when each of its literals is
-/// announced and once at its end, so this bounds the parse work: each byte
-/// of a command is parsed at most `MAX_LITERALS_PER_COMMAND + 1` times.
-pub const MAX_LITERALS_PER_COMMAND: u32 = 8;
 
 /// IMAP commands that are valid after login; named in the `BAD` reply so a
 /// confused client's log says what went wrong.
@@ -208,7 +202,7 @@ impl ImapFrontend {
             state: State::Commands,
             literal_acked_at: None,
             command_allowance,
-            literals: 0,
+            line_start: 0,
             failures: 0,
             bad_inputs,
             client_id: ClientId::default(),
@@ -238,8 +232,9 @@ impl ImapFrontend {
         self.opts.max_command_bytes()
     }
 
-    /// Bytes handed to the command parser so far: at most
-    /// `MAX_LITERALS_PER_COMMAND + 1` times the bytes received.
+    /// Bytes read by the parsers so far: at most twice the bytes received
+    /// (each line read once for a literal at its end, each command parsed
+    /// once when it has ended).
     pub fn parsed(&self) -> u64 {
         self.buf.parsed()
     }
@@ -366,31 +361,56 @@ impl ImapFrontend {
     }
 
     fn next_command(&mut self) -> Option<Event> {
-        if !self.buf.line_ended() {
-            // No command can be whole before its line ends (literal data is
-            // skipped by the scan): nothing to parse yet.
-            return self.check_allowance();
+        loop {
+            if !self.buf.line_ended() {
+                // No command can be whole before its line ends (literal data
+                // is skipped by the scan): nothing to read yet.
+                return self.check_allowance();
+            }
+            let end = self.buf.scanned();
+            if end > self.command_allowance {
+                // However the bytes were chunked, a line over the limit is
+                // refused, before anything in it takes effect or is counted.
+                return Some(self.too_long());
+            }
+            // The line just ended is read once, for a literal announced at
+            // its end; the command is parsed once, whole, when a line ends it.
+            self.buf.parsing(end - self.line_start);
+            match parse::line_end(&self.buf[self.line_start..end]) {
+                // A literal is answered only in a command with a tag and a
+                // name; anything else is refused whole, as a bad line.
+                LineEnd::Literal {
+                    data_at,
+                    length,
+                    sync,
+                } if parse::head(&self.buf).is_some() => {
+                    match self.literal_announced(self.line_start + data_at, length, sync) {
+                        // Acknowledged without a reply (non-synchronising):
+                        // its data and the rest may be here already.
+                        None => continue,
+                        event => return event,
+                    }
+                }
+                _ => return self.command_at(end),
+            }
         }
-        // The parser is shown the command up to the line feed just found
-        // (every earlier one is inside a literal or ends an announcement),
-        // so it reports each literal, and counts against its limits, as its
-        // announcement ends, and never reads ahead of the scan.
-        self.buf.parsing();
+    }
+
+    /// A line has ended the command in `self.buf[..end]`: parsed once, whole.
+    fn command_at(&mut self, end: usize) -> Option<Event> {
+        self.buf.parsing(end);
         // The parsed command borrows the buffer while the handler updates the
         // state, so the buffer is moved out for the duration (no copy).
         let buf = std::mem::take(&mut self.buf);
-        let (consumed, event) = match parse::decode_command(&buf[..buf.scanned()]) {
-            Decode::Done { consumed, .. } if consumed > self.command_allowance => {
-                // However the bytes were chunked, a line over the limit is
-                // refused, before anything in it takes effect or is counted.
+        let (consumed, event) = match parse::decode_command(&buf[..end]) {
+            Decode::Done { consumed, value } => (consumed, self.handle_command(value)),
+            // Not expected: the input ends with a line feed no token runs
+            // past, and every literal the grammar allows was announced at
+            // its line's end (`parse::line_end`), its data here. Refused as
+            // a bad line, so no byte of it is read again.
+            Decode::Incomplete | Decode::LiteralAnnounced { .. } => {
                 self.buf = buf;
-                return Some(self.too_long());
-            }
-            Decode::Done { consumed, value } => (consumed, Some(self.handle_command(value))),
-            Decode::Incomplete => (0, None),
-            Decode::LiteralAnnounced { offset, length, sync } => {
-                self.buf = buf;
-                return self.literal_announced(offset, length, sync);
+                return self.reject_line("syntax error");
             }
             Decode::Failed(why) => {
                 self.buf = buf;
@@ -398,9 +418,6 @@ impl ImapFrontend {
             }
         };
         self.buf = buf;
-        let Some(event) = event else {
-            return self.check_allowance();
-        };
         self.command_ended(consumed);
         if matches!(event, Event::StartTls(_)) {
             // Never interpret plaintext that was sent before the handshake.
@@ -415,7 +432,7 @@ impl ImapFrontend {
         self.buf.advance(consumed);
         self.literal_acked_at = None;
         self.command_allowance = self.opts.max_line_bytes;
-        self.literals = 0;
+        self.line_start = 0;
     }
 
     fn handle_command(&mut self, command: Command<'_>) -> Event {
@@ -541,7 +558,7 @@ impl ImapFrontend {
 
     fn next_auth_line(&mut self, tag: Vec<u8>, mechanism: Mechanism, exchange: Exchange) -> Option<Event> {
         let decoded = if self.buf.line_ended() {
-            self.buf.parsing();
+            self.buf.parsing(self.buf.scanned());
             parse::decode_auth_line(&self.buf)
         } else {
             Decode::Incomplete
@@ -593,8 +610,8 @@ impl ImapFrontend {
 
     /// A literal of `length` octets is announced, its data to start at
     /// `offset`: acknowledged (`+` when synchronising) if the command takes
-    /// literals and the literal fits its limit, the command's byte budget
-    /// and the number of literals a command may carry; refused otherwise.
+    /// literals and the literal fits its limit and the command's byte
+    /// budget; refused otherwise. `None` when acknowledged without a reply.
     fn literal_announced(&mut self, offset: usize, length: u64, sync: bool) -> Option<Event> {
         if self.literal_acked_at == Some(offset) {
             return self.check_allowance();
@@ -610,7 +627,7 @@ impl ImapFrontend {
             self.opts.max_literal_bytes
         };
         let budget = self.opts.max_command_bytes() as u64;
-        let over_budget = offset as u64 + length > budget || self.literals >= MAX_LITERALS_PER_COMMAND;
+        let over_budget = offset as u64 + length > budget;
         if !takes_literals || length > max_literal || over_budget {
             let (refusal, goodbye) = if !takes_literals {
                 (reply::LITERAL_NOT_PERMITTED, reply::LITERAL_TOO_BIG_BYE)
@@ -641,19 +658,14 @@ impl ImapFrontend {
         // Within the budget, so `length` fits in memory: the data is skipped
         // by the line scan and the line after it gets a line's allowance.
         let data_end = offset + length as usize;
-        self.literals += 1;
         self.literal_acked_at = Some(offset);
+        self.line_start = data_end;
         self.buf.skip_to(data_end);
         self.command_allowance = (data_end + self.opts.max_line_bytes).min(self.opts.max_command_bytes());
         if sync {
             return Some(Event::Reply(reply::line(reply::READY_FOR_LITERAL)));
         }
-        // The data may be here already, and the rest of the command after
-        // it: go on (at most `MAX_LITERALS_PER_COMMAND` calls deep).
-        match self.check_allowance() {
-            Some(too_long) => Some(too_long),
-            None => self.next_command(),
-        }
+        self.check_allowance()
     }
 
     /// A line that cannot be a command: `BAD` with its tag. It is parsed

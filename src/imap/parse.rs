@@ -111,6 +111,76 @@ pub fn decode_auth_line(input: &[u8]) -> Decode<&[u8]> {
     finish(input, auth_line(input))
 }
 
+/// How one line of a command ends: announcing a literal, or ending the
+/// command (which the full parse then decodes or refuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineEnd {
+    /// `{length}` (or `{length+}`, `sync` false) then CRLF: the literal's
+    /// data starts at `data_at`, just after the line.
+    Literal { data_at: usize, length: u64, sync: bool },
+    /// Anything else: the command ends with this line (or is invalid).
+    Command,
+}
+
+/// Reads one line of a command (its bytes up to and including its LF, after
+/// the previous literal's data) once, and says whether it ends announcing
+/// a literal: `{n}` or `{n+}` right before its CRLF, outside any quoted
+/// string, after SP or `(` (where a string may start, RFC 9051 §9), `n`
+/// a number64. The front-end reads each line of a command with this, and
+/// runs the whole-command parser once, when the command has ended: the
+/// bytes before the last literal are never parsed again.
+pub fn line_end(line: &[u8]) -> LineEnd {
+    let Some(body) = line.strip_suffix(b"}\r\n") else {
+        return LineEnd::Command;
+    };
+    let (digits_end, sync) = match body.strip_suffix(b"+") {
+        Some(rest) => (rest.len(), false),
+        None => (body.len(), true),
+    };
+    let digits_start = body[..digits_end]
+        .iter()
+        .rposition(|b| !b.is_ascii_digit())
+        .map_or(0, |p| p + 1);
+    let Some(brace) = digits_start.checked_sub(1) else {
+        return LineEnd::Command;
+    };
+    let digits = &body[digits_start..digits_end];
+    if line[brace] != b'{' || digits.is_empty() || brace == 0 || !b" (".contains(&line[brace - 1]) {
+        return LineEnd::Command;
+    }
+    let Some(length) = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse::<u64>().ok())
+        .filter(|&n| n < (1 << 63))
+    else {
+        return LineEnd::Command;
+    };
+    if in_quoted(&line[..brace]) {
+        return LineEnd::Command;
+    }
+    LineEnd::Literal {
+        data_at: line.len(),
+        length,
+        sync,
+    }
+}
+
+/// Whether `bytes` end inside a quoted string (`"` opened, not closed;
+/// `\` escapes the next byte).
+fn in_quoted(bytes: &[u8]) -> bool {
+    let mut quoted = false;
+    let mut escaped = false;
+    for &b in bytes {
+        match (quoted, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (_, false, b'"') => quoted = !quoted,
+            _ => {}
+        }
+    }
+    quoted
+}
+
 /// The tag and command name at the start of a command, once both have
 /// arrived: the front-end needs them to answer a literal announcement.
 pub fn head(input: &[u8]) -> Option<(&[u8], &[u8])> {
@@ -173,8 +243,8 @@ fn command_body<'a>(name: &'a [u8], input: &'a [u8]) -> PResult<'a, CommandBody<
     } else if is("ID") {
         map(preceded(sp, id_params_list), CommandBody::Id).parse(input)
     } else {
-        // Consume the arguments of a command we do not serve, literals included,
-        // so the reply goes out only once the whole command has arrived.
+        // Consume the arguments of a command we do not serve, so the reply
+        // goes out only once its line has arrived.
         let (input, _) = opt(preceded(sp, other_arguments)).parse(input)?;
         Ok((input, CommandBody::Other { name }))
     }
@@ -263,21 +333,12 @@ fn base64_or_empty(input: &[u8]) -> PResult<'_, &[u8]> {
     take_while1(|b: u8| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')(input)
 }
 
-/// Anything up to CRLF, with literals skipped whole: the arguments of a
-/// command we do not serve.
-fn other_arguments(mut input: &[u8]) -> PResult<'_, ()> {
-    loop {
-        let (rest, _) = take_while(|b: u8| b != b'\r' && b != b'\n' && b != b'{')(input)?;
-        match rest.first() {
-            Some(b'{') => match literal(rest) {
-                Ok((after, _)) => input = after,
-                // A `{` that does not start a literal is just a character.
-                Err(nom::Err::Error(ParseError::Nom(..))) => input = &rest[1..],
-                Err(e) => return Err(e),
-            },
-            _ => return Ok((rest, ())),
-        }
-    }
+/// Anything up to CRLF: the arguments of a command we do not serve. A
+/// literal announced in them is refused by the front-end as its line ends
+/// ([`line_end`]), before any of its data is read, so none is skipped here.
+fn other_arguments(input: &[u8]) -> PResult<'_, ()> {
+    let (rest, _) = take_while(|b: u8| b != b'\r' && b != b'\n')(input)?;
+    Ok((rest, ()))
 }
 
 /// `astring = 1*ASTRING-CHAR / string`

@@ -287,7 +287,7 @@ impl Pop3Frontend {
             // Nothing to parse before the line ends.
             return self.check_length(self.opts.max_line_bytes);
         }
-        self.buf.parsing();
+        self.buf.parsing(self.buf.scanned());
         // The parsed command borrows the buffer while the handler updates
         // the state, so the buffer is moved out for the duration (no copy).
         let buf = std::mem::take(&mut self.buf);
@@ -441,7 +441,7 @@ impl Pop3Frontend {
     fn next_auth_line(&mut self, mechanism: Mechanism, exchange: Exchange) -> Option<Event> {
         let line_ended = self.buf.line_ended();
         let decoded = if line_ended {
-            self.buf.parsing();
+            self.buf.parsing(self.buf.scanned());
             parse::decode_auth_line(&self.buf)
         } else {
             Decode::Incomplete

@@ -303,7 +303,7 @@ impl SmtpFrontend {
             }
             return None;
         }
-        self.buf.parsing();
+        self.buf.parsing(self.buf.scanned());
         let buf = std::mem::take(&mut self.buf);
         let (consumed, event) = match parse::decode_command(&buf) {
             Decode::Incomplete => {
@@ -439,7 +439,7 @@ impl SmtpFrontend {
     fn next_auth_line(&mut self, mechanism: Mechanism, exchange: Exchange) -> Option<Event> {
         let limit = self.opts.max_auth_line_bytes;
         let decoded = if self.buf.line_ended() {
-            self.buf.parsing();
+            self.buf.parsing(self.buf.scanned());
             parse::decode_auth_line(&self.buf)
         } else {
             Decode::Incomplete

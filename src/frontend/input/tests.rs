@@ -40,10 +40,10 @@ fn parse_work_is_what_the_scan_found() {
     let mut input = Input::default();
     input.extend(b"a NOOP\r\nb NOOP\r\n");
     assert!(input.line_ended());
-    input.parsing();
+    input.parsing(input.scanned());
     input.advance(8);
     assert!(input.line_ended());
-    input.parsing();
+    input.parsing(input.scanned());
     assert_eq!(input.parsed(), 16);
     input.clear();
     assert_eq!(input.scanned(), 0);

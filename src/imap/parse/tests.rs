@@ -131,7 +131,7 @@ fn known_answers() {
         ),
         (
             b"a APPEND x {3+}\r\nabc\r\n",
-            b"",
+            b"abc\r\n",
             Command {
                 tag: b"a",
                 body: CommandBody::Other { name: b"APPEND" },
@@ -253,7 +253,7 @@ fn every_prefix_needs_more() {
         b"a LOGIN {5}\r\nalice {2+}\r\npw\r\n",
         b"a AUTHENTICATE PLAIN AGFsaWNlAHB3\r\n",
         b"a ID (\"name\" \"Thunderbird\" \"version\" NIL)\r\n",
-        b"a SELECT {5+}\r\nINBOX\r\n",
+        b"a SELECT INBOX {5+}\r\n",
     ];
     for input in valid {
         assert!(matches!(decode_command(input), Decode::Done { consumed, .. } if consumed == input.len()));
@@ -300,4 +300,42 @@ fn leading_tags() {
     assert_eq!(leading_tag(b"a12"), None);
     assert_eq!(leading_tag(b" FOO"), None);
     assert_eq!(leading_tag(b"a\"b FOO"), None);
+}
+
+#[test]
+fn line_end_finds_literal_announcements_only_where_a_string_may_start() {
+    let literal = |line: &[u8]| match line_end(line) {
+        LineEnd::Literal {
+            data_at,
+            length,
+            sync,
+        } => {
+            assert_eq!(data_at, line.len());
+            Some((length, sync))
+        }
+        LineEnd::Command => None,
+    };
+    type Case = (&'static [u8], Option<(u64, bool)>);
+    let cases: &[Case] = &[
+        (b"a LOGIN {5}\r\n", Some((5, true))),
+        (b"alice {12+}\r\n", Some((12, false))),
+        (b"a ID ({0}\r\n", Some((0, true))),
+        (b"a LOGIN alice secret\r\n", None),
+        // Not after SP or "(": a string cannot start there.
+        (b"a LOGIN x{5}\r\n", None),
+        (b"{5}\r\n", None),
+        // Inside a quoted string, escapes included.
+        (b"a LOGIN \"x {5}\r\n", None),
+        (b"a LOGIN \"x\\\" {5}\r\n", None),
+        (b"a LOGIN \"x\\\\\" {5}\r\n", Some((5, true))),
+        // Not a number64, or not a literal's shape.
+        (b"a LOGIN {9223372036854775808}\r\n", None),
+        (b"a LOGIN {}\r\n", None),
+        (b"a LOGIN {5+ }\r\n", None),
+        (b"a LOGIN {5}\n", None),
+        (b"a LOGIN {-5}\r\n", None),
+    ];
+    for (line, expected) in cases {
+        assert_eq!(literal(line), *expected, "{:?}", String::from_utf8_lossy(line));
+    }
 }
