@@ -150,3 +150,6 @@ fn record(
         "login decision"
     );
 }
+
+#[cfg(test)]
+mod tests;
