@@ -115,6 +115,31 @@ pub fn parse_login_name(raw: &[u8], separator: char) -> Result<LoginName, LoginN
     })
 }
 
+/// The one spelling of a login name, for what counts logins by name (the
+/// brute-force penalty): the name [`parse_login_name`] makes of it, so every
+/// spelling the account store takes for one login is one name here. Unicode
+/// lower case, not ASCII: `Mar\u{212A}@Pec.it` (U+212A KELVIN SIGN, whose
+/// lower case is `k`) is `mark@pec.it`, the mailbox it logs in to. A
+/// collaborator's login is `name<separator>mailbox`. A name that does not
+/// parse (a pass-through upstream judges names the store would refuse) is
+/// its Unicode lower case, or its bytes when it is not UTF-8.
+pub fn canonical_login_name(raw: &[u8], separator: char) -> Vec<u8> {
+    match parse_login_name(raw, separator) {
+        Ok(LoginName {
+            mailbox,
+            collaborator: None,
+        }) => mailbox.into_bytes(),
+        Ok(LoginName {
+            mailbox,
+            collaborator: Some(name),
+        }) => format!("{name}{separator}{mailbox}").into_bytes(),
+        Err(_) => match std::str::from_utf8(raw) {
+            Ok(text) => text.to_lowercase().into_bytes(),
+            Err(_) => raw.to_vec(),
+        },
+    }
+}
+
 /// Canonicalises a mailbox address (`Local@Domain` → `local@domain`), with
 /// the same rules as the address part of a login name. For the admin CLI.
 pub fn parse_mailbox_address(raw: &str) -> Result<String, LoginNameError> {

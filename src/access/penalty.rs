@@ -13,11 +13,11 @@
 //!   an attack. Each record keeps a keyed hash (SipHash-1-3 with a random
 //!   per-process key, via std's `RandomState`) of its last few failed
 //!   (login, password) or (client, password) pairs, never a password.
-//! - The next login from a client or for a login name with `n` failures is
-//!   held `initial_delay * 2^(n-1)`, at most `max_delay`, before it is even
-//!   checked (Dovecot's auth penalty: 2, 4, 8, 15 s). The delay is applied
-//!   before the check, whatever the outcome, so a guess gains nothing by
-//!   racing its reply.
+//! - The answer to the next login from a client or for a login name with
+//!   `n` failures is held `initial_delay * 2^(n-1)`, at most `max_delay`
+//!   (Dovecot's auth penalty: 2, 4, 8, 15 s), whatever the outcome, so a
+//!   guess gains nothing by racing its reply. The account store checks it
+//!   only after the delay (a client that leaves costs no hash).
 //! - At `ip_refuse_after` (client) or `mailbox_refuse_after` (login name)
 //!   failures, logins are refused unchecked for `refuse_secs`.
 //! - A success forgives only what the same person did: on the client's
@@ -27,6 +27,25 @@
 //!   and a distributed attack on one mailbox stays counted when its owner
 //!   logs in.
 //! - Records are forgotten `forget_after_secs` after their last failure.
+//! - A login name is counted under the name the account store knows it by
+//!   ([`crate::access::login_name::canonical_login_name`], which the gate
+//!   hands in): `Mar\u{212A}@x` (U+212A KELVIN SIGN) and `mark@x` are one
+//!   mailbox, so one count.
+//!
+//! # How long a client waits
+//! The delay `d` is decided once, when the login arrives (failures that
+//! concurrent logins add while it waits do not lengthen it), and is at most
+//! `max_delay`. [`Penalties::decide`] only decides; the gate holds the
+//! answer (`crate::access::gate`): with the account store it waits `d`, then
+//! verifies, so the answer comes `d` + the verification after the login;
+//! in pass-through the upstream judges during `d`, so the answer comes after
+//! the longer of the two, never their sum (Dovecot delays a wrong password
+//! by its own `auth_failure_delay`, 2 s, and its own penalty, up to 15 s,
+//! which stacked on ours to 30 s). A delay that would end past `latest`
+//! (the session's pre-login deadline, less the time a verification takes)
+//! is not waited: the login is refused at once, with the same temporary
+//! error as a refusal, rather than cut off by the deadline without an
+//! answer.
 //!
 //! # Memory
 //! Each dimension is a `DashMap` of at most `max_tracked` records (about
@@ -81,7 +100,7 @@ impl PenaltyConfig {
 pub enum Penalty {
     /// Check it now.
     None,
-    /// Wait this long, then check it.
+    /// Hold its answer this long (see "How long a client waits").
     Delay(Duration),
     /// Do not check it; tell the client to come back later.
     Refuse { retry_after: Duration },
@@ -289,9 +308,10 @@ impl Penalties {
         h.finish()
     }
 
-    /// The login name as typed, lower-cased, hashed.
+    /// The login name, hashed as given: the caller gives its canonical
+    /// spelling ([`crate::access::login_name::canonical_login_name`]).
     fn login_key(&self, login: &[u8]) -> u64 {
-        self.hash(b'l', &login.to_ascii_lowercase())
+        self.hash(b'l', login)
     }
 
     fn client_key(&self, group: ClientGroup) -> u64 {
@@ -305,7 +325,7 @@ impl Penalties {
         !self.cfg.enabled || is_trusted(&self.trusted, ip)
     }
 
-    /// What to do with a login by `ip` as `login` at `now`.
+    /// What to do with a login by `ip` as `login` (canonical) at `now`.
     pub fn check(&self, ip: IpAddr, login: &[u8], now: Instant) -> Penalty {
         if self.exempt(ip) {
             return Penalty::None;
@@ -323,7 +343,7 @@ impl Penalties {
         }
     }
 
-    /// A wrong password by `ip` for `login`.
+    /// A wrong password by `ip` for `login` (canonical).
     pub fn failed(&self, ip: IpAddr, login: &[u8], password: &[u8], now: Instant) {
         if self.exempt(ip) {
             return;
@@ -337,7 +357,8 @@ impl Penalties {
         self.report_size();
     }
 
-    /// A successful login by `ip` as `login`: forgives that person's own mistakes.
+    /// A successful login by `ip` as `login` (canonical): forgives that
+    /// person's own mistakes.
     pub fn succeeded(&self, ip: IpAddr, login: &[u8]) {
         if self.exempt(ip) {
             return;
@@ -367,26 +388,38 @@ impl Penalties {
         metrics::gauge!(m::LOGIN_PENALTY_TRACKED, "dimension" => "login").set(logins as f64);
     }
 
-    /// The async edge: waits out a delay, or says the login is refused.
-    /// Counted in `pec_proxy_login_penalty_{delays,refusals}_total`.
-    pub async fn admit(&self, protocol: Protocol, ip: IpAddr, login: &[u8]) -> Result<(), Refused> {
-        match self.check(ip, login, Instant::now()) {
-            Penalty::None => Ok(()),
+    /// Decides a login by `ip` as `login` (canonical) at `now`: how long its
+    /// answer is held (zero, or at most `max_delay`), or why it is refused
+    /// unchecked: too many failures, or a delay that would end after
+    /// `latest` (then `retry_after` is the delay). Counted in
+    /// `pec_proxy_login_penalty_{delays,refusals}_total`; never waits.
+    pub fn decide(
+        &self,
+        protocol: Protocol,
+        ip: IpAddr,
+        login: &[u8],
+        now: Instant,
+        latest: Option<Instant>,
+    ) -> Result<Duration, Refused> {
+        let refused = |retry_after: Duration, why: &'static str| {
+            metrics::counter!(m::LOGIN_PENALTY_REFUSALS_TOTAL, "protocol" => protocol.as_str()).increment(1);
+            tracing::info!(protocol = protocol.as_str(), client = %ClientGroup::of(ip),
+                retry_after_secs = retry_after.as_secs(), "login refused: {why}");
+            Err(Refused { retry_after })
+        };
+        match self.check(ip, login, now) {
+            Penalty::None => Ok(Duration::ZERO),
+            Penalty::Delay(d) if latest.is_some_and(|latest| now + d > latest) => {
+                refused(d, "its penalty delay would run past the login deadline")
+            }
             Penalty::Delay(d) => {
                 metrics::counter!(m::LOGIN_PENALTY_DELAYS_TOTAL, "protocol" => protocol.as_str())
                     .increment(1);
                 metrics::histogram!(m::LOGIN_PENALTY_DELAY_SECONDS, "protocol" => protocol.as_str())
                     .record(d.as_secs_f64());
-                tokio::time::sleep(d).await;
-                Ok(())
+                Ok(d)
             }
-            Penalty::Refuse { retry_after } => {
-                metrics::counter!(m::LOGIN_PENALTY_REFUSALS_TOTAL, "protocol" => protocol.as_str())
-                    .increment(1);
-                tracing::info!(protocol = protocol.as_str(), client = %ClientGroup::of(ip),
-                    retry_after_secs = retry_after.as_secs(), "login refused: too many failed logins");
-                Err(Refused { retry_after })
-            }
+            Penalty::Refuse { retry_after } => refused(retry_after, "too many failed logins"),
         }
     }
 

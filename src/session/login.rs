@@ -10,7 +10,7 @@
 
 use tokio::time::Instant;
 
-use super::{ListenerContext, LoginAttempt, MailProtocol, Principal};
+use super::{LOGIN_DEADLINE, ListenerContext, LoginAttempt, MailProtocol, Principal};
 use crate::access::gate::Verdict;
 use crate::access::policy::DenyReason;
 use crate::access::{LoginRefusal, LoginRequest};
@@ -18,7 +18,10 @@ use crate::net::ClientAddrs;
 use crate::store::account::Pop3Delete;
 use crate::upstream::{self, Identity, UpstreamError};
 
-/// Carries out one login attempt: the gate, then the upstream login.
+/// Carries out one login attempt: the gate, then the upstream login; the
+/// answer waits for the penalty's delay (see [`crate::access::gate`]: at
+/// most `penalty.max_delay_ms` plus the verification, and never past the
+/// pre-login deadline for a delay).
 pub(super) async fn log_in<P: MailProtocol>(
     ctx: &ListenerContext,
     frontend: &P::Frontend,
@@ -36,16 +39,18 @@ pub(super) async fn log_in<P: MailProtocol>(
         separator: ctx.login_name_separator,
     };
     let mechanism = attempt.mechanism();
-    let verdict = match ctx.gate.check(&request).await {
-        Ok(verdict) => verdict,
+    let deadline = LOGIN_DEADLINE.try_with(|deadline| *deadline).ok();
+    let admitted = match ctx.gate.check(&request, deadline).await {
+        Ok(admitted) => admitted,
         Err(denial) => {
             let refusal = LoginRefusal::from(denial.reason);
-            ctx.gate.record(&request, mechanism, Err(&refusal), started);
+            ctx.gate.record(&request, mechanism, Err(&refusal), started, None);
             return Err(refusal);
         }
     };
+    let verdict = &admitted.verdict;
     let creds = &request.credentials;
-    let (identity, principal, route) = match &verdict {
+    let (identity, principal, route) = match verdict {
         Verdict::PassThrough => (
             Identity::Client {
                 user: &creds.authcid,
@@ -69,6 +74,7 @@ pub(super) async fn log_in<P: MailProtocol>(
         ),
     };
     let upstream = ctx.upstream.routed(route);
+    let judging = Instant::now();
     let result = upstream::log_in(
         &upstream,
         P::PROTOCOL,
@@ -78,8 +84,17 @@ pub(super) async fn log_in<P: MailProtocol>(
     )
     .await
     .map_err(|e| refusal::<P>(ctx, e, matches!(verdict, Verdict::PassThrough)));
-    ctx.gate
-        .record(&request, mechanism, result.as_ref().map(|_| &verdict), started);
+    let judged_in = matches!(verdict, Verdict::PassThrough).then(|| judging.elapsed());
+    // In pass-through the penalty's delay ran alongside the upstream's
+    // judgement: the answer waits for whichever is longer.
+    tokio::time::sleep_until(admitted.answer_at).await;
+    ctx.gate.record(
+        &request,
+        mechanism,
+        result.as_ref().map(|_| verdict),
+        started,
+        judged_in,
+    );
     result.map(|logged_in| (logged_in, principal))
 }
 

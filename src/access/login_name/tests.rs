@@ -139,3 +139,31 @@ fn address_and_collaborator_helpers() {
     assert_eq!(parse_collaborator_name("Anna"), Ok("anna".into()));
     assert_eq!(parse_collaborator_name(""), Err(E::EmptyCollaborator));
 }
+
+#[test]
+fn canonical_login_names_are_the_names_the_store_knows() {
+    let table: &[(&[u8], char, &[u8])] = &[
+        (b"mark@pec.it", '/', b"mark@pec.it"),
+        // U+212A KELVIN SIGN: `k` in Unicode lower case, not in ASCII.
+        ("Mar\u{212A}@Pec.it".as_bytes(), '/', b"mark@pec.it"),
+        ("MAR\u{212A}@PEC.IT".as_bytes(), '/', b"mark@pec.it"),
+        (b"Anna/Studio@PEC.it", '/', b"anna/studio@pec.it"),
+        ("Anna/Studio@PE\u{212A}.it".as_bytes(), '/', b"anna/studio@pek.it"),
+        (b"Anna#Studio@pec.it", '#', b"anna#studio@pec.it"),
+        // Names the store refuses (a pass-through upstream may take them):
+        // Unicode lower case, or the bytes as sent.
+        (b"Mark", '/', b"mark"),
+        ("MAR\u{212A}".as_bytes(), '/', b"mark"),
+        (b"x/y/Z@pec.it", '/', b"x/y/z@pec.it"),
+        (b"\xffMark", '/', b"\xffMark"),
+    ];
+    for (raw, separator, expected) in table {
+        let got = canonical_login_name(raw, *separator);
+        let shown = String::from_utf8_lossy(raw);
+        assert_eq!(got, *expected, "{shown}");
+        assert_eq!(canonical_login_name(&got, *separator), got, "stable: {shown}");
+        if let Ok(name) = parse_login_name(raw, *separator) {
+            assert_eq!(parse_login_name(&got, *separator), Ok(name), "{shown}");
+        }
+    }
+}

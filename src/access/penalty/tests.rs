@@ -70,8 +70,10 @@ fn other_clients_are_not_affected_but_the_login_name_is() {
     }
     assert_eq!(p.check(ip("198.51.100.7"), b"bob@pec.example", t), Penalty::None);
     // The attacked name is slowed for everyone (a distributed attack).
+    // Names come canonical (the gate's `canonical_login_name`): any spelling
+    // of alice's is this one.
     assert_eq!(
-        p.check(ip("198.51.100.7"), b"ALICE@pec.example", t),
+        p.check(ip("198.51.100.7"), b"alice@pec.example", t),
         Penalty::Delay(Duration::from_secs(8))
     );
 }
@@ -284,5 +286,29 @@ fn penalty_cost() {
         took,
         took / n,
         p.tracked()
+    );
+}
+
+#[test]
+fn a_delay_that_would_end_after_the_latest_moment_is_a_refusal() {
+    let p = Penalties::new(cfg(), vec![]);
+    let t = Instant::now();
+    let a = ip("203.0.113.5");
+    p.failed(a, b"alice@x", b"guess", t);
+    // 2 s of delay: taken when it ends by `latest`, refused (retry after the
+    // delay) when it would not; no delay, no question.
+    assert_eq!(p.decide(Protocol::Imap, a, b"alice@x", t, None), Ok(2 * S));
+    assert_eq!(
+        p.decide(Protocol::Imap, a, b"alice@x", t, Some(t + 2 * S)),
+        Ok(2 * S)
+    );
+    assert_eq!(
+        p.decide(Protocol::Imap, a, b"alice@x", t, Some(t + S)),
+        Err(Refused { retry_after: 2 * S })
+    );
+    let b = ip("198.51.100.7");
+    assert_eq!(
+        p.decide(Protocol::Imap, b, b"bob@x", t, Some(t)),
+        Ok(Duration::ZERO)
     );
 }
