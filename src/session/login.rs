@@ -10,7 +10,7 @@
 
 use tokio::time::Instant;
 
-use super::{LOGIN_DEADLINE, ListenerContext, LoginAttempt, MailProtocol, Principal};
+use super::{ListenerContext, LoginAttempt, MailProtocol, Principal};
 use crate::access::gate::Verdict;
 use crate::access::policy::DenyReason;
 use crate::access::{LoginRefusal, LoginRequest};
@@ -21,13 +21,14 @@ use crate::upstream::{self, Identity, UpstreamError};
 /// Carries out one login attempt: the gate, then the upstream login; the
 /// answer waits for the penalty's delay (see [`crate::access::gate`]: at
 /// most `penalty.max_delay_ms` plus the verification, and never past the
-/// pre-login deadline for a delay).
+/// pre-login `deadline` for a delay).
 pub(super) async fn log_in<P: MailProtocol>(
     ctx: &ListenerContext,
     frontend: &P::Frontend,
     attempt: &P::Login,
     client: ClientAddrs,
     tls: bool,
+    deadline: Instant,
 ) -> Result<(P::LoggedIn, Principal), LoginRefusal> {
     let started = Instant::now();
     let request = LoginRequest {
@@ -39,8 +40,7 @@ pub(super) async fn log_in<P: MailProtocol>(
         separator: ctx.login_name_separator,
     };
     let mechanism = attempt.mechanism();
-    let deadline = LOGIN_DEADLINE.try_with(|deadline| *deadline).ok();
-    let admitted = match ctx.gate.check(&request, deadline).await {
+    let admitted = match ctx.gate.check(&request, Some(deadline)).await {
         Ok(admitted) => admitted,
         Err(denial) => {
             let refusal = LoginRefusal::from(denial.reason);

@@ -42,14 +42,6 @@ use crate::upstream::{Identity, Upstream, UpstreamError};
 /// How long closing a side after a guarded relay may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-tokio::task_local! {
-    /// The pre-login deadline of the session this task serves (`started` +
-    /// `limits.prelogin_timeout`, as [`prelogin::phase`] enforces it), for
-    /// the login step: the penalty's delay must not run into it
-    /// ([`crate::access::gate::Gate::check`]).
-    static LOGIN_DEADLINE: Instant;
-}
-
 /// Everything a session needs from its listener, built from one
 /// configuration and swapped whole on reload: a session keeps the context
 /// it was accepted with.
@@ -258,9 +250,7 @@ async fn open<P: MailProtocol>(
     let stream = accept_tls(tcp, ctx).await?;
     let mut frontend = P::frontend(ctx, stream.is_tls());
     let client = ClientAddrs { peer, local };
-    let deadline = started + ctx.limits.prelogin_timeout();
-    let prelogin = prelogin::phase::<P>(stream, &mut frontend, ctx, client, started);
-    let (mut stream, logged_in) = LOGIN_DEADLINE.scope(deadline, prelogin).await?;
+    let (mut stream, logged_in) = prelogin::phase::<P>(stream, &mut frontend, ctx, client, started).await?;
     let prelogin::LoggedIn {
         attempt,
         upstream,

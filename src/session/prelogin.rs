@@ -33,7 +33,7 @@ pub(super) async fn phase<P: MailProtocol>(
 ) -> Option<(Stream, LoggedIn<P>)> {
     let mut stream = Some(stream);
     let deadline = started + ctx.limits.prelogin_timeout();
-    let run = prelogin::<P>(&mut stream, frontend, ctx, client);
+    let run = prelogin::<P>(&mut stream, frontend, ctx, client, deadline);
     let Some(outcome) = ctx
         .shutdown
         .or_draining(tokio::time::timeout_at(deadline, run))
@@ -56,7 +56,9 @@ pub(super) async fn phase<P: MailProtocol>(
 }
 
 /// Runs `frontend` over the client connection until a login succeeds
-/// (`Some`), or the client leaves or is closed (`None`). Bad input is
+/// (`Some`), or the client leaves or is closed (`None`). `deadline` is the
+/// login deadline [`phase`] enforces, which a login's penalty delay must
+/// not run into. Bad input is
 /// counted by the kind the front-end reports (the front-end itself closes
 /// after `limits.max_prelogin_errors`). `stream` is `None` afterwards only
 /// if a STARTTLS handshake failed.
@@ -65,6 +67,7 @@ async fn prelogin<P: MailProtocol>(
     frontend: &mut P::Frontend,
     ctx: &ListenerContext,
     client: ClientAddrs,
+    deadline: Instant,
 ) -> io::Result<Option<LoggedIn<P>>> {
     let protocol = P::PROTOCOL.as_str();
     let greeting = frontend.greeting();
@@ -103,7 +106,7 @@ async fn prelogin<P: MailProtocol>(
                 Event::Login(attempt) => {
                     s.flush().await?;
                     let tls = s.is_tls();
-                    match login::log_in::<P>(ctx, frontend, &attempt, client, tls).await {
+                    match login::log_in::<P>(ctx, frontend, &attempt, client, tls, deadline).await {
                         Ok((upstream, principal)) => {
                             return Ok(Some(LoggedIn {
                                 attempt,
