@@ -138,15 +138,12 @@ pub struct ImapFrontend {
     tls: bool,
     buf: Input,
     state: State,
-    /// Offset in `buf` of the data of the last literal we agreed to receive.
-    literal_acked_at: Option<usize>,
     /// How long the current command may grow: a line plus acknowledged
     /// literals, never more than [`FrontendOptions::max_command_bytes`].
     command_allowance: usize,
     /// Where the current line of the command starts: after the data of
     /// its last acknowledged literal, 0 before any.
     line_start: usize,
-
     failures: u32,
     bad_inputs: BadInputs,
     client_id: ClientId,
@@ -200,7 +197,6 @@ impl ImapFrontend {
             tls,
             buf: Input::with_capacity(256),
             state: State::Commands,
-            literal_acked_at: None,
             command_allowance,
             line_start: 0,
             failures: 0,
@@ -430,7 +426,6 @@ impl ImapFrontend {
     /// a line's allowance and no literal.
     fn command_ended(&mut self, consumed: usize) {
         self.buf.advance(consumed);
-        self.literal_acked_at = None;
         self.command_allowance = self.opts.max_line_bytes;
         self.line_start = 0;
     }
@@ -613,9 +608,6 @@ impl ImapFrontend {
     /// literals and the literal fits its limit and the command's byte
     /// budget; refused otherwise. `None` when acknowledged without a reply.
     fn literal_announced(&mut self, offset: usize, length: u64, sync: bool) -> Option<Event> {
-        if self.literal_acked_at == Some(offset) {
-            return self.check_allowance();
-        }
         let (tag, name) = parse::head(&self.buf)?;
         let tag = tag.to_vec();
         let is_id = name.eq_ignore_ascii_case(b"ID");
@@ -658,7 +650,6 @@ impl ImapFrontend {
         // Within the budget, so `length` fits in memory: the data is skipped
         // by the line scan and the line after it gets a line's allowance.
         let data_end = offset + length as usize;
-        self.literal_acked_at = Some(offset);
         self.line_start = data_end;
         self.buf.skip_to(data_end);
         self.command_allowance = (data_end + self.opts.max_line_bytes).min(self.opts.max_command_bytes());
