@@ -31,7 +31,7 @@ pub mod secret {
     pub use crate::secret::Secret;
 }
 pub mod smtp {
-    pub use crate::smtp::{checks, frontend, guard, parse, reply};
+    pub use crate::smtp::{address, checks, frontend, guard, parse, reply};
 }
 pub mod store {
     pub use crate::store::{AccountStore, SqliteStore, account, unix_now};

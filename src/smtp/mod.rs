@@ -2,6 +2,7 @@
 //! the post-login guard with the PEC submission checks, and the protocol's
 //! hooks into the one session.
 
+pub mod address;
 pub mod checks;
 mod end_scan;
 pub mod frontend;
