@@ -128,6 +128,11 @@ pub struct PecChecks {
     pub from_header: bool,
     /// No `Bcc:` header → `550 5.7.1`.
     pub no_bcc: bool,
+    /// No blind copies: a `To:` header, and the `To:` and `Cc:` addresses
+    /// exactly the accepted `RCPT TO` set (RFC 6109 §3.1.1); no
+    /// `Resent-To:`/`Cc:`/`Bcc:` → `550 5.7.1`. More than 1000 recipients
+    /// in a transaction → `452 4.5.3`.
+    pub recipients: bool,
     /// Message size × recipients within `max_message_bytes` → `552 5.3.4`.
     pub size: bool,
     /// Advertised as `SIZE` and the bound of size × recipients. 30 MiB: the
@@ -144,6 +149,7 @@ impl Default for PecChecks {
             sender: true,
             from_header: true,
             no_bcc: true,
+            recipients: true,
             size: true,
             max_message_bytes: 30 * 1024 * 1024,
             messages_per_minute: 0,

@@ -213,6 +213,9 @@ path = "/tmp/never-opened.db"
     assert_eq!(config.smtp_upstream.unwrap().login.mode(), LoginMode::Xclient);
     assert_eq!(config.pec_checks, PecChecks::default());
     assert_eq!(config.pec_checks.max_message_bytes, 30 * 1024 * 1024);
+    assert!(config.pec_checks.recipients, "no blind copies by default");
+    let off = parse(&format!("{smtp}\n[pec_checks]\nrecipients = false\n")).unwrap();
+    assert!(!off.pec_checks.recipients && off.pec_checks.no_bcc);
     assert_eq!(config.smtp_hostname, "localhost");
 
     // xclient needs a store, and is for SMTP only.

@@ -94,6 +94,7 @@ impl MailProtocol for Smtp {
             header_rules: HeaderRules {
                 from_header: checks.from_header,
                 no_bcc: checks.no_bcc,
+                recipients: checks.recipients,
                 max_line_bytes: ctx.limits.smtp_max_text_line_bytes,
             },
             max_message_bytes: checks.max_message_bytes,

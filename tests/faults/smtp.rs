@@ -162,7 +162,7 @@ async fn submit(c: &mut Client, subject: &str) {
     assert_eq!(c.line().await, "250 2.1.0 Ok");
     assert_eq!(c.line().await, "250 2.1.5 Ok");
     assert_eq!(c.line().await, "354 End data with <CR><LF>.<CR><LF>");
-    c.send(format!("From: {USER}\r\nSubject: {subject}\r\n\r\nbody\r\n.\r\n"))
+    c.send(format!("From: {USER}\r\nTo: bob@pec.example\r\nSubject: {subject}\r\n\r\nbody\r\n.\r\n"))
         .await;
     assert_eq!(c.line().await, "250 2.0.0 Ok: queued as FAKE1");
 }
@@ -282,7 +282,7 @@ async fn an_upstream_reset_in_data_gives_the_client_421_never_250() {
         // The whole message in one write: the proxy has read all of it
         // when the upstream fails, so the close after the 421 is clean.
         c.send(format!(
-            "From: {USER}\r\nSubject: {behaviour:?}\r\n\r\nfirst line\r\nsecond line\r\n.\r\n"
+            "From: {USER}\r\nTo: bob@pec.example\r\nSubject: {behaviour:?}\r\n\r\nfirst line\r\nsecond line\r\n.\r\n"
         ))
         .await;
         assert_eq!(c.expect_closed().await, [LOST], "{behaviour:?}");
@@ -342,7 +342,7 @@ async fn an_upstream_reset_while_a_large_message_streams_gives_no_250() {
     }
     assert!(before_354.contains(&"235 2.7.0 Authentication successful".to_owned()));
     let writer = tokio::spawn(async move {
-        let header = format!("From: {USER}\r\nSubject: large\r\n\r\n");
+        let header = format!("From: {USER}\r\nTo: bob@pec.example\r\nSubject: large\r\n\r\n");
         if write.write_all(header.as_bytes()).await.is_err() {
             return;
         }

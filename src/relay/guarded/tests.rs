@@ -334,6 +334,7 @@ mod smtp {
             header_rules: HeaderRules {
                 from_header: true,
                 no_bcc: true,
+                recipients: false,
                 max_line_bytes: 1000,
             },
             max_message_bytes: 1 << 20,

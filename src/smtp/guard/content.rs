@@ -48,7 +48,9 @@ impl Guard {
             return false;
         };
         let headers = &block[..block.len() - line.len()];
-        match checks::check_headers(headers, &self.mailbox, self.opts.header_rules) {
+        let none = Recipients::default();
+        let recipients = self.tx.as_ref().map_or(&none, |t| &t.recipients);
+        match checks::check_headers(headers, &self.mailbox, recipients, self.opts.header_rules) {
             Ok(()) => {
                 // The block goes upstream whole at the 354, before any read
                 // of the body is checked; it may be the whole message.

@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 
-use super::checks::{self, Check, HeaderRefusal, HeaderRules, RateLimiter};
+use super::checks::{self, Check, HeaderRefusal, HeaderRules, MAX_RECIPIENTS, RateLimiter, Recipients};
 use super::end_scan::{EndScan, EndState, Scan};
 use super::frontend::invalid_reply;
 use super::parse::{self, Command, Decode, ReversePath};
@@ -125,6 +125,9 @@ enum Mode {
 struct Transaction {
     reserved: bool,
     rcpts: u64,
+    /// The accepted recipients, kept when the recipients rule is on: at
+    /// most [`MAX_RECIPIENTS`].
+    recipients: Recipients,
 }
 
 /// What a [`Guard`] holds between calls, each bounded.
@@ -158,6 +161,9 @@ pub struct Guard {
     declared_size: Option<u64>,
     /// Recipients sent whose replies are due.
     rcpts_in_flight: u64,
+    /// Their mailboxes, in order, when the recipients rule is on (at most
+    /// [`MAX_PIPELINED`] of at most a command line each).
+    rcpt_paths: VecDeque<Vec<u8>>,
     discarding: bool,
     quit_sent: bool,
     /// The client's stream ended: it sends nothing more.
@@ -183,6 +189,7 @@ impl Guard {
             tx: None,
             declared_size: None,
             rcpts_in_flight: 0,
+            rcpt_paths: VecDeque::new(),
             discarding: false,
             quit_sent: false,
             client_gone: false,
@@ -412,7 +419,13 @@ impl Guard {
                 self.forward(line, Expect::Ehlo);
             }
             Command::Mail { from, params } => self.mail(from, &params, line),
-            Command::Rcpt { .. } => {
+            Command::Rcpt { to, .. } => {
+                if self.opts.header_rules.recipients {
+                    let rcpts = self.tx.as_ref().map_or(0, |t| t.rcpts) + self.rcpts_in_flight;
+                    if rcpts >= MAX_RECIPIENTS {
+                        return self.queue_local(reply::TOO_MANY_RECIPIENTS);
+                    }
+                }
                 if self.opts.check_size {
                     if let Some(size) = self.declared_size {
                         let rcpts = self.tx.as_ref().map_or(0, |t| t.rcpts) + self.rcpts_in_flight + 1;
@@ -424,6 +437,9 @@ impl Guard {
                     }
                 }
                 self.rcpts_in_flight += 1;
+                if self.opts.header_rules.recipients {
+                    self.rcpt_paths.push_back(to.to_vec());
+                }
                 self.forward(line, Expect::Rcpt);
             }
             Command::Data => match self.tx.as_ref().map(|t| t.rcpts) {
@@ -431,8 +447,7 @@ impl Guard {
                 Some(0) => self.queue_local(reply::NO_VALID_RECIPIENTS),
                 Some(_) => {
                     self.queue_local(reply::START_DATA);
-                    let rules = self.opts.header_rules;
-                    self.mode = if rules.from_header || rules.no_bcc {
+                    self.mode = if self.opts.header_rules.any() {
                         Mode::Header { block: Vec::new() }
                     } else {
                         self.go_ahead(Vec::new(), false)
@@ -541,7 +556,10 @@ impl Guard {
         match expect {
             Expect::Mail { reserved } => {
                 if ok {
-                    self.tx = Some(Transaction { reserved, rcpts: 0 });
+                    self.tx = Some(Transaction {
+                        reserved,
+                        ..Transaction::default()
+                    });
                 } else if reserved {
                     self.limiter.refund(&self.mailbox);
                 }
@@ -549,8 +567,12 @@ impl Guard {
             }
             Expect::Rcpt => {
                 self.rcpts_in_flight = self.rcpts_in_flight.saturating_sub(1);
+                let path = self.rcpt_paths.pop_front();
                 if let (true, Some(tx)) = (ok, self.tx.as_mut()) {
                     tx.rcpts += 1;
+                    if let Some(path) = path {
+                        tx.recipients.add(&path);
+                    }
                 }
                 self.to_client.extend(bytes);
             }

@@ -10,6 +10,7 @@ fn opts() -> GuardOptions {
         header_rules: HeaderRules {
             from_header: true,
             no_bcc: true,
+            recipients: false,
             max_line_bytes: 1000,
         },
         max_message_bytes: 1000,
@@ -542,4 +543,90 @@ fn end_scan_known_answers() {
             String::from_utf8_lossy(input)
         );
     }
+}
+
+fn with_recipients() -> GuardOptions {
+    let mut o = opts();
+    o.header_rules.recipients = true;
+    o
+}
+
+/// The blind copy as a mail client sends it: `Bcc:` stripped, the hidden
+/// recipient only in `RCPT TO`. Refused at the end of the header block;
+/// the upstream gets `RSET`, never `DATA` nor a byte of the message.
+#[test]
+fn blind_copy_is_refused_before_the_upstream_sees_the_message() {
+    let mut g = guard_with(with_recipients(), 0);
+    client(
+        &mut g,
+        "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<bob@pec.example>\r\nRCPT TO:<hidden@pec.example>\r\nDATA\r\n",
+    );
+    let (_, down) = upstream(&mut g, "250 Ok\r\n250 Ok\r\n250 Ok\r\n");
+    assert!(down.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"));
+    let (up, down) = client(
+        &mut g,
+        "From: alice@pec.example\r\nTo: bob@pec.example\r\n\r\nsecret\r\n.\r\nNOOP\r\n",
+    );
+    assert_eq!(up, "RSET\r\nNOOP\r\n");
+    assert_eq!(down, format!("{}\r\n", reply::RECIPIENTS_MISMATCH));
+}
+
+/// Only the recipients the upstream accepted count: one it refused need
+/// not (and must not) be named.
+#[test]
+fn recipients_are_those_the_upstream_accepted() {
+    for (to, verdict) in [
+        ("bob@pec.example", None),
+        ("bob@pec.example, nobody@else.example", Some(reply::RECIPIENTS_MISMATCH)),
+    ] {
+        let mut g = guard_with(with_recipients(), 0);
+        client(
+            &mut g,
+            "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<nobody@else.example>\r\nRCPT TO:<Bob@PEC.example>\r\nDATA\r\n",
+        );
+        upstream(&mut g, "250 Ok\r\n554 5.7.1 Relay access denied\r\n250 Ok\r\n");
+        let (up, down) = client(&mut g, &format!("From: alice@pec.example\r\nTo: {to}\r\n\r\nhi\r\n.\r\n"));
+        match verdict {
+            None => {
+                assert_eq!(up, "DATA\r\n", "{to}");
+                let (up, _) = upstream(&mut g, "354 go\r\n");
+                assert_eq!(up, format!("From: alice@pec.example\r\nTo: {to}\r\n\r\nhi\r\n.\r\n"));
+            }
+            Some(why) => {
+                assert_eq!(up, "RSET\r\n", "{to}");
+                assert_eq!(down, format!("{why}\r\n"));
+            }
+        }
+    }
+}
+
+/// A new transaction starts with no recipients: those of one refused
+/// message do not carry over.
+#[test]
+fn recipients_are_per_transaction() {
+    let mut g = guard_with(with_recipients(), 0);
+    client(&mut g, "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<bob@pec.example>\r\nRCPT TO:<carol@pec.example>\r\nDATA\r\n");
+    upstream(&mut g, "250 Ok\r\n250 Ok\r\n250 Ok\r\n");
+    client(&mut g, "From: alice@pec.example\r\nTo: bob@pec.example\r\n\r\n.\r\n");
+    upstream(&mut g, "250 Flushed\r\n");
+    client(&mut g, "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<bob@pec.example>\r\nDATA\r\n");
+    upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
+    let (up, _) = client(&mut g, "From: alice@pec.example\r\nTo: bob@pec.example\r\n\r\n.\r\n");
+    assert_eq!(up, "DATA\r\n");
+}
+
+/// The recipients kept are bounded: past [`MAX_RECIPIENTS`] in a
+/// transaction, `452` (RFC 5321 §4.5.3.1.10) without asking the upstream.
+#[test]
+fn recipients_kept_are_bounded() {
+    let mut g = guard_with(with_recipients(), 0);
+    client(&mut g, "MAIL FROM:<alice@pec.example>\r\n");
+    upstream(&mut g, "250 Ok\r\n");
+    for i in 0..MAX_RECIPIENTS {
+        let (up, _) = client(&mut g, &format!("RCPT TO:<r{i}@pec.example>\r\n"));
+        assert_eq!(up, format!("RCPT TO:<r{i}@pec.example>\r\n"));
+        upstream(&mut g, "250 Ok\r\n");
+    }
+    let (up, down) = client(&mut g, "RCPT TO:<one.more@pec.example>\r\n");
+    assert_eq!((up.as_str(), down.as_str()), ("", "452 4.5.3 Too many recipients\r\n"));
 }
