@@ -79,7 +79,11 @@ async fn twenty_megabytes_stream_through_without_growing_the_proxy() {
 
     // Warm up: one small message, so the first session's allocations count before.
     let small = dir.path().join("small.eml");
-    std::fs::write(&small, "From: alice@pec.example\r\nTo: bob@pec.example\r\nSubject: warm\r\n\r\nhi\r\n").unwrap();
+    std::fs::write(
+        &small,
+        "From: alice@pec.example\r\nTo: bob@pec.example\r\nSubject: warm\r\n\r\nhi\r\n",
+    )
+    .unwrap();
     let run = submit(
         proxy.addr("smtps").port(),
         "ssl",

@@ -165,7 +165,13 @@ fn unwrap_err(e: nom::Err<AddressError>) -> AddressError {
 /// `undisclosed-recipients:;` is.
 pub fn address_list(value: &[u8]) -> Result<Vec<Address>, AddressError> {
     let mut out = Vec::new();
-    list(value, None, &mut |i, out: &mut Vec<Address>| address(i, out), &mut out).map_err(unwrap_err)?;
+    list(
+        value,
+        None,
+        &mut |i, out: &mut Vec<Address>| address(i, out),
+        &mut out,
+    )
+    .map_err(unwrap_err)?;
     Ok(out)
 }
 
@@ -173,7 +179,13 @@ pub fn address_list(value: &[u8]) -> Result<Vec<Address>, AddressError> {
 /// `From:` and `Resent-From:`: no groups.
 pub fn mailbox_list(value: &[u8]) -> Result<Vec<Address>, AddressError> {
     let mut out = Vec::new();
-    list(value, None, &mut |i, out: &mut Vec<Address>| mailbox_into(i, out), &mut out).map_err(unwrap_err)?;
+    list(
+        value,
+        None,
+        &mut |i, out: &mut Vec<Address>| mailbox_into(i, out),
+        &mut out,
+    )
+    .map_err(unwrap_err)?;
     Ok(out)
 }
 

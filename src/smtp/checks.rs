@@ -229,13 +229,19 @@ pub fn check_headers(
         in_field = true;
         fields.push((Field::of(name), l[colon + 1..].to_vec()));
     }
-    let values = |f: Field| fields.iter().filter(move |(g, _)| *g == f).map(|(_, v)| v.as_slice());
+    let values = |f: Field| {
+        fields
+            .iter()
+            .filter(move |(g, _)| *g == f)
+            .map(|(_, v)| v.as_slice())
+    };
     let is_sender = |v: &[u8]| {
         address::mailbox_list(v).is_ok_and(|list| {
-            list.len() == 1 && address::smtp_mailbox(sender.as_bytes()).map_or_else(
-                |_| list[0].to_string().eq_ignore_ascii_case(sender),
-                |s| list[0] == s,
-            )
+            list.len() == 1
+                && address::smtp_mailbox(sender.as_bytes()).map_or_else(
+                    |_| list[0].to_string().eq_ignore_ascii_case(sender),
+                    |s| list[0] == s,
+                )
         })
     };
 

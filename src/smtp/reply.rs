@@ -99,12 +99,10 @@ pub const BCC_PRESENT: &str =
     "550 5.7.1 A Bcc: header is not allowed in certified mail (PEC rule, RFC 6109 3.1.1)";
 pub const SENDER_FIELD_MISMATCH: &str = "550 5.7.1 Sender:, Resent-From: and Resent-Sender: must be the authenticated mailbox (PEC rule, RFC 6109 3.1.1)";
 pub const NO_TO: &str = "550 5.7.1 A To: header is required in certified mail (PEC rule, RFC 6109 3.1.1)";
-pub const RECIPIENTS_MISMATCH: &str =
-    "550 5.7.1 Recipients must be exactly the To: and Cc: addresses, no blind copies (PEC rule, RFC 6109 3.1.1)";
+pub const RECIPIENTS_MISMATCH: &str = "550 5.7.1 Recipients must be exactly the To: and Cc: addresses, no blind copies (PEC rule, RFC 6109 3.1.1)";
 pub const RECIPIENTS_UNREADABLE: &str =
     "550 5.7.1 To: and Cc: must be RFC 5322 address lists to check the recipients (PEC rule, RFC 6109 3.1.1)";
-pub const RESENT_RECIPIENTS: &str =
-    "550 5.7.1 Resent-To:, Resent-Cc: and Resent-Bcc: are not allowed in certified mail (PEC rule, RFC 6109 3.1.1)";
+pub const RESENT_RECIPIENTS: &str = "550 5.7.1 Resent-To:, Resent-Cc: and Resent-Bcc: are not allowed in certified mail (PEC rule, RFC 6109 3.1.1)";
 pub const MALFORMED_HEADER_FIELD: &str =
     "550 5.6.0 A header line is neither a field nor a continuation (RFC 5322 2.2), message refused";
 /// RFC 5321 §4.5.3.1.10: too many recipients is `452`, and a client sends

@@ -448,3 +448,129 @@ async fn bad_input_gets_the_right_codes_and_the_proxy_keeps_serving() {
     let mut c = logged_in(&proxy, "alice@pec.example", ALICE_PW).await;
     assert!(say(&mut c, "NOOP").await.starts_with("250"));
 }
+
+/// A mail client's blind copy and carbon copy, as Python's smtplib sends
+/// them (`send_message` strips `Bcc:` and adds its addresses to the
+/// `RCPT TO`s, like every client): prints the server's verdict.
+const SEND_MESSAGE: &str = r#"
+import smtplib, ssl, sys
+from email.message import EmailMessage
+port, user, pw, to, cc, bcc, token, ca = sys.argv[1:]
+m = EmailMessage()
+m["From"] = "Alice <" + user + ">"
+m["To"] = to
+if cc: m["Cc"] = cc
+if bcc: m["Bcc"] = bcc
+m["Subject"] = token
+m.set_content("certified " + token + "\n")
+s = smtplib.SMTP_SSL("localhost", int(port), context=ssl.create_default_context(cafile=ca), timeout=60)
+s.login(user, pw)
+try:
+    s.send_message(m)
+    print("sent")
+except smtplib.SMTPDataError as e:
+    print(e.smtp_code, e.smtp_error.decode())
+s.quit()
+"#;
+
+async fn send_message(proxy: &Proxy, to: &str, cc: &str, bcc: &str, token: &str) -> String {
+    let ca = crate::support::proxy::repo().join("certs/ca.pem");
+    let out = tokio::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(SEND_MESSAGE)
+        .arg(proxy.addr("smtps").port().to_string())
+        .args(["alice@pec.example", ALICE_PW, to, cc, bcc, token])
+        .arg(ca)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("python3 ran");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
+}
+
+fn holds(address: &str, token: &str) -> bool {
+    upstreams()
+        .message_files(address)
+        .iter()
+        .any(|f| std::fs::read_to_string(f).unwrap_or_default().contains(token))
+}
+
+/// RFC 6109 §3.1.1, no blind copies: a message whose `RCPT TO` set is not
+/// its `To:` and `Cc:` addresses is refused with `550 5.7.1` and reaches
+/// no mailbox, neither the one named nor the hidden one; one whose `To:`
+/// and `Cc:` are its recipients reaches both. (Before the rule the blind
+/// copy was delivered to both, certified.)
+#[tokio::test]
+async fn a_blind_copy_is_refused_and_to_plus_cc_is_delivered() {
+    let op = Operator::new();
+    op.add_mailbox("alice@pec.example", ALICE_PW);
+    let proxy = proxy(upstreams(), &op, "").await;
+
+    let blind = token();
+    assert_eq!(
+        send_message(&proxy, "bob@pec.example", "", "carol@pec.example", &blind).await,
+        "550 5.7.1 Recipients must be exactly the To: and Cc: addresses, no blind copies (PEC rule, RFC 6109 3.1.1)"
+    );
+    // A To: that names nobody (an empty group) is a blind copy too.
+    let undisclosed = token();
+    assert_eq!(
+        send_message(
+            &proxy,
+            "undisclosed-recipients:;",
+            "",
+            "bob@pec.example",
+            &undisclosed
+        )
+        .await,
+        "550 5.7.1 Recipients must be exactly the To: and Cc: addresses, no blind copies (PEC rule, RFC 6109 3.1.1)"
+    );
+
+    let copied = token();
+    assert_eq!(
+        send_message(
+            &proxy,
+            "Bob <Bob@PEC.example>",
+            "\"Carol C.\" <carol@pec.example>",
+            "",
+            &copied
+        )
+        .await,
+        "sent"
+    );
+    find_message(upstreams(), "bob@pec.example", &copied).await;
+    find_message(upstreams(), "carol@pec.example", &copied).await;
+    // Delivered after the refused ones were sent: had they reached
+    // Postfix, they would be in the maildirs by now.
+    for address in ["bob@pec.example", "carol@pec.example"] {
+        for refused in [&blind, &undisclosed] {
+            assert!(!holds(address, refused), "{refused} reached {address}");
+        }
+    }
+}
+
+/// A message with no `To:` at all is refused, over raw bytes.
+#[tokio::test]
+async fn a_message_without_to_is_refused() {
+    let op = Operator::new();
+    op.add_mailbox("alice@pec.example", ALICE_PW);
+    let proxy = proxy(upstreams(), &op, "").await;
+    let mut c = logged_in(&proxy, "alice@pec.example", ALICE_PW).await;
+    let tok = token();
+    c.send("MAIL FROM:<alice@pec.example>\r\nRCPT TO:<bob@pec.example>\r\nDATA\r\n")
+        .await;
+    for _ in 0..3 {
+        c.line().await;
+    }
+    c.send(format!(
+        "From: alice@pec.example\r\nCc: bob@pec.example\r\nSubject: {tok}\r\n\r\nno To:\r\n.\r\n"
+    ))
+    .await;
+    assert_eq!(
+        c.line().await,
+        "550 5.7.1 A To: header is required in certified mail (PEC rule, RFC 6109 3.1.1)"
+    );
+    // The session goes on: the upstream got RSET, not the message.
+    assert!(say(&mut c, "NOOP").await.starts_with("250"));
+    assert!(!holds("bob@pec.example", &tok));
+}

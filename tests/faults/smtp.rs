@@ -162,8 +162,10 @@ async fn submit(c: &mut Client, subject: &str) {
     assert_eq!(c.line().await, "250 2.1.0 Ok");
     assert_eq!(c.line().await, "250 2.1.5 Ok");
     assert_eq!(c.line().await, "354 End data with <CR><LF>.<CR><LF>");
-    c.send(format!("From: {USER}\r\nTo: bob@pec.example\r\nSubject: {subject}\r\n\r\nbody\r\n.\r\n"))
-        .await;
+    c.send(format!(
+        "From: {USER}\r\nTo: bob@pec.example\r\nSubject: {subject}\r\n\r\nbody\r\n.\r\n"
+    ))
+    .await;
     assert_eq!(c.line().await, "250 2.0.0 Ok: queued as FAKE1");
 }
 

@@ -208,7 +208,8 @@ async fn smtp_smuggling_with_bare_line_ends_in_data_is_refused() {
         assert_eq!(c.line().await, "250 2.1.0 Ok");
         assert_eq!(c.line().await, "250 2.1.5 Ok");
         assert_eq!(c.line().await, "354 End data with <CR><LF>.<CR><LF>");
-        c.send(format!("From: {USER}\r\nTo: bob@pec.example\r\n{content}")).await;
+        c.send(format!("From: {USER}\r\nTo: bob@pec.example\r\n{content}"))
+            .await;
         assert_eq!(c.line().await, REFUSED, "row {i}");
         if *in_body {
             // Part of the message is upstream and cannot be called back:

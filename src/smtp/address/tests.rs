@@ -2,7 +2,11 @@ use super::*;
 
 /// The canonical addresses of a list, as `local@domain` strings.
 fn list(value: &str) -> Result<Vec<String>, AddressError> {
-    address_list(value.as_bytes()).map(|v| v.iter().map(|a| format!("{}@{}", a.local(), a.domain())).collect())
+    address_list(value.as_bytes()).map(|v| {
+        v.iter()
+            .map(|a| format!("{}@{}", a.local(), a.domain()))
+            .collect()
+    })
 }
 
 #[test]
@@ -26,13 +30,19 @@ fn address_list_known_answers() {
             "A Group:Ed Jones <c@a.test>,joe@where.test,John <jdoe@one.test>;",
             &["c@a.test", "joe@where.test", "jdoe@one.test"],
         ),
-        ("team: bob@pec.example;, carol@pec.example", &["bob@pec.example", "carol@pec.example"]),
+        (
+            "team: bob@pec.example;, carol@pec.example",
+            &["bob@pec.example", "carol@pec.example"],
+        ),
         // Quoted local parts mean what they say.
         ("\"bob\"@pec.example", &["bob@pec.example"]),
         ("\"b.o.b\"@pec.example", &["b.o.b@pec.example"]),
         ("\"a b\\\"c\"@pec.example", &["a b\"c@pec.example"]),
         // Encoded-word and UTF-8 display names.
-        ("=?utf-8?q?Nicol=C3=B2?= <nicolo@pec.example>", &["nicolo@pec.example"]),
+        (
+            "=?utf-8?q?Nicol=C3=B2?= <nicolo@pec.example>",
+            &["nicolo@pec.example"],
+        ),
         ("Nicolò <nicolo@pec.example>", &["nicolo@pec.example"]),
         // IDN: U-label, A-label, upper case: one domain.
         ("bob@bücher.example", &["bob@xn--bcher-kva.example"]),
@@ -43,7 +53,10 @@ fn address_list_known_answers() {
         ("John Q. Public <jqp@pec.example>", &["jqp@pec.example"]),
         ("john . q (x) @ pec . example", &["john.q@pec.example"]),
         (", , bob@pec.example, ,", &["bob@pec.example"]),
-        ("<@relay.example,@other.example:bob@pec.example>", &["bob@pec.example"]),
+        (
+            "<@relay.example,@other.example:bob@pec.example>",
+            &["bob@pec.example"],
+        ),
         // Domain literal; empty value.
         ("bob@[192.0.2.1]", &["bob@[192.0.2.1]"]),
         ("bob@[IPv6:2001:DB8::1]", &["bob@[ipv6:2001:db8::1]"]),
@@ -84,7 +97,10 @@ fn address_list_known_answers() {
         assert_eq!(list(value), Err(*expected), "{value:?}");
     }
     // Eight deep is fine.
-    assert_eq!(list("((((((((x))))))))bob@pec.example"), Ok(vec!["bob@pec.example".to_owned()]));
+    assert_eq!(
+        list("((((((((x))))))))bob@pec.example"),
+        Ok(vec!["bob@pec.example".to_owned()])
+    );
     let long = format!("bob@{}.example", "a".repeat(MAX_DOMAIN_BYTES));
     assert_eq!(list(&long), Err(AddressError::BadDomain));
     assert_eq!(
@@ -96,8 +112,12 @@ fn address_list_known_answers() {
 
 #[test]
 fn mailbox_list_has_no_groups() {
-    let one = |v: &str| mailbox_list(v.as_bytes()).map(|l| l.iter().map(ToString::to_string).collect::<Vec<_>>());
-    assert_eq!(one("Alice <Alice@PEC.example>"), Ok(vec!["alice@pec.example".to_owned()]));
+    let one =
+        |v: &str| mailbox_list(v.as_bytes()).map(|l| l.iter().map(ToString::to_string).collect::<Vec<_>>());
+    assert_eq!(
+        one("Alice <Alice@PEC.example>"),
+        Ok(vec!["alice@pec.example".to_owned()])
+    );
     assert_eq!(
         one("alice@pec.example, bob@pec.example"),
         Ok(vec!["alice@pec.example".to_owned(), "bob@pec.example".to_owned()])
@@ -136,7 +156,11 @@ fn display_parses_back_to_the_same_address() {
         let a = address_list(value.as_bytes()).unwrap();
         assert_eq!(a.len(), 1);
         let shown = a[0].to_string();
-        assert_eq!(smtp_mailbox(shown.as_bytes()), Ok(a[0].clone()), "{value} shown as {shown}");
+        assert_eq!(
+            smtp_mailbox(shown.as_bytes()),
+            Ok(a[0].clone()),
+            "{value} shown as {shown}"
+        );
     }
 }
 

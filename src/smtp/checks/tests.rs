@@ -102,7 +102,10 @@ fn header_known_answers() {
         recipients: false,
         max_line_bytes: 1000,
     };
-    assert_eq!(check_headers(b"Bcc: x@y\r\nResent-To: x@y\r\n", s, &none, off), Ok(()));
+    assert_eq!(
+        check_headers(b"Bcc: x@y\r\nResent-To: x@y\r\n", s, &none, off),
+        Ok(())
+    );
 }
 
 /// RFC 6109 §3.1.1: the forward-paths are exactly the `To:` and `Cc:`
@@ -138,8 +141,16 @@ fn recipients_known_answers() {
         ),
         // Quoted local part; IDN in either form on either side.
         (&["\"bob\"@pec.example"], "To: bob@pec.example\r\n", Ok(())),
-        (&["bob@xn--bcher-kva.example"], "To: bob@bücher.example\r\n", Ok(())),
-        (&["bob@bücher.example"], "To: bob@XN--BCHER-KVA.example\r\n", Ok(())),
+        (
+            &["bob@xn--bcher-kva.example"],
+            "To: bob@bücher.example\r\n",
+            Ok(()),
+        ),
+        (
+            &["bob@bücher.example"],
+            "To: bob@XN--BCHER-KVA.example\r\n",
+            Ok(()),
+        ),
         // Groups: members count; an empty group names nobody.
         (
             &["bob@pec.example", "carol@pec.example"],
@@ -166,7 +177,11 @@ fn recipients_known_answers() {
             Err(R::RecipientsUnreadable),
         ),
         // An RCPT no header can name.
-        (&["Postmaster"], "To: postmaster@pec.example\r\n", Err(R::RecipientsMismatch)),
+        (
+            &["Postmaster"],
+            "To: postmaster@pec.example\r\n",
+            Err(R::RecipientsMismatch),
+        ),
         // Resent- recipients are refused outright.
         (
             &["bob@pec.example"],

@@ -577,7 +577,10 @@ fn blind_copy_is_refused_before_the_upstream_sees_the_message() {
 fn recipients_are_those_the_upstream_accepted() {
     for (to, verdict) in [
         ("bob@pec.example", None),
-        ("bob@pec.example, nobody@else.example", Some(reply::RECIPIENTS_MISMATCH)),
+        (
+            "bob@pec.example, nobody@else.example",
+            Some(reply::RECIPIENTS_MISMATCH),
+        ),
     ] {
         let mut g = guard_with(with_recipients(), 0);
         client(
@@ -585,12 +588,18 @@ fn recipients_are_those_the_upstream_accepted() {
             "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<nobody@else.example>\r\nRCPT TO:<Bob@PEC.example>\r\nDATA\r\n",
         );
         upstream(&mut g, "250 Ok\r\n554 5.7.1 Relay access denied\r\n250 Ok\r\n");
-        let (up, down) = client(&mut g, &format!("From: alice@pec.example\r\nTo: {to}\r\n\r\nhi\r\n.\r\n"));
+        let (up, down) = client(
+            &mut g,
+            &format!("From: alice@pec.example\r\nTo: {to}\r\n\r\nhi\r\n.\r\n"),
+        );
         match verdict {
             None => {
                 assert_eq!(up, "DATA\r\n", "{to}");
                 let (up, _) = upstream(&mut g, "354 go\r\n");
-                assert_eq!(up, format!("From: alice@pec.example\r\nTo: {to}\r\n\r\nhi\r\n.\r\n"));
+                assert_eq!(
+                    up,
+                    format!("From: alice@pec.example\r\nTo: {to}\r\n\r\nhi\r\n.\r\n")
+                );
             }
             Some(why) => {
                 assert_eq!(up, "RSET\r\n", "{to}");
@@ -605,13 +614,25 @@ fn recipients_are_those_the_upstream_accepted() {
 #[test]
 fn recipients_are_per_transaction() {
     let mut g = guard_with(with_recipients(), 0);
-    client(&mut g, "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<bob@pec.example>\r\nRCPT TO:<carol@pec.example>\r\nDATA\r\n");
+    client(
+        &mut g,
+        "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<bob@pec.example>\r\nRCPT TO:<carol@pec.example>\r\nDATA\r\n",
+    );
     upstream(&mut g, "250 Ok\r\n250 Ok\r\n250 Ok\r\n");
-    client(&mut g, "From: alice@pec.example\r\nTo: bob@pec.example\r\n\r\n.\r\n");
+    client(
+        &mut g,
+        "From: alice@pec.example\r\nTo: bob@pec.example\r\n\r\n.\r\n",
+    );
     upstream(&mut g, "250 Flushed\r\n");
-    client(&mut g, "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<bob@pec.example>\r\nDATA\r\n");
+    client(
+        &mut g,
+        "MAIL FROM:<alice@pec.example>\r\nRCPT TO:<bob@pec.example>\r\nDATA\r\n",
+    );
     upstream(&mut g, "250 Ok\r\n250 Ok\r\n");
-    let (up, _) = client(&mut g, "From: alice@pec.example\r\nTo: bob@pec.example\r\n\r\n.\r\n");
+    let (up, _) = client(
+        &mut g,
+        "From: alice@pec.example\r\nTo: bob@pec.example\r\n\r\n.\r\n",
+    );
     assert_eq!(up, "DATA\r\n");
 }
 
@@ -628,5 +649,8 @@ fn recipients_kept_are_bounded() {
         upstream(&mut g, "250 Ok\r\n");
     }
     let (up, down) = client(&mut g, "RCPT TO:<one.more@pec.example>\r\n");
-    assert_eq!((up.as_str(), down.as_str()), ("", "452 4.5.3 Too many recipients\r\n"));
+    assert_eq!(
+        (up.as_str(), down.as_str()),
+        ("", "452 4.5.3 Too many recipients\r\n")
+    );
 }
