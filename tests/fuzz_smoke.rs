@@ -203,3 +203,8 @@ fn smtp_frontend() {
 fn smtp_guard() {
     run_n("smtp_guard", "smtp", targets::smtp_guard, 5_000);
 }
+
+#[test]
+fn address() {
+    run("address", "address", targets::address);
+}

@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use pec_proxy::testing::smtp::checks::{self, HeaderRules, RateLimiter};
+use pec_proxy::testing::smtp::checks::{self, HeaderRules, MAX_RECIPIENTS, RateLimiter, Recipients};
 use pec_proxy::testing::smtp::guard::{Guard, GuardOptions, MAX_CLIENT_BUFFER, MAX_UPSTREAM_REPLY};
 use pec_proxy::testing::smtp::parse::{self, Command, Decode, ReversePath};
 use pec_proxy::testing::smtp::reply;
@@ -102,6 +102,10 @@ struct Upstream {
     quit: bool,
     /// Accepted recipients of the open transaction.
     tx: Option<u64>,
+    /// Their mailboxes.
+    recipients: Recipients,
+    /// The mailboxes of the RCPTs not answered yet, in order.
+    rcpt_paths: VecDeque<Vec<u8>>,
     /// Reply bytes whose reply has not ended.
     replies_in: Vec<u8>,
     /// The upstream said something that answers nothing, or answered QUIT:
@@ -123,6 +127,8 @@ impl Upstream {
             content: None,
             quit: false,
             tx: None,
+            recipients: Recipients::default(),
+            rcpt_paths: VecDeque::new(),
             replies_in: Vec::new(),
             ended: false,
             unsolicited: false,
@@ -176,13 +182,18 @@ impl Upstream {
             return;
         };
         let ok = (200..300).contains(&code);
+        if sent == Sent::Rcpt {
+            let path = self.rcpt_paths.pop_front().expect("a path for each RCPT");
+            if let (true, Some(n)) = (ok, self.tx.as_mut()) {
+                *n += 1;
+                self.recipients.add(&path);
+            }
+        }
+        if matches!(sent, Sent::Ehlo | Sent::Rset | Sent::DataEnd) || (sent == Sent::Mail && ok) {
+            self.recipients = Recipients::default();
+        }
         match sent {
             Sent::Mail if ok => self.tx = Some(0),
-            Sent::Rcpt if ok => {
-                if let Some(n) = self.tx.as_mut() {
-                    *n += 1;
-                }
-            }
             Sent::Ehlo | Sent::Rset => self.tx = None,
             Sent::DataEnd => {
                 self.delivered += u64::from(ok);
@@ -224,7 +235,7 @@ impl Upstream {
 
     fn check_message(&self, content: &[u8], rcpts: u64) {
         let rules = self.opts.header_rules;
-        if rules.from_header || rules.no_bcc {
+        if rules.any() {
             let mut end = 0;
             for line in content.split_inclusive(|&b| b == b'\n') {
                 if line == b"\r\n" {
@@ -233,7 +244,7 @@ impl Upstream {
                 end += line.len();
             }
             assert!(
-                checks::check_headers(&content[..end], MAILBOX, rules).is_ok(),
+                checks::check_headers(&content[..end], MAILBOX, &self.recipients, rules).is_ok(),
                 "a message the header rules refuse reached the upstream: {:?}",
                 lossy(content)
             );
@@ -307,7 +318,14 @@ impl Upstream {
                 }
                 Sent::Mail
             }
-            Command::Rcpt { .. } => Sent::Rcpt,
+            Command::Rcpt { to, .. } => {
+                if self.opts.header_rules.recipients {
+                    let open = self.tx.unwrap_or(0) + self.rcpt_paths.len() as u64;
+                    assert!(open < MAX_RECIPIENTS, "over {MAX_RECIPIENTS} recipients kept");
+                }
+                self.rcpt_paths.push_back(to.to_vec());
+                Sent::Rcpt
+            }
             Command::Data => {
                 assert_eq!(line, b"DATA\r\n");
                 assert!(
@@ -389,6 +407,8 @@ impl Setup {
             header_rules: HeaderRules {
                 from_header: f0 & 4 != 0,
                 no_bcc: f0 & 8 != 0,
+                // The two blind-copy rules share a flag.
+                recipients: f0 & 8 != 0,
                 max_line_bytes: if f1 & 0x20 != 0 { 40 } else { 1000 },
             },
             max_message_bytes: [100, 400, 1000, 30 << 20][usize::from(f1 & 3)],

@@ -30,7 +30,8 @@
 //! (RFC 6531) are compared byte for byte. The domain is lowered and made
 //! an A-label by UTS #46 (`idna`, STD3 rules): `bücher.example`,
 //! `BÜCHER.example` and `xn--bcher-kva.example` are one domain. A domain
-//! literal (`[192.0.2.1]`) is kept as written, ASCII letters lowered.
+//! literal (`[192.0.2.1]`) is kept as written, ASCII letters lowered; it
+//! must be ASCII without `@`, as every RFC 5321 address literal is.
 //!
 //! # Bounds
 //!
@@ -52,7 +53,8 @@ use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
 /// Comments nested deeper than this are refused. RFC 5322 sets no limit;
 /// real comments do not nest at all.
 pub const MAX_COMMENT_DEPTH: usize = 8;
-/// RFC 5321 §4.5.3.1.2: a domain is at most 255 octets.
+/// RFC 5321 §4.5.3.1.2: a domain is at most 255 octets, as written and
+/// as A-labels.
 pub const MAX_DOMAIN_BYTES: usize = 255;
 
 /// An address in canonical form (see the module documentation): equal
@@ -84,10 +86,14 @@ impl Address {
                 if name.len() > MAX_DOMAIN_BYTES {
                     return Err(AddressError::BadDomain);
                 }
-                Uts46::new()
+                let ascii = Uts46::new()
                     .to_ascii(&name, AsciiDenyList::STD3, Hyphens::Allow, DnsLength::Ignore)
-                    .map_err(|_| AddressError::BadDomain)?
-                    .into_owned()
+                    .map_err(|_| AddressError::BadDomain)?;
+                // The A-labels too: the canonical form parses back.
+                if ascii.len() > MAX_DOMAIN_BYTES {
+                    return Err(AddressError::BadDomain);
+                }
+                ascii.into_owned()
             }
         };
         Ok(Self {
@@ -544,9 +550,11 @@ fn is_ctext(b: u8) -> bool {
     (33..=39).contains(&b) || (42..=91).contains(&b) || (93..=126).contains(&b) || b >= 0x80
 }
 
-/// `dtext = %d33-90 / %d94-126`, plus UTF-8.
+/// `dtext = %d33-90 / %d94-126`, less `@`, and without RFC 6532's UTF-8:
+/// an address literal (RFC 5321 §4.1.3) is ASCII and holds no `@`, so an
+/// address has one `@` outside its quoted local part and an ASCII domain.
 fn is_dtext(b: u8) -> bool {
-    (33..=90).contains(&b) || (94..=126).contains(&b) || b >= 0x80
+    ((33..=90).contains(&b) && b != b'@') || (94..=126).contains(&b)
 }
 
 /// `quoted-pair = ("\" (VCHAR / WSP))`, plus UTF-8.

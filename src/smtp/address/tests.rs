@@ -89,6 +89,8 @@ fn address_list_known_answers() {
         ("bob@pec\0.example", AddressError::Syntax),
         ("bob@pec.example\r\n", AddressError::Syntax),
         ("bob@[1.2.3.4", AddressError::Syntax),
+        ("bob@[1.2.3.4@x]", AddressError::Syntax),
+        ("bob@[1.2.3.ü]", AddressError::Syntax),
         ("bob@a_b.example", AddressError::BadDomain),
         ("bob@xn--a.example", AddressError::BadDomain),
         ("(((((((((x)))))))))bob@pec.example", AddressError::CommentTooDeep),
