@@ -716,3 +716,63 @@ async fn an_http_request_is_cut_off_after_five_errors() {
     assert_eq!(fake.seen().connections, 0, "nothing reached the upstream");
     still_serving(&proxy, &fake).await;
 }
+
+/// Header blocks that would let a reader see fewer recipients than the
+/// `RCPT TO`s (a blind copy, RFC 6109 §3.1.1): a `To:` after a line a mail
+/// server ends the header at, two addresses without a comma, an open
+/// comment, a continuation that is a second `To:`, a `Resent-To:`. Each is
+/// refused at the end of the header block with its reply, the session
+/// goes on, and the upstream never gets `DATA` nor a line of the message.
+#[tokio::test]
+async fn recipients_hidden_from_the_reader_are_refused_before_data_goes_upstream() {
+    const MALFORMED: &str =
+        "550 5.6.0 A header line is neither a field nor a continuation (RFC 5322 2.2), message refused";
+    const UNREADABLE: &str = "550 5.7.1 To: and Cc: must be RFC 5322 address lists to check the recipients (PEC rule, RFC 6109 3.1.1)";
+    const RESENT: &str = "550 5.7.1 Resent-To:, Resent-Cc: and Resent-Bcc: are not allowed in certified mail (PEC rule, RFC 6109 3.1.1)";
+    let fake = FakeSmtp::start(Behaviour::Serve).await;
+    let proxy = proxy(&fake, SHORT).await;
+    let rows = [
+        (
+            "To: bob@pec.example\r\nnot a field\r\nTo: hidden@pec.example\r\n",
+            MALFORMED,
+        ),
+        (
+            "To: bob@pec.example\r\nX Y: z\r\nCc: hidden@pec.example\r\n",
+            MALFORMED,
+        ),
+        ("To: bob@pec.example hidden@pec.example\r\n", UNREADABLE),
+        ("To: bob@pec.example, (hidden@pec.example\r\n", UNREADABLE),
+        ("To: bob@pec.example\r\n To: hidden@pec.example\r\n", UNREADABLE),
+        (
+            "To: bob@pec.example, hidden@pec.example\r\nResent-To: bob@pec.example\r\n",
+            RESENT,
+        ),
+    ];
+    for (i, (headers, reply)) in rows.iter().enumerate() {
+        let mut c = logged_in(&proxy).await;
+        c.send(format!(
+            "MAIL FROM:<{USER}>\r\nRCPT TO:<bob@pec.example>\r\nRCPT TO:<hidden@pec.example>\r\nDATA\r\n"
+        ))
+        .await;
+        assert_eq!(c.line().await, "250 2.1.0 Ok");
+        assert_eq!(c.line().await, "250 2.1.5 Ok");
+        assert_eq!(c.line().await, "250 2.1.5 Ok");
+        assert_eq!(c.line().await, "354 End data with <CR><LF>.<CR><LF>");
+        c.send(format!("From: {USER}\r\n{headers}\r\nhidden body {i}\r\n.\r\n"))
+            .await;
+        assert_eq!(c.line().await, *reply, "row {i}");
+        assert_eq!(exchange(&mut c, b"NOOP\r\n").await, "250 2.0.0 Ok", "row {i}");
+        assert_eq!(exchange(&mut c, b"QUIT\r\n").await, "221 2.0.0 Bye");
+        fake.wait_ended(i + 1).await;
+    }
+    let seen = fake.seen();
+    assert!(!seen.commands.iter().any(|c| c == "DATA"), "{:?}", seen.commands);
+    assert!(
+        !seen
+            .lines
+            .iter()
+            .any(|l| l.starts_with(b"From:") || l.starts_with(b"hidden body")),
+        "no line of a refused message reaches the upstream"
+    );
+    still_serving(&proxy, &fake).await;
+}
