@@ -171,13 +171,7 @@ fn unwrap_err(e: nom::Err<AddressError>) -> AddressError {
 /// `undisclosed-recipients:;` is.
 pub fn address_list(value: &[u8]) -> Result<Vec<Address>, AddressError> {
     let mut out = Vec::new();
-    list(
-        value,
-        None,
-        &mut |i, out: &mut Vec<Address>| address(i, out),
-        &mut out,
-    )
-    .map_err(unwrap_err)?;
+    list(value, None, Element::Address, &mut out).map_err(unwrap_err)?;
     Ok(out)
 }
 
@@ -185,13 +179,7 @@ pub fn address_list(value: &[u8]) -> Result<Vec<Address>, AddressError> {
 /// `From:` and `Resent-From:`: no groups.
 pub fn mailbox_list(value: &[u8]) -> Result<Vec<Address>, AddressError> {
     let mut out = Vec::new();
-    list(
-        value,
-        None,
-        &mut |i, out: &mut Vec<Address>| mailbox_into(i, out),
-        &mut out,
-    )
-    .map_err(unwrap_err)?;
+    list(value, None, Element::Mailbox, &mut out).map_err(unwrap_err)?;
     Ok(out)
 }
 
@@ -200,10 +188,17 @@ pub fn mailbox_list(value: &[u8]) -> Result<Vec<Address>, AddressError> {
 /// same canonical form as the header addresses.
 pub fn smtp_mailbox(mailbox: &[u8]) -> Result<Address, AddressError> {
     match addr_spec(mailbox) {
-        Ok((rest, a)) if rest.is_empty() => Ok(a),
+        Ok((b"", a)) => Ok(a),
         Ok(_) => Err(AddressError::Syntax),
         Err(e) => Err(unwrap_err(e)),
     }
+}
+
+/// What a list holds: addresses (groups too) or mailboxes only.
+#[derive(Clone, Copy)]
+enum Element {
+    Address,
+    Mailbox,
 }
 
 /// Elements separated by commas, empty ones allowed (`obs-addr-list`,
@@ -212,7 +207,7 @@ pub fn smtp_mailbox(mailbox: &[u8]) -> Result<Address, AddressError> {
 fn list<'a>(
     mut input: &'a [u8],
     end: Option<u8>,
-    element: &mut dyn FnMut(&'a [u8], &mut Vec<Address>) -> PResult<'a, ()>,
+    element: Element,
     out: &mut Vec<Address>,
 ) -> PResult<'a, ()> {
     loop {
@@ -227,7 +222,10 @@ fn list<'a>(
             }
             Some(_) => {}
         }
-        (input, _) = element(input, out)?;
+        (input, _) = match element {
+            Element::Address => address(input, out)?,
+            Element::Mailbox => mailbox_into(input, out)?,
+        };
         (input, _) = opt_cfws(input)?;
         match input.first() {
             Some(b',') => input = &input[1..],
@@ -247,7 +245,7 @@ fn address<'a>(input: &'a [u8], out: &mut Vec<Address>) -> PResult<'a, ()> {
         if !words.is_phrase() {
             return fail();
         }
-        return list(&rest[1..], Some(b';'), &mut |i, out| mailbox_into(i, out), out);
+        return list(&rest[1..], Some(b';'), Element::Mailbox, out);
     }
     let (rest, a) = mailbox_after(rest, words)?;
     out.push(a);
