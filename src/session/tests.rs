@@ -98,6 +98,8 @@ impl MailProtocol for Scripted {
     const GOODBYES: Goodbyes = Goodbyes {
         shutdown: b"shutting down\r\n",
         timeout: b"too slow\r\n",
+        revoked: b"revoked\r\n",
+        lifetime: b"too long\r\n",
     };
     type Login = Attempt;
     type Frontend = Lines;
@@ -176,6 +178,7 @@ fn context(upstream: &str) -> ListenerContext {
         smtp_hostname: "proxy.test".into(),
         pec_checks: PecChecks::default(),
         send_rate: Arc::new(RateLimiter::new(0, 1)),
+        sessions: crate::session::registry::Sessions::new(),
     }
 }
 

@@ -106,7 +106,12 @@ fn mailbox(op: &Operator, name: &str) -> String {
     upstreams().add_user(&address, "dovecot's own, unused");
     op.add_mailbox(&address, OWNER_PW);
     op.run(
-        &["collaborator", "add", &format!("anna/{address}"), "--password-stdin"],
+        &[
+            "collaborator",
+            "add",
+            &format!("anna/{address}"),
+            "--password-stdin",
+        ],
         &format!("{ANNA_PW}\n"),
     );
     address
@@ -157,6 +162,7 @@ async fn smtp(proxy: &Proxy, user: &str, pw: &str) -> Client {
 async fn ended_with(c: &mut Client, bye: &str, since: Instant, what: &str) {
     let lines = c.expect_closed().await;
     let took = since.elapsed();
+    eprintln!("{what}: ended {took:?} after the change");
     assert_eq!(lines.last().map(String::as_str), Some(bye), "{what}: {lines:?}");
     assert!(took <= WITHIN, "{what}: ended {took:?} after the change");
 }
@@ -222,7 +228,13 @@ async fn revoking_an_app_password_ends_the_sessions_that_used_it_only() {
 
     let changed = Instant::now();
     op.run(&["app-password", "revoke", &revoked_id.to_string()], "");
-    ended_with(&mut revoked_imap, IMAP_BYE, changed, "IMAP IDLE with the app password").await;
+    ended_with(
+        &mut revoked_imap,
+        IMAP_BYE,
+        changed,
+        "IMAP IDLE with the app password",
+    )
+    .await;
     ended_with(&mut revoked_pop3, POP3_BYE, changed, "POP3 with the app password").await;
     ended_with(&mut revoked_smtp, SMTP_BYE, changed, "SMTP with the app password").await;
 
@@ -250,7 +262,10 @@ async fn switching_a_protocol_off_ends_that_protocols_sessions_only() {
     smtp_alive(&mut owner_smtp, "owner's SMTP").await;
 
     let changed = Instant::now();
-    op.run(&["mailbox", "set", &address, "--pop3", "off", "--smtp", "off"], "");
+    op.run(
+        &["mailbox", "set", &address, "--pop3", "off", "--smtp", "off"],
+        "",
+    );
     ended_with(&mut owner_pop3, POP3_BYE, changed, "owner's POP3").await;
     ended_with(&mut owner_smtp, SMTP_BYE, changed, "owner's SMTP").await;
 }
@@ -268,5 +283,9 @@ async fn a_session_past_max_session_secs_is_told_goodbye() {
         Some("* BYE [UNAVAILABLE] Session time limit reached, please log in again"),
         "{lines:?}"
     );
-    assert!(logged_in.elapsed() <= Duration::from_secs(3), "{:?}", logged_in.elapsed());
+    assert!(
+        logged_in.elapsed() <= Duration::from_secs(3),
+        "{:?}",
+        logged_in.elapsed()
+    );
 }
