@@ -41,7 +41,7 @@ use crate::protocol::Protocol;
 use crate::relay::guarded::Inspector;
 use crate::relay::{self, ByteCounter, RelayEnd, RelayOptions, RelayStats};
 use crate::store::account::Pop3Delete;
-use crate::store::unix_now;
+use crate::store::{AccessLogEntry, LoginResult, unix_now};
 use crate::upstream::{Identity, Upstream, UpstreamError};
 use registry::{EndReason, Entry, Registered, Sessions};
 
@@ -312,6 +312,25 @@ async fn end_session<P: MailProtocol>(
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.shutdown()).await;
     }
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, upstream.shutdown()).await;
+    // After the goodbye, so the store's write does not delay it: the
+    // revocation in the mailbox's access log, beside the login it ends.
+    if let (EndReason::Revoked(revoked), Authority::Store(auth), Some(who)) =
+        (reason, &ctx.gate.authority, who)
+    {
+        let entry = AccessLogEntry {
+            at: unix_now(),
+            mailbox: who.mailbox,
+            collaborator: who.collaborator,
+            protocol: P::PROTOCOL,
+            client_ip: peer.ip(),
+            client_name: None,
+            result: LoginResult::Revoked,
+            reason: Some(revoked.label().to_owned()),
+        };
+        if let Err(error) = auth.store().record_login(entry).await {
+            tracing::warn!(%error, "could not write the access log");
+        }
+    }
 }
 
 /// A stream that remembers the last byte written to it: whether the

@@ -205,6 +205,22 @@ async fn suspending_a_collaborator_ends_its_imap_idle_pop3_and_smtp_sessions_not
 
     imap_alive(&mut owner_imap, "owner's IMAP").await;
     smtp_alive(&mut owner_smtp, "owner's SMTP").await;
+    // The owner sees it in the mailbox's access log (written after the
+    // goodbye, by the store's batched writer).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let revoked = loop {
+        let log = op.access_log(&address);
+        let revoked: Vec<_> = log.into_iter().filter(|r| r["result"] == "revoked").collect();
+        if revoked.len() >= 3 || Instant::now() > deadline {
+            break revoked;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(revoked.len(), 3, "one row per ended session: {revoked:?}");
+    for row in revoked {
+        assert_eq!(row["collaborator"], "anna", "{row}");
+        assert_eq!(row["reason"], "collaborator_suspended", "{row}");
+    }
     // And anna cannot come back.
     let mut c = Client::tls(proxy.addr("imaps")).await;
     c.line().await;
