@@ -25,6 +25,7 @@ use crate::ops::metrics as m;
 use crate::ops::shutdown::Shutdown;
 use crate::pop3::Pop3;
 use crate::protocol::Protocol;
+use crate::session::control;
 use crate::session::registry::Sessions;
 use crate::session::{ListenerContext, serve};
 use crate::smtp::Smtp;
@@ -50,6 +51,11 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("listeners cannot change on reload, restart to apply: {0}")]
     ListenersChanged(String),
+    #[error("cannot create the session control socket {path}: {source}")]
+    ControlSocket {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// After SIGINT, or after the grace period, how long sessions get to notice
@@ -143,6 +149,8 @@ pub struct Server {
     gate: Gate,
     /// Logged-in sessions, re-checked when the account store changes.
     sessions: Arc<Sessions>,
+    /// `pec-proxy session list|end`, beside the account store (if any).
+    control: Option<tokio::net::UnixListener>,
     connections: Arc<Semaphore>,
     client_limits: Arc<ClientLimits>,
     penalties: Arc<Penalties>,
@@ -159,6 +167,13 @@ impl Server {
         ));
         let sessions = Sessions::new();
         let Generation { contexts, gate } = build(config, &shutdown, &penalties, &sessions).await?;
+        let control = match &config.store_path {
+            Some(store) => {
+                let path = control::socket_path(store);
+                Some(control::bind(&path).map_err(|source| ServerError::ControlSocket { path, source })?)
+            }
+            None => None,
+        };
         let mut listeners = Vec::new();
         for ctx in contexts {
             let l = &ctx.listener;
@@ -175,6 +190,7 @@ impl Server {
             listeners,
             gate,
             sessions,
+            control,
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             client_limits: ClientLimits::new(
                 config.limits.max_connections_per_ip,
@@ -216,6 +232,9 @@ impl Server {
         // Beside the accept loops, not among them: revocations still reach
         // the sessions relaying through a drain's grace period.
         let watch = tokio::spawn(self.sessions.clone().watch(gate.subscribe()));
+        if let Some(socket) = self.control {
+            accept_loops.spawn(control::serve(socket, self.sessions.clone()));
+        }
         accept_loops.spawn(self.penalties.clone().sweep_every(PENALTY_SWEEP_INTERVAL));
         RunningServer {
             accept_loops,

@@ -9,6 +9,7 @@
 //!                     ▲   refused: Frontend::login_refused ◀─┘
 //! ```
 
+pub mod control;
 mod login;
 mod prelogin;
 pub mod registry;
@@ -300,7 +301,7 @@ async fn end_session<P: MailProtocol>(
         "session ended by the proxy"
     );
     let line = match reason {
-        EndReason::Revoked(_) => P::GOODBYES.revoked,
+        EndReason::Revoked(_) | EndReason::Operator => P::GOODBYES.revoked,
         EndReason::Lifetime => P::GOODBYES.lifetime,
     };
     // Only between lines: in the middle of a response (a message being
@@ -314,9 +315,12 @@ async fn end_session<P: MailProtocol>(
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, upstream.shutdown()).await;
     // After the goodbye, so the store's write does not delay it: the
     // revocation in the mailbox's access log, beside the login it ends.
-    if let (EndReason::Revoked(revoked), Authority::Store(auth), Some(who)) =
-        (reason, &ctx.gate.authority, who)
-    {
+    let logged = match reason {
+        EndReason::Revoked(revoked) => Some(revoked.label()),
+        EndReason::Operator => Some(reason.label()),
+        EndReason::Lifetime => None,
+    };
+    if let (Some(why), Authority::Store(auth), Some(who)) = (logged, &ctx.gate.authority, who) {
         let entry = AccessLogEntry {
             at: unix_now(),
             mailbox: who.mailbox,
@@ -325,7 +329,7 @@ async fn end_session<P: MailProtocol>(
             client_ip: peer.ip(),
             client_name: None,
             result: LoginResult::Revoked,
-            reason: Some(revoked.label().to_owned()),
+            reason: Some(why.to_owned()),
         };
         if let Err(error) = auth.store().record_login(entry).await {
             tracing::warn!(%error, "could not write the access log");
@@ -514,6 +518,7 @@ fn ended(
     let result = match ended_by {
         Some(EndReason::Revoked(_)) => "revoked",
         Some(EndReason::Lifetime) => "lifetime",
+        Some(EndReason::Operator) => "operator",
         None => end.label(),
     };
     let duration = started.elapsed();

@@ -41,6 +41,8 @@ pub enum EndReason {
     Revoked(RevokeReason),
     /// It reached `limits.max_session_secs`.
     Lifetime,
+    /// An operator ended it (`pec-proxy session end`).
+    Operator,
 }
 
 impl EndReason {
@@ -49,6 +51,7 @@ impl EndReason {
         match self {
             EndReason::Revoked(r) => r.label(),
             EndReason::Lifetime => "max_session_secs",
+            EndReason::Operator => "operator",
         }
     }
 }
@@ -146,6 +149,48 @@ impl Sessions {
             sessions: self.clone(),
             ended: rx,
         }
+    }
+
+    /// The sessions logged in now (of `mailbox` only, if given), by id.
+    pub fn list(&self, mailbox: Option<&str>) -> Vec<(u64, Entry)> {
+        let state = self.lock();
+        let mut all: Vec<(u64, Entry)> = state
+            .live
+            .iter()
+            .filter(|(_, l)| mailbox.is_none_or(|m| l.entry.mailbox == m))
+            .map(|(id, l)| (*id, l.entry.clone()))
+            .collect();
+        all.sort_unstable_by_key(|(id, _)| *id);
+        all
+    }
+
+    /// Ends (as [`EndReason::Operator`]) the sessions `target` names: a
+    /// session id, a mailbox (all its sessions, the owner's and its
+    /// collaborators'), or `name/mailbox` (one collaborator's). Returns
+    /// how many were told to end.
+    pub fn end_matching(&self, target: &str) -> usize {
+        let target = target.trim().to_lowercase();
+        let id: Option<u64> = target.parse().ok();
+        let (collaborator, mailbox) = match target.split_once('/') {
+            Some((name, mailbox)) => (Some(name), mailbox),
+            None => (None, target.as_str()),
+        };
+        let mut state = self.lock();
+        let mut ended = 0;
+        for (live_id, live) in state.live.iter_mut() {
+            let e = &live.entry;
+            let hit = match id {
+                Some(id) => id == *live_id,
+                None => {
+                    e.mailbox == mailbox && collaborator.is_none_or(|c| e.collaborator.as_deref() == Some(c))
+                }
+            };
+            if hit && live.end.is_some() {
+                Self::end(live, EndReason::Operator);
+                ended += 1;
+            }
+        }
+        ended
     }
 
     /// Who session `id` is, while it is registered.

@@ -29,6 +29,12 @@ const IMAP_BYE: &str = "* BYE [UNAVAILABLE] Access to this mailbox was revoked";
 const POP3_BYE: &str = "-ERR [AUTH] Access to this mailbox was revoked";
 const SMTP_BYE: &str = "421 4.7.0 Access to this mailbox was revoked, closing connection";
 
+// Every test runs multi-threaded: the admin commands block the test's
+// thread, and the proxy runs in this process. On one thread it would stop
+// meanwhile: a session command would wait for an answer that never comes,
+// and an account change for the proxy's access-log transaction (a
+// revocation's row) to commit, until SQLite's busy timeout failed it.
+
 /// This module's own Dovecot + Postfix.
 fn upstreams() -> &'static Upstreams {
     static UPSTREAMS: OnceLock<Upstreams> = OnceLock::new();
@@ -183,7 +189,7 @@ async fn smtp_alive(c: &mut Client, what: &str) {
     assert!(reply.starts_with("250 "), "{what}: {reply}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspending_a_collaborator_ends_its_imap_idle_pop3_and_smtp_sessions_not_the_owners() {
     let op = Operator::new();
     let address = mailbox(&op, "suspended");
@@ -228,7 +234,7 @@ async fn suspending_a_collaborator_ends_its_imap_idle_pop3_and_smtp_sessions_not
     assert!(reply.starts_with("a NO "), "{reply}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_an_app_password_ends_the_sessions_that_used_it_only() {
     let op = Operator::new();
     let address = mailbox(&op, "revoked");
@@ -259,7 +265,7 @@ async fn revoking_an_app_password_ends_the_sessions_that_used_it_only() {
     imap_alive(&mut main_imap, "IMAP with the main password").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switching_a_protocol_off_ends_that_protocols_sessions_only() {
     let op = Operator::new();
     let address = mailbox(&op, "switched");
@@ -286,7 +292,7 @@ async fn switching_a_protocol_off_ends_that_protocols_sessions_only() {
     ended_with(&mut owner_smtp, SMTP_BYE, changed, "owner's SMTP").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_past_max_session_secs_is_told_goodbye() {
     let op = Operator::new();
     let address = mailbox(&op, "lifetime");
@@ -304,4 +310,47 @@ async fn a_session_past_max_session_secs_is_told_goodbye() {
         "{:?}",
         logged_in.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_lists_a_mailboxs_sessions_and_ends_a_collaborators() {
+    let op = Operator::new();
+    let address = mailbox(&op, "operator");
+    let anna = format!("anna/{address}");
+    let proxy = proxy(&op, "").await;
+    let mut anna_imap = imap_idle(&proxy, &anna, ANNA_PW).await;
+    let mut anna_smtp = smtp(&proxy, &anna, ANNA_PW).await;
+    let mut owner_imap = imap(&proxy, &address, OWNER_PW).await;
+
+    let listed = op.run(&["session", "list", &address, "--json"], "");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(listed.trim()).unwrap();
+    let mut who: Vec<(String, String)> = listed
+        .iter()
+        .map(|s| {
+            (
+                s["protocol"].as_str().unwrap().to_owned(),
+                s["collaborator"].as_str().unwrap_or("(owner)").to_owned(),
+            )
+        })
+        .collect();
+    who.sort();
+    assert_eq!(
+        who,
+        [
+            ("imap".to_owned(), "(owner)".to_owned()),
+            ("imap".to_owned(), "anna".to_owned()),
+            ("smtp".to_owned(), "anna".to_owned()),
+        ],
+        "{listed:?}"
+    );
+
+    let changed = Instant::now();
+    let out = op.run(&["session", "end", &anna, "--json"], "");
+    assert_eq!(out.trim(), r#"{"ended":2}"#);
+    ended_with(&mut anna_imap, IMAP_BYE, changed, "anna's IMAP IDLE").await;
+    ended_with(&mut anna_smtp, SMTP_BYE, changed, "anna's SMTP").await;
+    imap_alive(&mut owner_imap, "owner's IMAP").await;
+    // Anna was not suspended: she may log in again.
+    let mut again = imap(&proxy, &anna, ANNA_PW).await;
+    imap_alive(&mut again, "anna's new session").await;
 }
