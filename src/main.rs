@@ -54,7 +54,7 @@ enum Command {
     #[command(flatten)]
     Admin(Box<AdminCommand>),
     /// The running proxy's logged-in sessions, through its control socket
-    /// beside the account store (`<store>.sessions.sock`, mode 0600).
+    /// beside the account store (`accounts.db` → `accounts.sessions.sock`, mode 0600).
     #[command(subcommand)]
     Session(SessionCommand),
 }

@@ -35,12 +35,10 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests served at once; beyond, new connections are closed.
 pub const MAX_CONNECTIONS: usize = 8;
 
-/// The control socket of the proxy whose account store is `store`:
-/// `accounts.db` → `accounts.db.sessions.sock`.
+/// The control socket of the proxy whose account store is `store`, in
+/// the same directory: `accounts.db` → `accounts.sessions.sock`.
 pub fn socket_path(store: &Path) -> PathBuf {
-    let mut name = store.as_os_str().to_owned();
-    name.push(".sessions.sock");
-    PathBuf::from(name)
+    store.with_extension("sessions.sock")
 }
 
 /// One live session, as listed.

@@ -18,7 +18,7 @@ fn entry(mailbox: &str, collaborator: Option<&str>, credential: Option<Credentia
 async fn list_and_end_over_the_socket() {
     let dir = tempfile::tempdir().unwrap();
     let path = socket_path(&dir.path().join("accounts.db"));
-    assert!(path.ends_with("accounts.db.sessions.sock"));
+    assert!(path.ends_with("accounts.sessions.sock"));
     let sessions = Sessions::new();
     let mut owner = sessions.register(entry(
         "studio@pec.it",
