@@ -354,3 +354,59 @@ async fn an_operator_lists_a_mailboxs_sessions_and_ends_a_collaborators() {
     let mut again = imap(&proxy, &anna, ANNA_PW).await;
     imap_alive(&mut again, "anna's new session").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_step_on_a_new_password_and_a_deactivated_mailbox_end_main_password_sessions() {
+    let op = Operator::new();
+    let proxy = proxy(&op, "").await;
+    // (mailbox name, the change, whether an app-password session survives)
+    let cases: [(&str, &[&str], &str, bool); 3] = [
+        (
+            "twostep",
+            &["mailbox", "set", "ADDRESS", "--two-step", "on"],
+            "",
+            true,
+        ),
+        (
+            "newpass",
+            &["mailbox", "set-password", "ADDRESS"],
+            "a new password\n",
+            true,
+        ),
+        (
+            "inactive",
+            &["mailbox", "set", "ADDRESS", "--active", "off"],
+            "",
+            false,
+        ),
+    ];
+    for (name, change, stdin, app_survives) in cases {
+        let address = mailbox(&op, name);
+        let (_, app_pw) = op.create_app_password(&address, &[]);
+        let mut main_imap = imap_idle(&proxy, &address, OWNER_PW).await;
+        let mut main_pop3 = pop3(&proxy, &address, OWNER_PW).await;
+        let mut main_smtp = smtp(&proxy, &address, OWNER_PW).await;
+        let mut app_imap = imap(&proxy, &address, &app_pw).await;
+
+        let args: Vec<&str> = change
+            .iter()
+            .map(|a| if *a == "ADDRESS" { address.as_str() } else { a })
+            .collect();
+        let changed = Instant::now();
+        op.run(&args, stdin);
+        ended_with(&mut main_imap, IMAP_BYE, changed, &format!("{name}: IMAP IDLE")).await;
+        ended_with(&mut main_pop3, POP3_BYE, changed, &format!("{name}: POP3")).await;
+        ended_with(&mut main_smtp, SMTP_BYE, changed, &format!("{name}: SMTP")).await;
+        if app_survives {
+            imap_alive(&mut app_imap, &format!("{name}: the app password's IMAP")).await;
+        } else {
+            ended_with(
+                &mut app_imap,
+                IMAP_BYE,
+                changed,
+                &format!("{name}: the app password's IMAP"),
+            )
+            .await;
+        }
+    }
+}
