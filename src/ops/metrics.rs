@@ -135,7 +135,7 @@ pub fn describe() {
     );
     describe_counter!(
         SESSIONS_REVOKED_TOTAL,
-        "Logged-in sessions the proxy ended, by protocol and reason: a change to the account that the session no longer passes (collaborator_suspended, app_password_revoked, protocol_disabled, ...) or limits.max_session_secs (max_session_secs)."
+        "Logged-in sessions the proxy ended, by protocol and reason: a change to the account that the session no longer passes (collaborator_suspended, app_password_revoked, protocol_disabled, ...), limits.max_session_secs (max_session_secs), or pec-proxy session end (operator)."
     );
     describe_counter!(
         CLIENT_ERRORS_TOTAL,
