@@ -33,5 +33,6 @@ pub use config::Config;
 pub use listener::{RunningServer, Server};
 pub use ops::http::{Status, serve as serve_status};
 pub use ops::metrics::{config_reload, install as install_metrics, run_upkeep as run_metrics_upkeep};
+pub use session::control::{SessionInfo, request as session_request, socket_path as session_socket_path};
 pub use store::SqliteStore;
 pub use tls::{TlsError, server_config};

@@ -53,6 +53,20 @@ enum Command {
     /// Account administration (mailbox, app-password, collaborator, access-log).
     #[command(flatten)]
     Admin(Box<AdminCommand>),
+    /// The running proxy's logged-in sessions, through its control socket
+    /// beside the account store (`accounts.db` → `accounts.sessions.sock`, mode 0600).
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Subcommand)]
+enum SessionCommand {
+    /// List the logged-in sessions, of one mailbox or of all.
+    List { mailbox: Option<String> },
+    /// End sessions with their protocol's goodbye: one by ID, every session
+    /// of a MAILBOX (owner and collaborators), or one collaborator's
+    /// (NAME/MAILBOX).
+    End { target: String },
 }
 
 /// Where the admin commands find the account store.
@@ -79,6 +93,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Admin(cmd) => admin(*cmd, &cli.store),
+        Command::Session(cmd) => session(cmd, &cli.store),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(config) => match pec_proxy::server_config(&config.certificates) {
                 Ok(_) | Err(pec_proxy::TlsError::NoCertificate) => {
@@ -125,9 +140,66 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs one admin command against the store; exit codes from `AdminError`.
-fn admin(cmd: AdminCommand, args: &StoreArgs) -> ExitCode {
-    let path = match &args.store {
+/// Asks the running proxy about its sessions. Exit 69 (EX_UNAVAILABLE)
+/// when no proxy answers on the store's control socket.
+fn session(cmd: SessionCommand, args: &StoreArgs) -> ExitCode {
+    let path = match store_path(args) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let socket = pec_proxy::session_socket_path(&path);
+    let line = match &cmd {
+        SessionCommand::List { mailbox: None } => "list".to_owned(),
+        SessionCommand::List { mailbox: Some(m) } => format!("list {m}"),
+        SessionCommand::End { target } => format!("end {target}"),
+    };
+    let answer = match pec_proxy::session_request(&socket, &line) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!(
+                "pec-proxy: {}: {e} (is the proxy running with this store?)",
+                socket.display()
+            );
+            return ExitCode::from(69);
+        }
+    };
+    if answer.contains("\"error\"") {
+        eprint!("pec-proxy: {answer}");
+        return ExitCode::from(64);
+    }
+    if args.json {
+        print!("{answer}");
+        return ExitCode::SUCCESS;
+    }
+    match cmd {
+        SessionCommand::List { .. } => {
+            let list: Vec<pec_proxy::SessionInfo> = serde_json::from_str(&answer).unwrap_or_default();
+            for s in &list {
+                println!(
+                    "{:>6}  {:<4}  {}{}  {}  {}  since {}",
+                    s.id,
+                    s.protocol,
+                    s.collaborator
+                        .as_deref()
+                        .map(|c| format!("{c}/"))
+                        .unwrap_or_default(),
+                    s.mailbox,
+                    s.credential,
+                    s.client,
+                    s.since
+                );
+            }
+            println!("{} session(s)", list.len());
+        }
+        SessionCommand::End { .. } => print!("{answer}"),
+    }
+    ExitCode::SUCCESS
+}
+
+/// The account store's path: `--store`, or the `[store] path` of the
+/// configuration file.
+fn store_path(args: &StoreArgs) -> Result<PathBuf, ExitCode> {
+    Ok(match &args.store {
         Some(p) => p.clone(),
         None => match Config::load(&args.config_file) {
             Ok(Config {
@@ -138,15 +210,23 @@ fn admin(cmd: AdminCommand, args: &StoreArgs) -> ExitCode {
                     "{}: no [store] configured; pass --store PATH",
                     args.config_file.display()
                 );
-                return ExitCode::from(EX_CONFIG);
+                return Err(ExitCode::from(EX_CONFIG));
             }
             Err(errors) => {
                 for e in errors.0 {
                     eprintln!("{}: {e}", args.config_file.display());
                 }
-                return ExitCode::from(EX_CONFIG);
+                return Err(ExitCode::from(EX_CONFIG));
             }
         },
+    })
+}
+
+/// Runs one admin command against the store; exit codes from `AdminError`.
+fn admin(cmd: AdminCommand, args: &StoreArgs) -> ExitCode {
+    let path = match store_path(args) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -2,7 +2,8 @@
 //! and Postfix started by `scripts/upstreams.sh`, spoken to with our raw
 //! client and with real ones (Python's imaplib, poplib and smtplib, curl).
 //! One module per protocol (`imap`, `pop3`, `smtp`), the PEC access rules
-//! over IMAP (`access`), the real binary driven with signals (`ops`), and
+//! over IMAP (`access`), revocation reaching live sessions of all three
+//! protocols (`revocation`), the real binary driven with signals (`ops`), and
 //! the harness's own smoke test (`upstreams`).
 //!
 //! Why these share a process (their tests run in parallel, as they did in
@@ -33,6 +34,8 @@ mod imap;
 mod ops;
 #[path = "e2e/pop3.rs"]
 mod pop3;
+#[path = "e2e/revocation.rs"]
+mod revocation;
 #[path = "e2e/smtp.rs"]
 mod smtp;
 #[path = "e2e/upstreams.rs"]

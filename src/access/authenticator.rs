@@ -8,7 +8,8 @@
 //! verifiers instead of stalling the async threads that relay established
 //! sessions, and never runs more verifications at once than there are
 //! slots. Every verification of a login (the dummy one for an unknown name,
-//! app passwords, the main password) runs on a slot.
+//! app passwords, the main password) runs on a slot, on the record as read
+//! once the slot is had: a change made while the login queued counts.
 //!
 //! Each slot owns its argon2 memory ([`HashMemory`]), allocated at its
 //! first verification and reused by every later one, so a password spray
@@ -36,6 +37,7 @@ use crate::access::password::{HashMemory, verify_dummy_in, verify_password_in};
 use crate::access::policy::{self, Claim, Denial, DenyReason, PasswordCheck, Permit};
 use crate::access::verified::VerifiedCache;
 use crate::secret::Secret;
+use crate::store::account::MailboxRecord;
 use crate::store::{AccessLogEntry, AccountStore, LoginResult, unix_now};
 
 /// The longest client name (IMAP `ID` "name" and "version") we record.
@@ -244,14 +246,16 @@ impl Authenticator {
         outcome
     }
 
+    /// The mailbox's record, or why not.
+    async fn record(&self, login: &LoginName) -> Result<Option<MailboxRecord>, Denial> {
+        self.store.mailbox(&login.mailbox).await.map_err(|error| {
+            tracing::error!(%error, "account store unavailable");
+            DenyReason::StoreUnavailable.into()
+        })
+    }
+
     async fn decide(&self, req: &LoginRequest, login: &LoginName, now: i64) -> Result<Permit, Denial> {
-        let record = match self.store.mailbox(&login.mailbox).await {
-            Ok(record) => record,
-            Err(error) => {
-                tracing::error!(%error, "account store unavailable");
-                return Err(DenyReason::StoreUnavailable.into());
-            }
-        };
+        let record = self.record(login).await?;
         if let Some(cache) = &self.verified {
             // A client seen recently: decided here, without a hash and
             // without a trip to the blocking pool. Anything else, refusals
@@ -270,6 +274,11 @@ impl Authenticator {
         let Some(mut slot) = self.verifiers.acquire().await else {
             return Err(DenyReason::StoreUnavailable.into()); // closed: shutting down
         };
+        // A burst of logins may queue here for a while: decide on the
+        // record as it is now, not as it was before the wait (a
+        // collaborator suspended meanwhile stays out). Through the cache,
+        // usually without a query; a read that fails now is a failure now.
+        let record = self.record(login).await?;
         let (protocol, client_ip, tls) = (req.protocol, req.peer.ip(), req.tls);
         let (login, password) = (login.clone(), req.credentials.password.clone());
         let cache = self.verified.clone();

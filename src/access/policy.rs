@@ -66,7 +66,36 @@ pub struct Permit {
     pub pop3_delete: Pop3Delete,
     /// The app password used, so its `last_used` can be touched.
     pub app_password_id: Option<i64>,
+    /// The credential the client logged in with, for [`recheck`] while the
+    /// session lasts.
+    pub credential: CredentialUsed,
     pub labels: PermitLabels,
+}
+
+/// Which credential of its principal a session logged in with: what
+/// [`recheck`] compares with the record as it is now. Holds no secret: a
+/// fingerprint of the stored hash (not of the password), or an id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialUsed {
+    /// The principal's main password, whose stored hash had this
+    /// [`hash_fingerprint`]: a new password (a new hash) ends the session.
+    Main { fingerprint: u64 },
+    /// The app password with this id (revoking or regenerating it removes
+    /// the id).
+    App { id: i64 },
+}
+
+/// A 64-bit fingerprint of a stored hash string, to notice a changed
+/// password without keeping the hash for the session's lifetime. Argon2
+/// hashes carry a random salt, so setting the same password again changes
+/// it too (and ends the sessions: the operator asked for a new password).
+pub fn hash_fingerprint(hash: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same in every process, which is all a
+    // comparison within one process needs.
+    let mut h = std::hash::DefaultHasher::new();
+    hash.hash(&mut h);
+    h.finish()
 }
 
 /// Bounded metric labels of a permit.
@@ -251,13 +280,19 @@ pub fn check_with(
             return Err(DenyReason::NotPermitted.into());
         }
     }
-    let app_password_id = match credential {
+    let (app_password_id, credential) = match credential {
         Credential::ExpiredApp => return Err(DenyReason::AppPasswordExpired.into()),
         Credential::Main if mailbox.two_step => {
             return Err(DenyReason::AppPasswordRequired.into());
         }
-        Credential::Main => None,
-        Credential::App(id) => Some(id),
+        Credential::Main => (
+            None,
+            CredentialUsed::Main {
+                // `identify` only answers Main when there is a main hash.
+                fingerprint: hash_fingerprint(main_hash.unwrap_or_default()),
+            },
+        ),
+        Credential::App(id) => (Some(id), CredentialUsed::App { id }),
     };
     Ok(Permit {
         mailbox: mailbox.address.clone(),
@@ -267,11 +302,130 @@ pub fn check_with(
             mailbox.pop3_delete.stricter(c.pop3_delete)
         }),
         app_password_id,
+        credential,
         labels: PermitLabels {
             collaborator: collaborator.is_some(),
             app_password: app_password_id.is_some(),
         },
     })
+}
+
+/// Why a logged-in session no longer passes the policy: what [`recheck`]
+/// finds when the record changed under it. One metric label each
+/// (`pec_proxy_sessions_revoked_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RevokeReason {
+    /// The mailbox was removed or deactivated.
+    MailboxInactive,
+    ProtocolDisabled,
+    CollaboratorRemoved,
+    CollaboratorSuspended,
+    /// The collaborator's rights no longer cover the protocol.
+    NotPermitted,
+    /// The main password the session logged in with was changed.
+    PasswordChanged,
+    /// Two-step verification was turned on: main-password sessions end.
+    AppPasswordRequired,
+    /// The app password was revoked (or regenerated, which replaces it).
+    AppPasswordRevoked,
+    AppPasswordExpired,
+}
+
+impl RevokeReason {
+    /// Every reason, for tests.
+    pub const ALL: [RevokeReason; 9] = [
+        Self::MailboxInactive,
+        Self::ProtocolDisabled,
+        Self::CollaboratorRemoved,
+        Self::CollaboratorSuspended,
+        Self::NotPermitted,
+        Self::PasswordChanged,
+        Self::AppPasswordRequired,
+        Self::AppPasswordRevoked,
+        Self::AppPasswordExpired,
+    ];
+
+    /// snake_case metric label and log reason.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::MailboxInactive => "mailbox_inactive",
+            Self::ProtocolDisabled => "protocol_disabled",
+            Self::CollaboratorRemoved => "collaborator_removed",
+            Self::CollaboratorSuspended => "collaborator_suspended",
+            Self::NotPermitted => "not_permitted",
+            Self::PasswordChanged => "password_changed",
+            Self::AppPasswordRequired => "app_password_required",
+            Self::AppPasswordRevoked => "app_password_revoked",
+            Self::AppPasswordExpired => "app_password_expired",
+        }
+    }
+}
+
+/// A logged-in session's principal, as [`recheck`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionClaim<'a> {
+    pub protocol: Protocol,
+    /// The mailbox open upstream (canonical address).
+    pub mailbox: &'a str,
+    pub collaborator: Option<&'a str>,
+    pub credential: CredentialUsed,
+}
+
+/// Whether a logged-in session still passes the policy on `record` (the
+/// mailbox's record now; `None`: removed) at `now`: phase 2 of [`check`]
+/// again, with no password to verify. The credential is compared instead:
+/// the main password's hash must be the one the session logged in with,
+/// an app password must still exist and be unexpired. `Ok` carries when
+/// the session's app password expires, if it does, so the caller can end
+/// it then without a change to the store.
+pub fn recheck(
+    session: &SessionClaim<'_>,
+    record: Option<&MailboxRecord>,
+    now: i64,
+) -> Result<Option<i64>, RevokeReason> {
+    let Some(mailbox) = record.filter(|m| m.address == session.mailbox && m.active) else {
+        return Err(RevokeReason::MailboxInactive);
+    };
+    if !mailbox.protocols.enabled(session.protocol) {
+        return Err(RevokeReason::ProtocolDisabled);
+    }
+    let (main_hash, app_passwords) = match session.collaborator {
+        None => (mailbox.password_hash.as_deref(), &mailbox.app_passwords),
+        Some(name) => {
+            let c = mailbox
+                .collaborator(name)
+                .ok_or(RevokeReason::CollaboratorRemoved)?;
+            if !c.active {
+                return Err(RevokeReason::CollaboratorSuspended);
+            }
+            if !c.rights.allow(session.protocol) {
+                return Err(RevokeReason::NotPermitted);
+            }
+            (c.password_hash.as_deref(), &c.app_passwords)
+        }
+    };
+    match session.credential {
+        CredentialUsed::Main { fingerprint } => {
+            if main_hash.map(hash_fingerprint) != Some(fingerprint) {
+                return Err(RevokeReason::PasswordChanged);
+            }
+            if mailbox.two_step {
+                return Err(RevokeReason::AppPasswordRequired);
+            }
+            Ok(None)
+        }
+        CredentialUsed::App { id } => {
+            let app = app_passwords
+                .iter()
+                .find(|a| a.id == id)
+                .ok_or(RevokeReason::AppPasswordRevoked)?;
+            if app.expired_at(now) {
+                return Err(RevokeReason::AppPasswordExpired);
+            }
+            Ok(app.expires)
+        }
+    }
 }
 
 /// Finds which credential of a principal `password` is, if any. Tries the

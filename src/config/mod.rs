@@ -327,6 +327,11 @@ pub struct Limits {
     /// closed. 30 s: a message download or submission in flight finishes;
     /// below systemd's default `TimeoutStopSec` of 90 s.
     pub shutdown_grace_secs: u64,
+    /// The longest a logged-in session may last, in seconds; then it is
+    /// told goodbye in its protocol and closed, and the client logs in
+    /// again (its credential checked afresh). 0, the default: no limit
+    /// (a session still ends when its access is revoked or it idles).
+    pub max_session_secs: u64,
     /// Longest SMTP command line, CRLF included. 512: RFC 5321 §4.5.3.1.4.
     /// `MAIL` may be 500 octets longer for its `AUTH=` parameter (RFC 4954 §5).
     pub smtp_max_command_line_bytes: usize,
@@ -364,6 +369,7 @@ impl Default for Limits {
             relay_buffer_bytes: 64 * 1024,
             auth_cache_ttl_secs: 3600,
             shutdown_grace_secs: 30,
+            max_session_secs: 0,
             smtp_max_command_line_bytes: 512,
             smtp_max_text_line_bytes: 1000,
             smtp_max_auth_line_bytes: 8192,
@@ -395,6 +401,10 @@ impl Limits {
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+    /// `None`: sessions have no maximum lifetime.
+    pub fn max_session(&self) -> Option<Duration> {
+        (self.max_session_secs > 0).then(|| Duration::from_secs(self.max_session_secs))
     }
 }
 

@@ -47,6 +47,8 @@ impl MailProtocol for Imap {
     const GOODBYES: Goodbyes = Goodbyes {
         shutdown: reply::SHUTDOWN,
         timeout: reply::LOGIN_TIMEOUT,
+        revoked: reply::REVOKED,
+        lifetime: reply::SESSION_LIFETIME,
     };
     type Login = LoginAttempt;
     type Frontend = ImapFrontend;

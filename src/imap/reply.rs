@@ -249,6 +249,13 @@ pub fn logged_in(tag: &[u8], capabilities: Option<&str>) -> Vec<u8> {
 pub const SHUTDOWN: &[u8] = b"* BYE Server shutting down\r\n";
 /// When the login deadline passes.
 pub const LOGIN_TIMEOUT: &[u8] = b"* BYE Disconnected: login timeout\r\n";
+/// A logged-in session whose access was revoked (a collaborator
+/// suspended, an app password revoked, a protocol switched off...):
+/// RFC 3501 §7.1.5 BYE, RFC 5530 UNAVAILABLE.
+pub const REVOKED: &[u8] = b"* BYE [UNAVAILABLE] Access to this mailbox was revoked\r\n";
+/// A logged-in session past `limits.max_session_secs`: the client logs in again.
+pub const SESSION_LIFETIME: &[u8] =
+    b"* BYE [UNAVAILABLE] Session time limit reached, please log in again\r\n";
 /// After `max_prelogin_errors` refused commands.
 pub const TOO_MANY_ERRORS: &[u8] = b"* BYE Too many invalid commands\r\n";
 /// Over a per-client connection limit: RFC 3501 §7.1.5 BYE as a greeting,

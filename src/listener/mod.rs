@@ -25,6 +25,8 @@ use crate::ops::metrics as m;
 use crate::ops::shutdown::Shutdown;
 use crate::pop3::Pop3;
 use crate::protocol::Protocol;
+use crate::session::control;
+use crate::session::registry::Sessions;
 use crate::session::{ListenerContext, serve};
 use crate::smtp::Smtp;
 use crate::store::{CachedStore, SqliteStore, StoreError};
@@ -49,6 +51,11 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("listeners cannot change on reload, restart to apply: {0}")]
     ListenersChanged(String),
+    #[error("cannot create the session control socket {path}: {source}")]
+    ControlSocket {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// After SIGINT, or after the grace period, how long sessions get to notice
@@ -73,6 +80,7 @@ async fn build(
     config: &Config,
     shutdown: &Shutdown,
     penalties: &Arc<Penalties>,
+    sessions: &Arc<Sessions>,
 ) -> Result<Generation, ServerError> {
     let tls_base = if config.certificates.is_empty() {
         None
@@ -129,6 +137,7 @@ async fn build(
             smtp_hostname: config.smtp_hostname.clone(),
             pec_checks: config.pec_checks.clone(),
             send_rate: send_rate.clone(),
+            sessions: sessions.clone(),
         });
     }
     Ok(Generation { contexts, gate })
@@ -138,6 +147,10 @@ async fn build(
 pub struct Server {
     listeners: Vec<(TcpListener, Arc<ListenerContext>)>,
     gate: Gate,
+    /// Logged-in sessions, re-checked when the account store changes.
+    sessions: Arc<Sessions>,
+    /// `pec-proxy session list|end`, beside the account store (if any).
+    control: Option<tokio::net::UnixListener>,
     connections: Arc<Semaphore>,
     client_limits: Arc<ClientLimits>,
     penalties: Arc<Penalties>,
@@ -152,7 +165,15 @@ impl Server {
             config.penalty.clone(),
             config.limits.trusted_networks.clone(),
         ));
-        let Generation { contexts, gate } = build(config, &shutdown, &penalties).await?;
+        let sessions = Sessions::new();
+        let Generation { contexts, gate } = build(config, &shutdown, &penalties, &sessions).await?;
+        let control = match &config.store_path {
+            Some(store) => {
+                let path = control::socket_path(store);
+                Some(control::bind(&path).map_err(|source| ServerError::ControlSocket { path, source })?)
+            }
+            None => None,
+        };
         let mut listeners = Vec::new();
         for ctx in contexts {
             let l = &ctx.listener;
@@ -168,6 +189,8 @@ impl Server {
         Ok(Server {
             listeners,
             gate,
+            sessions,
+            control,
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             client_limits: ClientLimits::new(
                 config.limits.max_connections_per_ip,
@@ -206,9 +229,17 @@ impl Server {
         }
         let (gate, _) = watch::channel(self.gate);
         accept_loops.spawn(prune_access_log(gate.subscribe()));
+        // Beside the accept loops, not among them: revocations still reach
+        // the sessions relaying through a drain's grace period.
+        let watch = tokio::spawn(self.sessions.clone().watch(gate.subscribe()));
+        if let Some(socket) = self.control {
+            accept_loops.spawn(control::serve(socket, self.sessions.clone()));
+        }
         accept_loops.spawn(self.penalties.clone().sweep_every(PENALTY_SWEEP_INTERVAL));
         RunningServer {
             accept_loops,
+            watch,
+            sessions_registry: self.sessions,
             contexts,
             gate,
             sessions,
@@ -268,6 +299,9 @@ impl Readiness for Ready {
 /// Listeners accepting, sessions tracked; reloaded and stopped from here.
 pub struct RunningServer {
     accept_loops: JoinSet<()>,
+    /// [`Sessions::watch`], stopped when the server is dropped.
+    watch: tokio::task::JoinHandle<()>,
+    sessions_registry: Arc<Sessions>,
     /// Each listener's current context, read once per accepted connection.
     contexts: Vec<watch::Sender<Arc<ListenerContext>>>,
     gate: watch::Sender<Gate>,
@@ -341,7 +375,8 @@ impl RunningServer {
                 warn!("per-client limits, trusted networks and [penalty] change only on restart");
             }
         }
-        let Generation { contexts, gate } = build(config, &self.shutdown, &self.penalties).await?;
+        let Generation { contexts, gate } =
+            build(config, &self.shutdown, &self.penalties, &self.sessions_registry).await?;
         for (tx, ctx) in self.contexts.iter().zip(contexts) {
             tx.send_replace(Arc::new(ctx));
         }
@@ -390,6 +425,12 @@ impl RunningServer {
                 "sessions still open after closing; exiting anyway"
             );
         }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.watch.abort();
     }
 }
 

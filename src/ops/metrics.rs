@@ -20,6 +20,7 @@ pub const UPSTREAM_CONNECT_DURATION_SECONDS: &str = "pec_proxy_upstream_connect_
 pub const UPSTREAM_ERRORS_TOTAL: &str = "pec_proxy_upstream_errors_total";
 pub const RELAY_BYTES_TOTAL: &str = "pec_proxy_relay_bytes_total";
 pub const SESSION_DURATION_SECONDS: &str = "pec_proxy_session_duration_seconds";
+pub const SESSIONS_REVOKED_TOTAL: &str = "pec_proxy_sessions_revoked_total";
 pub const CLIENT_ERRORS_TOTAL: &str = "pec_proxy_client_errors_total";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "pec_proxy_connections_refused_total";
 pub const LOGIN_PENALTY_DELAYS_TOTAL: &str = "pec_proxy_login_penalty_delays_total";
@@ -130,7 +131,11 @@ pub fn describe() {
     describe_histogram!(
         SESSION_DURATION_SECONDS,
         Unit::Seconds,
-        "Duration of client sessions that reached the relay, by protocol and how they ended (closed, idle_timeout, client_error, upstream_error, shutdown)."
+        "Duration of client sessions that reached the relay, by protocol and how they ended (closed, idle_timeout, client_error, upstream_error, shutdown, revoked, lifetime)."
+    );
+    describe_counter!(
+        SESSIONS_REVOKED_TOTAL,
+        "Logged-in sessions the proxy ended, by protocol and reason: a change to the account that the session no longer passes (collaborator_suspended, app_password_revoked, protocol_disabled, ...), limits.max_session_secs (max_session_secs), or pec-proxy session end (operator)."
     );
     describe_counter!(
         CLIENT_ERRORS_TOTAL,

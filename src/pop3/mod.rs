@@ -37,6 +37,8 @@ impl MailProtocol for Pop3 {
     const GOODBYES: Goodbyes = Goodbyes {
         shutdown: reply::SHUTDOWN,
         timeout: reply::LOGIN_TIMEOUT,
+        revoked: reply::REVOKED,
+        lifetime: reply::SESSION_LIFETIME,
     };
     type Login = LoginAttempt;
     type Frontend = Pop3Frontend;

@@ -136,6 +136,12 @@ pub const LOGGED_IN: &[u8] = b"+OK Logged in.\r\n";
 pub const SHUTDOWN: &[u8] = b"-ERR [SYS/TEMP] Server shutting down\r\n";
 /// When the login deadline passes.
 pub const LOGIN_TIMEOUT: &[u8] = b"-ERR Disconnected: login timeout\r\n";
+/// A logged-in session whose access was revoked: RFC 3206 AUTH, a problem
+/// with the user's credentials (not worth retrying as they are).
+pub const REVOKED: &[u8] = b"-ERR [AUTH] Access to this mailbox was revoked\r\n";
+/// A logged-in session past `limits.max_session_secs`: SYS/TEMP, the client
+/// may log in again at once.
+pub const SESSION_LIFETIME: &[u8] = b"-ERR [SYS/TEMP] Session time limit reached, please log in again\r\n";
 /// After `max_prelogin_errors` refused commands.
 pub const TOO_MANY_ERRORS: &[u8] = b"-ERR Too many invalid commands\r\n";
 /// Over a per-client connection limit: RFC 2449 §8.3 greeting -ERR, RFC

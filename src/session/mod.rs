@@ -9,35 +9,42 @@
 //!                     ▲   refused: Frontend::login_refused ◀─┘
 //! ```
 
+pub mod control;
 mod login;
 mod prelogin;
+pub mod registry;
 #[cfg(test)]
 mod tests;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::info;
 
 use crate::access::Credentials;
 use crate::access::client_limits::Admission;
-use crate::access::gate::Gate;
+use crate::access::gate::{Authority, Gate};
+use crate::access::policy::CredentialUsed;
 use crate::access::send_rate::RateLimiter;
 use crate::config::{Limits, ListenerConfig, PecChecks, TlsMode};
 use crate::frontend::Frontend;
 use crate::net::{ClientAddrs, Stream};
 use crate::ops::metrics as m;
-use crate::ops::shutdown::Shutdown;
+use crate::ops::shutdown::{Shutdown, goodbye};
 use crate::protocol::Protocol;
 use crate::relay::guarded::Inspector;
 use crate::relay::{self, ByteCounter, RelayEnd, RelayOptions, RelayStats};
 use crate::store::account::Pop3Delete;
+use crate::store::{AccessLogEntry, LoginResult, unix_now};
 use crate::upstream::{Identity, Upstream, UpstreamError};
+use registry::{EndReason, Entry, Registered, Sessions};
 
 /// How long closing a side after a guarded relay may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -64,6 +71,9 @@ pub struct ListenerContext {
     pub pec_checks: PecChecks,
     /// SMTP: each mailbox's sending rate, over all its sessions.
     pub send_rate: Arc<RateLimiter>,
+    /// The logged-in sessions, for ending them when their access is
+    /// revoked (one registry per server, across reloads).
+    pub sessions: Arc<Sessions>,
 }
 
 /// Who a logged-in session is, for the rules that still apply after login.
@@ -76,6 +86,8 @@ pub struct Principal {
     pub collaborator: Option<String>,
     /// Whether POP3 `DELE` reaches the server (keep-on-server otherwise).
     pub pop3_delete: Pop3Delete,
+    /// The credential it logged in with; `None` in pass-through.
+    pub credential: Option<CredentialUsed>,
 }
 
 /// What a front-end's login event carries, in any protocol.
@@ -91,6 +103,11 @@ pub struct Goodbyes {
     pub shutdown: &'static [u8],
     /// When the login deadline passes.
     pub timeout: &'static [u8],
+    /// After login, when the session's access is revoked (a collaborator
+    /// suspended, an app password revoked, ...).
+    pub revoked: &'static [u8],
+    /// After login, at `limits.max_session_secs`.
+    pub lifetime: &'static [u8],
 }
 
 /// What the session does at login, as the protocol decides it: the bytes
@@ -174,21 +191,62 @@ pub async fn serve<P: MailProtocol>(
     // in its own allocation, freed at login: the task itself is only as
     // large as the relay's state for the hours a session may stay in IDLE
     // (with all of it inline, an IMAP session's task was 17 KiB; ~1 KiB so).
-    let Some((client, upstream, guard)) = Box::pin(open::<P>(tcp, peer, &ctx, started)).await else {
+    let Some((client, upstream, guard, principal)) = Box::pin(open::<P>(tcp, peer, &ctx, started)).await
+    else {
         return;
     };
 
     gauge.relaying();
     admission.logged_in();
+    let mut registered = ctx.sessions.register(Entry {
+        protocol: P::PROTOCOL,
+        mailbox: principal.mailbox,
+        collaborator: principal.collaborator,
+        credential: principal.credential,
+        peer,
+        since: unix_now(),
+    });
+    if let Authority::Store(auth) = &ctx.gate.authority {
+        // The login was decided on the record before the upstream login:
+        // a change since then, which the watch may have re-checked before
+        // this session was registered, is checked here.
+        let store = auth.store().clone();
+        let sessions = ctx.sessions.clone();
+        let id = registered.id();
+        tokio::spawn(async move { sessions.recheck(store.as_ref(), Some(id)).await });
+    }
+    let mut client = LastByte {
+        inner: client,
+        // The handoff's last byte was its reply's line feed.
+        last: b'\n',
+    };
+    let mut upstream = upstream;
     let counter = m::RelayCounter::new(P::PROTOCOL);
     let idle_timeout = ctx.limits.idle_timeout(P::PROTOCOL);
+    // What ended the relay when its stop signal did: `None` for the drain,
+    // the reason when the proxy ended this session.
+    let why: OnceLock<Option<EndReason>> = OnceLock::new();
+    let max_session = ctx.limits.max_session();
+    let stop = async {
+        let reason = tokio::select! {
+            () = ctx.shutdown.closing() => None,
+            reason = registered.ended() => Some(reason),
+            () = async {
+                match max_session {
+                    Some(max) => tokio::time::sleep(max).await,
+                    None => std::future::pending().await,
+                }
+            } => Some(EndReason::Lifetime),
+        };
+        let _ = why.set(reason);
+    };
     let (stats, end) = match guard {
         None => {
             let opts = RelayOptions {
                 buffer_bytes: ctx.limits.relay_buffer_bytes,
                 idle_timeout,
             };
-            relay::relay_until(client, upstream, opts, &counter, ctx.shutdown.closing()).await
+            relay::relay_until(&mut client, &mut upstream, opts, &counter, stop).await
         }
         Some(guarded) => {
             let opts = RelayOptions {
@@ -198,29 +256,130 @@ pub async fn serve<P: MailProtocol>(
             // Boxed: its state would otherwise size every session's task,
             // plain relays included, for as long as they last.
             Box::pin(relay_guarded(
-                client,
-                upstream,
+                &mut client,
+                &mut upstream,
                 guarded,
                 opts,
                 &counter,
-                ctx.shutdown.closing(),
+                stop,
+                &why,
             ))
             .await
         }
     };
-    ended(P::PROTOCOL, &ctx, peer, started, stats, &end);
+    let ended_by = why.get().copied().flatten();
+    if let Some(reason) = ended_by {
+        end_session::<P>(&ctx, peer, &registered, reason, client, upstream).await;
+    }
+    drop(registered);
+    ended(P::PROTOCOL, &ctx, peer, started, stats, &end, ended_by);
+}
+
+/// Ends a session the proxy decided to end: counts it, logs it (with who
+/// it was: the access log of a revocation), says the protocol's goodbye
+/// and closes both sides, each under a short bound.
+async fn end_session<P: MailProtocol>(
+    ctx: &ListenerContext,
+    peer: SocketAddr,
+    registered: &Registered,
+    reason: EndReason,
+    client: LastByte<Stream>,
+    mut upstream: Stream,
+) {
+    let protocol = P::PROTOCOL.as_str();
+    metrics::counter!(m::SESSIONS_REVOKED_TOTAL, "protocol" => protocol, "reason" => reason.label())
+        .increment(1);
+    let who = ctx.sessions.entry(registered.id());
+    info!(
+        protocol,
+        listener = %ctx.listener.name,
+        peer = %peer,
+        session = registered.id(),
+        mailbox = who.as_ref().map_or("", |e| e.mailbox.as_str()),
+        collaborator = who.as_ref().and_then(|e| e.collaborator.as_deref()).unwrap_or(""),
+        reason = reason.label(),
+        "session ended by the proxy"
+    );
+    let line = match reason {
+        EndReason::Revoked(_) | EndReason::Operator => P::GOODBYES.revoked,
+        EndReason::Lifetime => P::GOODBYES.lifetime,
+    };
+    // Only between lines: in the middle of a response (a message being
+    // downloaded) a goodbye would be read as part of it.
+    if client.last == b'\n' {
+        goodbye(Some(client.inner), line).await;
+    } else {
+        let mut client = client.inner;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.shutdown()).await;
+    }
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, upstream.shutdown()).await;
+    // After the goodbye, so the store's write does not delay it: the
+    // revocation in the mailbox's access log, beside the login it ends.
+    let logged = match reason {
+        EndReason::Revoked(revoked) => Some(revoked.label()),
+        EndReason::Operator => Some(reason.label()),
+        EndReason::Lifetime => None,
+    };
+    if let (Some(why), Authority::Store(auth), Some(who)) = (logged, &ctx.gate.authority, who) {
+        let entry = AccessLogEntry {
+            at: unix_now(),
+            mailbox: who.mailbox,
+            collaborator: who.collaborator,
+            protocol: P::PROTOCOL,
+            client_ip: peer.ip(),
+            client_name: None,
+            result: LoginResult::Revoked,
+            reason: Some(why.to_owned()),
+        };
+        if let Err(error) = auth.store().record_login(entry).await {
+            tracing::warn!(%error, "could not write the access log");
+        }
+    }
+}
+
+/// A stream that remembers the last byte written to it: whether the
+/// client was last sent a whole line, so that a goodbye can follow.
+struct LastByte<S> {
+    inner: S,
+    last: u8,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for LastByte<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for LastByte<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            if n > 0 {
+                this.last = buf[n - 1];
+            }
+        }
+        written
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 /// The guarded relay, then both sides closed (TLS `close_notify` included)
 /// under a short bound: a guard may end the session itself (SMTP after
 /// `QUIT`).
 async fn relay_guarded<I: Inspector>(
-    mut client: Stream,
-    mut upstream: Stream,
+    client: &mut LastByte<Stream>,
+    upstream: &mut Stream,
     guarded: Guarded<I>,
     opts: RelayOptions,
     counter: &dyn ByteCounter,
     stop: impl Future<Output = ()>,
+    why: &OnceLock<Option<EndReason>>,
 ) -> (RelayStats, RelayEnd) {
     let Guarded {
         inspector,
@@ -231,8 +390,20 @@ async fn relay_guarded<I: Inspector>(
         from_client: &from_client,
         from_upstream: &from_upstream,
     };
-    let result =
-        relay::guarded::relay(&mut client, &mut upstream, inspector, login, opts, counter, stop).await;
+    let result = relay::guarded::relay(
+        &mut *client,
+        &mut *upstream,
+        inspector,
+        login,
+        opts,
+        counter,
+        stop,
+    )
+    .await;
+    if why.get().is_some_and(Option::is_some) {
+        // The proxy ended the session: the goodbye comes before the close.
+        return result;
+    }
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.shutdown()).await;
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, upstream.shutdown()).await;
     result
@@ -245,7 +416,7 @@ async fn open<P: MailProtocol>(
     peer: SocketAddr,
     ctx: &ListenerContext,
     started: Instant,
-) -> Option<(Stream, Stream, Option<Guarded<P::Guard>>)> {
+) -> Option<(Stream, Stream, Option<Guarded<P::Guard>>, Principal)> {
     let local = tcp.local_addr().unwrap_or(peer);
     let stream = accept_tls(tcp, ctx).await?;
     let mut frontend = P::frontend(ctx, stream.is_tls());
@@ -262,7 +433,7 @@ async fn open<P: MailProtocol>(
         to_upstream,
         mut upstream,
         guard,
-    } = P::handoff(ctx, frontend, attempt, upstream, principal, tls);
+    } = P::handoff(ctx, frontend, attempt, upstream, principal.clone(), tls);
     let handoff = async {
         stream.write_all(&to_client).await?;
         stream.flush().await?;
@@ -282,7 +453,7 @@ async fn open<P: MailProtocol>(
         info!(protocol = P::PROTOCOL.as_str(), peer = %peer, listener = %ctx.listener.name, error = %e, "session ended during handoff");
         return None;
     }
-    Some((stream, upstream, guard))
+    Some((stream, upstream, guard, principal))
 }
 
 /// For implicit-TLS listeners, the handshake; otherwise the plain stream.
@@ -342,8 +513,14 @@ fn ended(
     started: Instant,
     stats: RelayStats,
     end: &RelayEnd,
+    ended_by: Option<EndReason>,
 ) {
-    let result = end.label();
+    let result = match ended_by {
+        Some(EndReason::Revoked(_)) => "revoked",
+        Some(EndReason::Lifetime) => "lifetime",
+        Some(EndReason::Operator) => "operator",
+        None => end.label(),
+    };
     let duration = started.elapsed();
     // By how it ended, so an upstream failing mid-session (`upstream_error`)
     // is counted, not only logged.

@@ -98,6 +98,8 @@ impl MailProtocol for Scripted {
     const GOODBYES: Goodbyes = Goodbyes {
         shutdown: b"shutting down\r\n",
         timeout: b"too slow\r\n",
+        revoked: b"revoked\r\n",
+        lifetime: b"too long\r\n",
     };
     type Login = Attempt;
     type Frontend = Lines;
@@ -176,6 +178,7 @@ fn context(upstream: &str) -> ListenerContext {
         smtp_hostname: "proxy.test".into(),
         pec_checks: PecChecks::default(),
         send_rate: Arc::new(RateLimiter::new(0, 1)),
+        sessions: crate::session::registry::Sessions::new(),
     }
 }
 
@@ -337,4 +340,61 @@ async fn a_drain_before_login_says_the_protocols_goodbye() {
     let mut rest = Vec::new();
     h.client.read_to_end(&mut rest).await.unwrap();
     assert!(rest.is_empty());
+}
+
+impl Harness {
+    /// Logs in (pass-through) and waits until the relaying session is
+    /// registered; returns the upstream server's end.
+    async fn logged_in(&mut self) -> TcpStream {
+        self.send(b"login alice@pec.example ok\r\n").await;
+        let (server, _) = self.upstream.accept().await.unwrap();
+        assert_eq!(self.line().await, "welcome alice@pec.example\r\n");
+        while self.ctx.sessions.list(None).is_empty() {
+            tokio::task::yield_now().await;
+        }
+        server
+    }
+}
+
+/// A session the proxy ends gets its protocol's goodbye between lines,
+/// and is counted by reason.
+#[tokio::test]
+async fn an_ended_session_is_told_goodbye_after_a_whole_line() {
+    let recorder = recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let mut h = start().await;
+    let mut server = h.logged_in().await;
+    server.write_all(b"a whole line\r\n").await.unwrap();
+    assert_eq!(h.line().await, "a whole line\r\n");
+    assert_eq!(h.ctx.sessions.end_matching("alice@pec.example"), 1);
+    assert_eq!(h.line().await, "revoked\r\n");
+    assert_eq!(h.line().await, "", "then closed");
+    h.session.await.unwrap();
+    assert!(h.ctx.sessions.list(None).is_empty(), "unregistered");
+    let rendered = recorder.handle().render();
+    assert_eq!(
+        value(
+            &rendered,
+            r#"pec_proxy_sessions_revoked_total{protocol="imap",reason="operator"}"#
+        ),
+        1.0,
+        "{rendered}"
+    );
+}
+
+/// In the middle of a line (a response being relayed) a goodbye would be
+/// read as part of it: the session is closed without one.
+#[tokio::test]
+async fn an_ended_session_mid_line_is_closed_without_a_goodbye() {
+    let mut h = start().await;
+    let mut server = h.logged_in().await;
+    server.write_all(b"half a li").await.unwrap();
+    let mut got = [0u8; 9];
+    h.client.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"half a li");
+    assert_eq!(h.ctx.sessions.end_matching("alice@pec.example"), 1);
+    h.session.await.unwrap();
+    let mut rest = Vec::new();
+    h.client.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(rest, b"", "nothing after the half line");
 }

@@ -40,6 +40,8 @@ impl MailProtocol for Smtp {
     const GOODBYES: Goodbyes = Goodbyes {
         shutdown: reply::SHUTDOWN,
         timeout: reply::LOGIN_TIMEOUT,
+        revoked: reply::REVOKED,
+        lifetime: reply::SESSION_LIFETIME,
     };
     type Login = LoginAttempt;
     type Frontend = SmtpFrontend;

@@ -136,6 +136,12 @@ pub fn denied(reason: DenyReason) -> String {
 pub const SHUTDOWN: &[u8] = b"421 4.3.2 Service shutting down\r\n";
 /// When the login deadline passes.
 pub const LOGIN_TIMEOUT: &[u8] = b"421 4.4.2 Timeout waiting for authentication, closing connection\r\n";
+/// A logged-in session whose access was revoked: RFC 5321 §3.8 421 (the
+/// server closes), RFC 3463 X.7.0 (a security or policy status).
+pub const REVOKED: &[u8] = b"421 4.7.0 Access to this mailbox was revoked, closing connection\r\n";
+/// A logged-in session past `limits.max_session_secs`: RFC 3463 X.4.2,
+/// the connection is dropped; the client connects again.
+pub const SESSION_LIFETIME: &[u8] = b"421 4.4.2 Session time limit reached, closing connection\r\n";
 /// After `max_prelogin_errors` refused commands: 4.7.0 as for the
 /// per-address refusal.
 pub const TOO_MANY_ERRORS: &[u8] = b"421 4.7.0 Too many invalid commands, closing connection\r\n";

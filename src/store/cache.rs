@@ -77,14 +77,7 @@ impl CachedStore {
                 }
             }
         }
-        let current = self.inner.generation().await?;
-        let mut state = self.lock();
-        if state.generation != Some(current) {
-            state.records.clear();
-            state.generation = Some(current);
-        }
-        state.checked_at = Some(Instant::now());
-        Ok(current)
+        self.generation().await
     }
 
     /// Runs a change, then clears the cache whatever the outcome.
@@ -117,8 +110,19 @@ impl AccountStore for CachedStore {
         self.inner.mailboxes().await
     }
 
+    /// Reads the store's generation now, whatever the interval, and keeps
+    /// the cache in step with it: a caller that sees a new generation (the
+    /// session registry's watch) then reads records of that generation or
+    /// later, never ones this cache kept from before.
     async fn generation(&self) -> Result<i64, StoreError> {
-        self.inner.generation().await
+        let current = self.inner.generation().await?;
+        let mut state = self.lock();
+        if state.generation != Some(current) {
+            state.records.clear();
+            state.generation = Some(current);
+        }
+        state.checked_at = Some(Instant::now());
+        Ok(current)
     }
 
     async fn add_mailbox(

@@ -57,6 +57,9 @@ pub enum StoreError {
 pub enum LoginResult {
     Success,
     Failure,
+    /// Not a login: a logged-in session the proxy ended because its access
+    /// was revoked (`reason`: the revocation's label).
+    Revoked,
 }
 
 impl LoginResult {
@@ -64,6 +67,7 @@ impl LoginResult {
         match self {
             Self::Success => "success",
             Self::Failure => "failure",
+            Self::Revoked => "revoked",
         }
     }
 }
@@ -80,7 +84,8 @@ pub struct AccessLogEntry {
     /// From IMAP `ID` when the client sent one.
     pub client_name: Option<String>,
     pub result: LoginResult,
-    /// A [`crate::access::policy::DenyReason::label`] on failure.
+    /// A [`crate::access::policy::DenyReason::label`] on failure, a
+    /// [`crate::access::policy::RevokeReason::label`] when revoked.
     pub reason: Option<String>,
 }
 

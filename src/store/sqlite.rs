@@ -36,8 +36,14 @@ use crate::store::account::{MailboxRecord, Pop3Delete, Rights};
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema versions, oldest first, as files in `migrations/`.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "accounts", include_str!("../../migrations/0001_accounts.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "accounts", include_str!("../../migrations/0001_accounts.sql")),
+    (
+        2,
+        "access log revoked",
+        include_str!("../../migrations/0002_access_log_revoked.sql"),
+    ),
+];
 
 type Resolved = Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send>>;
 

@@ -410,3 +410,31 @@ async fn an_abandoned_login_gives_its_slot_back() {
     drop((first, second));
     assert_eq!(f.auth.verifiers.idle_bytes().len(), 2);
 }
+
+/// A login that waits for a verifier slot is decided on the record as it
+/// is once it has one: a collaborator suspended meanwhile is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_waiting_for_a_slot_is_decided_on_the_record_after_the_wait() {
+    let f = fixture().await;
+    let first = f.auth.verifiers.acquire().await.unwrap();
+    let second = f.auth.verifiers.acquire().await.unwrap();
+    let auth = f.auth.clone();
+    let login = tokio::spawn(async move {
+        auth.authenticate(&request(Protocol::Imap, "anna/studio@pec.it", ANNA_PW))
+            .await
+    });
+    // Time for the login to read the record (anna active) and queue for a
+    // slot. Were it slower, the record it read would already be the new
+    // one and the test would pass without showing anything, never fail.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    f.auth
+        .store()
+        .set_collaborator_active("studio@pec.it", "anna", false)
+        .await
+        .unwrap();
+    drop((first, second));
+    assert_eq!(
+        login.await.unwrap().map_err(|d| d.reason),
+        Err(DenyReason::CollaboratorSuspended)
+    );
+}

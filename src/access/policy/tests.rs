@@ -79,6 +79,17 @@ fn run(
     check(&req, record, NOW).map_err(|d| d.reason)
 }
 
+/// The credential a permit names: the app password, or the main password
+/// whose stored hash is `main_hash`.
+fn used(app_password_id: Option<i64>, main_hash: &Option<String>) -> CredentialUsed {
+    match app_password_id {
+        Some(id) => CredentialUsed::App { id },
+        None => CredentialUsed::Main {
+            fingerprint: hash_fingerprint(main_hash.as_deref().unwrap()),
+        },
+    }
+}
+
 fn owner_permit(app_password_id: Option<i64>) -> Permit {
     Permit {
         mailbox: ADDRESS.into(),
@@ -86,6 +97,7 @@ fn owner_permit(app_password_id: Option<i64>) -> Permit {
         route: None,
         pop3_delete: Pop3Delete::Allow,
         app_password_id,
+        credential: used(app_password_id, &BASE.password_hash),
         labels: PermitLabels {
             collaborator: false,
             app_password: app_password_id.is_some(),
@@ -96,6 +108,7 @@ fn owner_permit(app_password_id: Option<i64>) -> Permit {
 fn anna_permit(app_password_id: Option<i64>) -> Permit {
     Permit {
         collaborator: Some("anna".into()),
+        credential: used(app_password_id, &BASE.collaborator("anna").unwrap().password_hash),
         labels: PermitLabels {
             collaborator: true,
             app_password: app_password_id.is_some(),
@@ -363,4 +376,86 @@ fn labels_are_distinct_snake_case() {
     }
     let d = Denial::from(DenyReason::ProtocolDisabled);
     assert_eq!(d.label(), "protocol_disabled");
+}
+
+/// A session's claim as the login of `login`/`password` over `protocol`
+/// on the base record left it.
+fn session_of(protocol: Protocol, login: &[u8], password: &str) -> (Option<String>, CredentialUsed) {
+    let permit = run(Some(&BASE), protocol, login, password).expect("logs in on the base record");
+    (permit.collaborator, permit.credential)
+}
+
+#[test]
+fn recheck_ends_a_session_for_each_change_and_only_its_own() {
+    use Protocol::*;
+    use RevokeReason as R;
+    let (owner, anna) = (b"studio@pec.it".as_slice(), b"anna/studio@pec.it".as_slice());
+    /// (name, change to the base record, protocol, login, password, expected)
+    type RecheckRow<'a> = (&'a str, Edit, Protocol, &'a [u8], &'a str, Result<Option<i64>, R>);
+    fn anna_of(m: &mut MailboxRecord) -> &mut Collaborator {
+        m.collaborators.iter_mut().find(|c| c.name == "anna").unwrap()
+    }
+    #[rustfmt::skip]
+    let rows: &[RecheckRow] = &[
+        ("no change: owner main", |_| {}, Imap, owner, OWNER_MAIN, Ok(None)),
+        ("no change: owner app", |_| {}, Imap, owner, OWNER_APP, Ok(Some(NOW + 3600))),
+        ("no change: anna app", |_| {}, Smtp, anna, ANNA_APP, Ok(None)),
+        ("mailbox deactivated", |m| m.active = false, Imap, owner, OWNER_MAIN, Err(R::MailboxInactive)),
+        ("imap off: imap session", |m| m.protocols.imap = false, Imap, anna, ANNA_MAIN, Err(R::ProtocolDisabled)),
+        ("imap off: pop3 session stays", |m| m.protocols.imap = false, Pop3, anna, ANNA_MAIN, Ok(None)),
+        ("anna suspended: anna", |m| anna_of(m).active = false, Pop3, anna, ANNA_APP, Err(R::CollaboratorSuspended)),
+        ("anna suspended: owner stays", |m| anna_of(m).active = false, Pop3, owner, OWNER_MAIN, Ok(None)),
+        ("anna removed", |m| m.collaborators.clear(), Smtp, anna, ANNA_MAIN, Err(R::CollaboratorRemoved)),
+        ("anna send-only: imap", |m| anna_of(m).rights = Rights::parse_list("send").unwrap(), Imap, anna, ANNA_MAIN, Err(R::NotPermitted)),
+        ("anna send-only: smtp stays", |m| anna_of(m).rights = Rights::parse_list("send").unwrap(), Smtp, anna, ANNA_MAIN, Ok(None)),
+        ("owner password changed", |m| m.password_hash = Some(hash("new")), Imap, owner, OWNER_MAIN, Err(R::PasswordChanged)),
+        ("owner password changed: app session stays", |m| m.password_hash = Some(hash("new")), Imap, owner, OWNER_APP, Ok(Some(NOW + 3600))),
+        ("owner password changed: anna stays", |m| m.password_hash = Some(hash("new")), Imap, anna, ANNA_MAIN, Ok(None)),
+        ("anna password changed", |m| anna_of(m).password_hash = Some(hash("new")), Imap, anna, ANNA_MAIN, Err(R::PasswordChanged)),
+        ("two-step on: main", |m| m.two_step = true, Smtp, owner, OWNER_MAIN, Err(R::AppPasswordRequired)),
+        ("two-step on: anna main", |m| m.two_step = true, Smtp, anna, ANNA_MAIN, Err(R::AppPasswordRequired)),
+        ("two-step on: app stays", |m| m.two_step = true, Smtp, anna, ANNA_APP, Ok(None)),
+        ("owner app revoked", |m| m.app_passwords.retain(|a| a.id != OWNER_APP_ID), Imap, owner, OWNER_APP, Err(R::AppPasswordRevoked)),
+        ("owner app revoked: anna app stays", |m| m.app_passwords.retain(|a| a.id != OWNER_APP_ID), Imap, anna, ANNA_APP, Ok(None)),
+        ("anna app revoked", |m| anna_of(m).app_passwords.clear(), Imap, anna, ANNA_APP, Err(R::AppPasswordRevoked)),
+        ("owner app expired", |m| m.app_passwords[0].expires = Some(NOW), Imap, owner, OWNER_APP, Err(R::AppPasswordExpired)),
+        ("owner app extended", |m| m.app_passwords[0].expires = None, Imap, owner, OWNER_APP, Ok(None)),
+    ];
+    for (name, change, protocol, login, password, expected) in rows {
+        let (collaborator, credential) = session_of(*protocol, login, password);
+        let mut record = BASE.clone();
+        change(&mut record);
+        let claim = SessionClaim {
+            protocol: *protocol,
+            mailbox: ADDRESS,
+            collaborator: collaborator.as_deref(),
+            credential,
+        };
+        assert_eq!(recheck(&claim, Some(&record), NOW), *expected, "{name}");
+    }
+    // Removed: no record at all.
+    let (_, credential) = session_of(Protocol::Imap, owner, OWNER_MAIN);
+    let claim = SessionClaim {
+        protocol: Protocol::Imap,
+        mailbox: ADDRESS,
+        collaborator: None,
+        credential,
+    };
+    assert_eq!(recheck(&claim, None, NOW), Err(R::MailboxInactive));
+    // An app password expires with time alone.
+    let (_, credential) = session_of(Protocol::Imap, owner, OWNER_APP);
+    let claim = SessionClaim { credential, ..claim };
+    assert_eq!(
+        recheck(&claim, Some(&BASE), NOW + 3600),
+        Err(R::AppPasswordExpired)
+    );
+}
+
+#[test]
+fn revoke_labels_are_distinct_snake_case() {
+    let labels: std::collections::HashSet<_> = RevokeReason::ALL.iter().map(|r| r.label()).collect();
+    assert_eq!(labels.len(), RevokeReason::ALL.len());
+    for l in labels {
+        assert!(l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{l}");
+    }
 }
