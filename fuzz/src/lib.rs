@@ -3,10 +3,12 @@
 //! stable toolchain with a seeded generator and the saved regression inputs.
 //! Each asserts the invariants of what it drives, beyond "does not panic".
 
+mod imap_guard;
 mod pop3;
 mod smtp;
 mod smtp_guard;
 
+pub use imap_guard::imap_guard;
 pub use pop3::{pop3_frontend, pop3_guard, pop3_parse};
 pub use smtp::{smtp_frontend, smtp_parse};
 pub use smtp_guard::smtp_guard;

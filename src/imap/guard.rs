@@ -26,10 +26,12 @@
 //!   as commands again. A non-synchronising literal (`{n+}`, RFC 7888) is
 //!   sent on as a synchronising one, and the server's `+` is not relayed:
 //!   the client is already sending the data;
-//! - so that a `+` is never taken for another command's, nothing more is
-//!   forwarded while one may come: after a literal's announcement, and
-//!   after `IDLE` until its `+` (then only `DONE` goes on) or its answer.
-//!   `AUTHENTICATE` after login is refused.
+//! - so that a `+` or a tagged answer is never taken for another
+//!   command's, a command that waits for a `+` (a literal, `IDLE`) is
+//!   forwarded only once every command before it has been answered (tags
+//!   need not be unique: a client may reuse one), and nothing more is
+//!   forwarded until its `+` (after `IDLE`, then only `DONE` goes on) or
+//!   its answer. `AUTHENTICATE` after login is refused.
 //!
 //! The server's responses are followed too (lines, and their literals by
 //! count, unread), to find its `+`, its tagged answers, and the places
@@ -111,6 +113,9 @@ enum Client {
     },
     /// Nothing is read until the server sends `+` or answers `tag`.
     AwaitServer { tag: Vec<u8>, wait: Wait },
+    /// Nothing is read until every forwarded command is answered: the
+    /// held bytes start with a command that will wait for a `+`.
+    AwaitQuiet,
     /// In `IDLE`: only `DONE` goes on.
     Idling { tag: Vec<u8> },
 }
@@ -146,6 +151,8 @@ pub struct ImapGuard {
     head: Vec<u8>,
     /// The last bytes of a long server line, for its literal announcement.
     tail: Vec<u8>,
+    /// Commands forwarded and not answered yet (a count: no memory).
+    outstanding: u64,
     refused: u64,
 }
 
@@ -170,6 +177,7 @@ impl ImapGuard {
             server: Server::Head { continuation: false },
             head: Vec::new(),
             tail: Vec::new(),
+            outstanding: 0,
             refused: 0,
         }
     }
@@ -194,7 +202,8 @@ impl ImapGuard {
 
     /// Whether reading the client waits for the server.
     fn paused(&self) -> bool {
-        matches!(self.client, Client::AwaitServer { .. }) || self.pending.len() >= MAX_PENDING_BYTES
+        matches!(self.client, Client::AwaitServer { .. } | Client::AwaitQuiet)
+            || self.pending.len() >= MAX_PENDING_BYTES
     }
 
     /// Whether the server's stream is between two responses.
@@ -265,7 +274,8 @@ impl ImapGuard {
                 let framing = if std::mem::take(&mut self.too_long) {
                     Err("command line too long")
                 } else {
-                    command::framing(&line)
+                    let continuation = matches!(self.client, Client::Continue { .. });
+                    command::framing(&line, continuation)
                 };
                 self.client_line(&line, framing, out);
                 self.line = line;
@@ -294,7 +304,7 @@ impl ImapGuard {
                     self.client = Client::Idling { tag };
                 }
             }
-            Client::Literal { .. } | Client::AwaitServer { .. } => {
+            Client::Literal { .. } | Client::AwaitServer { .. } | Client::AwaitQuiet => {
                 unreachable!("lines are not read in these states")
             }
         }
@@ -315,6 +325,16 @@ impl ImapGuard {
         match command::verdict(self.access, &head, literal) {
             Verdict::Forward { rename } => {
                 let idle = !head.uid && head.name.eq_ignore_ascii_case(b"IDLE");
+                if (idle || literal) && self.outstanding > 0 {
+                    // Read again once the server is quiet: the loop holds
+                    // what follows behind it.
+                    let after = std::mem::take(&mut self.held);
+                    self.held = line.to_vec();
+                    self.held.extend_from_slice(&after);
+                    self.client = Client::AwaitQuiet;
+                    return;
+                }
+                self.outstanding += 1;
                 out.for_upstream(&rewritten(line, &head, rename, end));
                 self.client = match end {
                     LineEnd::Literal { length, sync, .. } => Client::AwaitServer {
@@ -514,6 +534,12 @@ impl ImapGuard {
     /// waits for moves the client's state on. Whether to drop the line (a
     /// `+` the client did not ask for).
     fn response_start(&mut self, line: &[u8]) -> bool {
+        if !line.starts_with(b"+") && !line.starts_with(b"*") {
+            self.outstanding = self.outstanding.saturating_sub(1);
+            if self.outstanding == 0 && self.client == Client::AwaitQuiet {
+                self.client = Client::Command;
+            }
+        }
         let tagged = |tag: &[u8]| line.starts_with(tag) && line.get(tag.len()) == Some(&b' ');
         match std::mem::replace(&mut self.client, Client::Command) {
             Client::AwaitServer { tag, wait } if line.starts_with(b"+") => match wait {

@@ -25,9 +25,13 @@ pub enum LineEnd {
 }
 
 /// Checks a line's framing (see the module docs): `line` is the whole line,
-/// LF included, a command's first line or the rest of one after a literal's
-/// data. The error is the reason, for a `BAD`.
-pub fn framing(line: &[u8]) -> Result<LineEnd, &'static str> {
+/// LF included, a command's first line or (`continuation`) the rest of one
+/// after a literal's data, which must go on with SP, `)` or the line's end.
+/// The error is the reason, for a `BAD`.
+pub fn framing(line: &[u8], continuation: bool) -> Result<LineEnd, &'static str> {
+    if continuation && !matches!(line.first(), Some(b' ' | b')' | b'\r' | b'\n')) {
+        return Err("text right after a literal");
+    }
     let body = line.strip_suffix(b"\n").ok_or("line without its end")?;
     let body = body.strip_suffix(b"\r").unwrap_or(body);
     let mut i = 0;

@@ -182,11 +182,16 @@ fn a_literal_the_server_refused_is_read_as_commands() {
 fn a_continuation_inside_a_server_literal_is_not_one() {
     let mut s = Session::new(Access::KeepOnServer);
     s.client_says("a FETCH 1 BODY[]\r\nb CREATE {11}\r\nc EXPUNGE\r\n");
-    assert_eq!(s.upstream(), "a FETCH 1 BODY[]\r\nb CREATE {11}\r\n");
-    // A message whose text looks like a continuation and a tagged answer.
+    // `b` waits for `+`: it goes once `a` is answered.
+    assert_eq!(s.upstream(), "a FETCH 1 BODY[]\r\n");
+    // A message whose text looks like a continuation and tagged answers.
+    s.server_says("* 1 FETCH (BODY[] {29}\r\n+ OK\r\na OK done\r\nb OK done\r\n)\r\n");
+    assert_eq!(s.upstream(), "");
+    s.server_says("a OK Fetch completed.\r\n");
+    assert_eq!(s.upstream(), "b CREATE {11}\r\n");
     s.server_says("* 1 FETCH (BODY[] {18}\r\n+ OK\r\nb OK done\r\n)\r\n");
     assert_eq!(s.upstream(), "");
-    s.server_says("a OK Fetch completed.\r\nb NO [CANNOT] Invalid name\r\n");
+    s.server_says("b NO [CANNOT] Invalid name\r\n");
     assert_eq!(s.upstream(), "");
     assert!(
         s.client()
@@ -204,6 +209,8 @@ fn a_non_synchronising_literal_goes_on_as_a_synchronising_one() {
     assert_eq!(s.upstream(), "hello\r\nb NOOP\r\n");
     assert_eq!(s.client(), "");
     // Refused by the server instead: the data on its way is dropped.
+    s.server_says("a OK Append completed.\r\nb OK NOOP completed.\r\n");
+    s.client();
     s.client_says("c APPEND Sent {11+}\r\nd EXPUNGE\r\n\r\ne NOOP\r\n");
     assert_eq!(s.upstream(), "c APPEND Sent {11}\r\n");
     s.server_says("c NO [OVERQUOTA] Quota exceeded\r\n");
@@ -292,7 +299,9 @@ fn lines_with_two_readings_never_reach_the_server() {
     }
     // A quoted string with a brace, and a literal where one may start.
     s.client_says("c LIST \"\" \"a{1}\"\r\nd LIST \"\" ({5}\r\n");
-    assert_eq!(s.upstream(), "c LIST \"\" \"a{1}\"\r\nd LIST \"\" ({5}\r\n");
+    assert_eq!(s.upstream(), "c LIST \"\" \"a{1}\"\r\n");
+    s.server_says("c OK List completed.\r\n");
+    assert_eq!(s.upstream(), "d LIST \"\" ({5}\r\n");
 }
 
 #[test]
@@ -358,4 +367,19 @@ fn any_split_of_a_session_gives_the_same_bytes() {
         }
         assert_eq!((s.upstream(), s.client()), whole, "split every {step} bytes");
     }
+}
+
+#[test]
+fn a_reused_tag_is_not_taken_for_the_answer_to_a_literal() {
+    let mut s = Session::new(Access::KeepOnServer);
+    // Found by the fuzz target: the first `d`'s answer came while the
+    // second `d` waited for its `+`, and the guard read the literal's data
+    // as commands while the server still waited for it.
+    s.client_says("d NOOP\r\nd CREATE {11}\r\ne EXPUNGE\r\n\r\n");
+    assert_eq!(s.upstream(), "d NOOP\r\n");
+    s.server_says("d OK done\r\n");
+    assert_eq!(s.upstream(), "d CREATE {11}\r\n");
+    s.server_says("+ OK\r\n");
+    assert_eq!(s.upstream(), "e EXPUNGE\r\n\r\n");
+    assert_eq!(s.client(), "d OK done\r\n+ OK\r\n");
 }
