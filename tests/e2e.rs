@@ -2,7 +2,7 @@
 //! and Postfix started by `scripts/upstreams.sh`, spoken to with our raw
 //! client and with real ones (Python's imaplib, poplib and smtplib, curl).
 //! One module per protocol (`imap`, `pop3`, `smtp`), the PEC access rules
-//! over IMAP (`access`), the real binary driven with signals (`ops`), and
+//! over IMAP (`access`), collaborator rights after login (`imap_rights`), the real binary driven with signals (`ops`), and
 //! the harness's own smoke test (`upstreams`).
 //!
 //! Why these share a process (their tests run in parallel, as they did in
@@ -29,6 +29,8 @@ mod support;
 mod access;
 #[path = "e2e/imap.rs"]
 mod imap;
+#[path = "e2e/imap_rights.rs"]
+mod imap_rights;
 #[path = "e2e/ops.rs"]
 mod ops;
 #[path = "e2e/pop3.rs"]
