@@ -143,7 +143,7 @@ impl ModelServer {
             };
             let line: Vec<u8> = self.input.drain(..=lf).collect();
             assert!(
-                !literal(&line).is_some_and(|(_, sync)| !sync),
+                literal(&line).is_none_or(|(_, sync)| sync),
                 "a non-synchronising literal reached the server: {:?}",
                 String::from_utf8_lossy(&line)
             );
