@@ -383,3 +383,16 @@ fn a_reused_tag_is_not_taken_for_the_answer_to_a_literal() {
     assert_eq!(s.upstream(), "e EXPUNGE\r\n\r\n");
     assert_eq!(s.client(), "d OK done\r\n+ OK\r\n");
 }
+
+#[test]
+fn text_right_after_a_literal_ends_the_command_at_the_server() {
+    let mut s = Session::new(Access::KeepOnServer);
+    // A server may read `abc5` as the literal and more, or fail the line
+    // and skip to its end: either way nothing of it is forwarded, and the
+    // command the server has started is ended with an empty line.
+    s.client_says("b CREATE {3}\r\n");
+    s.server_says("+ OK\r\n");
+    s.client_says("abc5 {11+}\r\nc EXPUNGE\r\n");
+    assert_eq!(s.upstream(), "b CREATE {3}\r\nabc\r\n");
+    assert_eq!(s.client(), format!("+ OK\r\nc{KEEP_NO}"));
+}
