@@ -51,9 +51,15 @@
 //!   unchanged.
 
 mod command;
+mod response;
+mod sink;
 
 pub use command::Access;
 use command::{Head, LineEnd, Verdict};
+pub use response::strip_capabilities;
+use response::{rewrite_capabilities, server_literal};
+pub use sink::Sent;
+use sink::{Collect, Sink};
 
 use crate::imap::reply::{self, Tagged};
 use crate::ops::metrics as m;
@@ -608,135 +614,6 @@ fn sync_literal(line: &[u8], end: LineEnd) -> Vec<u8> {
             out
         }
         _ => line.to_vec(),
-    }
-}
-
-/// The length of the literal a server line announces at its end:
-/// `"{" number "}" CRLF` (RFC 9051 §4.3; `~{n}` for literal8 too).
-fn server_literal(end: &[u8]) -> Option<u64> {
-    let body = end.strip_suffix(b"\n")?;
-    let body = body.strip_suffix(b"\r").unwrap_or(body);
-    let body = body.strip_suffix(b"}")?;
-    let open = body.iter().rposition(|&b| b == b'{')?;
-    let digits = &body[open + 1..];
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-/// A server line with `COMPRESS=` taken out of its capability list: an
-/// untagged `CAPABILITY` response, or a `[CAPABILITY ...]` response code.
-fn rewrite_capabilities(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    use std::borrow::Cow;
-    let caps_at = if starts_with_ignore_case(line, b"* CAPABILITY ") {
-        Some((12, line.len() - line_end_len(line)))
-    } else {
-        // `tag SP status SP "[CAPABILITY" ... "]"`
-        let mut words = line.splitn(3, |&b| b == b' ');
-        let (tag, status) = (words.next().unwrap_or(b""), words.next().unwrap_or(b""));
-        let rest = words.next().unwrap_or(b"");
-        let at = tag.len() + status.len() + 2;
-        match rest.get(..12) {
-            Some(code) if code.eq_ignore_ascii_case(b"[CAPABILITY ") => rest
-                .iter()
-                .position(|&b| b == b']')
-                .map(|close| (at + 11, at + close)),
-            _ => None,
-        }
-    };
-    let Some((from, to)) = caps_at else {
-        return Cow::Borrowed(line);
-    };
-    let list = &line[from..to];
-    let stripped = strip_capabilities(list);
-    if stripped.len() == list.len() {
-        return Cow::Borrowed(line);
-    }
-    let mut out = line[..from].to_vec();
-    out.extend_from_slice(&stripped);
-    out.extend_from_slice(&line[to..]);
-    Cow::Owned(out)
-}
-
-fn line_end_len(line: &[u8]) -> usize {
-    if line.ends_with(b"\r\n") {
-        2
-    } else if line.ends_with(b"\n") {
-        1
-    } else {
-        0
-    }
-}
-
-fn starts_with_ignore_case(bytes: &[u8], prefix: &[u8]) -> bool {
-    bytes.len() >= prefix.len() && bytes[..prefix.len()].eq_ignore_ascii_case(prefix)
-}
-
-/// A space-separated capability list (with its leading spaces) without
-/// `COMPRESS=...` (RFC 4978): a guarded session cannot be compressed.
-pub fn strip_capabilities(list: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(list.len());
-    for (n, word) in list.split(|&b| b == b' ').enumerate() {
-        if starts_with_ignore_case(word, b"COMPRESS=") {
-            continue;
-        }
-        if n > 0 {
-            out.push(b' ');
-        }
-        out.extend_from_slice(word);
-    }
-    out
-}
-
-/// Where the guard's output goes: the relay's [`Output`], or [`Sent`].
-trait Sink {
-    /// Passes `range` of the bytes under inspection on to the other side.
-    fn pass(&mut self, range: std::ops::Range<usize>);
-    fn for_client(&mut self, bytes: &[u8]);
-    fn for_upstream(&mut self, bytes: &[u8]);
-}
-
-impl Sink for Output {
-    fn pass(&mut self, range: std::ops::Range<usize>) {
-        Output::pass(self, range);
-    }
-    fn for_client(&mut self, bytes: &[u8]) {
-        Output::for_client(self, bytes);
-    }
-    fn for_upstream(&mut self, bytes: &[u8]) {
-        Output::for_upstream(self, bytes);
-    }
-}
-
-/// What the guard sent each way after some bytes, collected (for tests
-/// and fuzzing: the relay takes an [`Output`] instead, without copies).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Sent {
-    pub to_upstream: Vec<u8>,
-    pub to_client: Vec<u8>,
-}
-
-struct Collect<'a> {
-    input: &'a [u8],
-    input_to_client: bool,
-    sent: Sent,
-}
-
-impl Sink for Collect<'_> {
-    fn pass(&mut self, range: std::ops::Range<usize>) {
-        let bytes = &self.input[range];
-        if self.input_to_client {
-            self.sent.to_client.extend_from_slice(bytes);
-        } else {
-            self.sent.to_upstream.extend_from_slice(bytes);
-        }
-    }
-    fn for_client(&mut self, bytes: &[u8]) {
-        self.sent.to_client.extend_from_slice(bytes);
-    }
-    fn for_upstream(&mut self, bytes: &[u8]) {
-        self.sent.to_upstream.extend_from_slice(bytes);
     }
 }
 
