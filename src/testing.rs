@@ -13,7 +13,7 @@ pub mod frontend {
     pub use crate::frontend::{BadInput, Event, Frontend, sasl};
 }
 pub mod imap {
-    pub use crate::imap::{frontend, parse};
+    pub use crate::imap::{frontend, guard, parse};
 }
 pub mod listener {
     pub use crate::listener::Server;

@@ -2,8 +2,9 @@
 //! and Postfix started by `scripts/upstreams.sh`, spoken to with our raw
 //! client and with real ones (Python's imaplib, poplib and smtplib, curl).
 //! One module per protocol (`imap`, `pop3`, `smtp`), the PEC access rules
-//! over IMAP (`access`), revocation reaching live sessions of all three
-//! protocols (`revocation`), the real binary driven with signals (`ops`), and
+//! over IMAP (`access`), collaborator rights after login (`imap_rights`),
+//! revocation reaching live sessions of all three protocols (`revocation`),
+//! the real binary driven with signals (`ops`), and
 //! the harness's own smoke test (`upstreams`).
 //!
 //! Why these share a process (their tests run in parallel, as they did in
@@ -30,6 +31,8 @@ mod support;
 mod access;
 #[path = "e2e/imap.rs"]
 mod imap;
+#[path = "e2e/imap_rights.rs"]
+mod imap_rights;
 #[path = "e2e/ops.rs"]
 mod ops;
 #[path = "e2e/pop3.rs"]

@@ -183,6 +183,11 @@ fn pop3_frontend() {
 }
 
 #[test]
+fn imap_guard() {
+    run("imap_guard", "imap", targets::imap_guard);
+}
+
+#[test]
 fn pop3_guard() {
     run("pop3_guard", "pop3", targets::pop3_guard);
 }

@@ -4,11 +4,13 @@
 //! Each asserts the invariants of what it drives, beyond "does not panic".
 
 mod address;
+mod imap_guard;
 mod pop3;
 mod smtp;
 mod smtp_guard;
 
 pub use address::address;
+pub use imap_guard::imap_guard;
 pub use pop3::{pop3_frontend, pop3_guard, pop3_parse};
 pub use smtp::{smtp_frontend, smtp_parse};
 pub use smtp_guard::smtp_guard;

@@ -62,7 +62,9 @@ pub struct Permit {
     pub collaborator: Option<String>,
     /// Upstream route override for this mailbox.
     pub route: Option<String>,
-    /// The stricter of the mailbox's and the collaborator's setting.
+    /// What the session may remove: the stricter of the mailbox's and the
+    /// collaborator's setting, and read-only for a collaborator without
+    /// `write`.
     pub pop3_delete: Pop3Delete,
     /// The app password used, so its `last_used` can be touched.
     pub app_password_id: Option<i64>,
@@ -299,7 +301,12 @@ pub fn check_with(
         collaborator: collaborator.map(|c| c.name.clone()),
         route: mailbox.route.clone(),
         pop3_delete: collaborator.map_or(mailbox.pop3_delete, |c| {
-            mailbox.pop3_delete.stricter(c.pop3_delete)
+            let setting = mailbox.pop3_delete.stricter(c.pop3_delete);
+            if c.rights.write {
+                setting
+            } else {
+                setting.stricter(Pop3Delete::ReadOnly)
+            }
         }),
         app_password_id,
         credential,

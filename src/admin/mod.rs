@@ -161,7 +161,9 @@ pub enum CollaboratorCommand {
         #[arg(long)]
         password_stdin: bool,
         /// Any of read,write,send,mail-client (mail-client implies write
-        /// and send; write implies read).
+        /// and send; write implies read), or read-only-client (IMAP and
+        /// POP3 read-only, nothing deleted; add send for SMTP). What each
+        /// allows per protocol: the README's "Collaborator rights".
         #[arg(long, default_value = "mail-client")]
         rights: String,
     },
@@ -175,6 +177,7 @@ pub enum CollaboratorCommand {
     Remove {
         login: String,
     },
+    /// Replace the collaborator's rights (the list as for `add --rights`).
     SetRights {
         login: String,
         rights: String,
@@ -183,7 +186,9 @@ pub enum CollaboratorCommand {
     SetPassword {
         login: String,
     },
-    /// POP3 DELE for this collaborator (the mailbox's deny wins).
+    /// POP3 DELE, and IMAP deletion, expunge and moves, for this
+    /// collaborator (the mailbox's deny wins): deny keeps messages on the
+    /// server.
     SetPop3Delete {
         login: String,
         value: Pop3DeleteArg,

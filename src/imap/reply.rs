@@ -262,5 +262,22 @@ pub const TOO_MANY_ERRORS: &[u8] = b"* BYE Too many invalid commands\r\n";
 /// RFC 5530 UNAVAILABLE.
 pub const TOO_MANY_CONNECTIONS: &[u8] = b"* BYE [UNAVAILABLE] Too many connections from your address\r\n";
 
+// After login, from the guard of sessions that may not change everything
+// (`imap/guard.rs`). RFC 5530 §3: `NOPERM`, the access control does not
+// allow the operation.
+
+/// A command refused to a collaborator without `write`.
+pub const GUARD_READ_ONLY: Tagged = Tagged::no(
+    "NOPERM",
+    "Read-only access: this command would change the mailbox.",
+);
+/// A command refused where messages are kept on the server.
+pub const GUARD_KEEP_ON_SERVER: Tagged = Tagged::no(
+    "NOPERM",
+    "This mailbox is shared: messages are kept on the server.",
+);
+/// A line other than `DONE` while idling (RFC 2177 §3).
+pub const GUARD_EXPECTED_DONE: Tagged = Tagged::bad("Expected DONE.");
+
 #[cfg(test)]
 mod tests;

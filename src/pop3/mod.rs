@@ -83,7 +83,7 @@ impl MailProtocol for Pop3 {
         let pipelined = frontend.into_pipelined().to_vec();
         let (to_upstream, guard) = match principal.pop3_delete {
             Pop3Delete::Allow => (pipelined, None),
-            Pop3Delete::Deny => (
+            Pop3Delete::Deny | Pop3Delete::ReadOnly => (
                 Vec::new(),
                 Some(Guarded {
                     inspector: DeleGuard::new(ctx.limits.pop3_max_line_bytes),

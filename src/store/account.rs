@@ -6,14 +6,24 @@ use serde::Serialize;
 
 use crate::protocol::Protocol;
 
-/// Whether POP3 `DELE` is allowed (enforced by the POP3 relay). Shared
-/// mailboxes usually want `Deny`: one POP3 client can empty everyone's inbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// What a client session may remove from the mailbox: the stored
+/// `pop3_delete` setting (`allow`, `deny`: keep on server), and what a
+/// collaborator's rights make of it (`ReadOnly`, never stored). Enforced by
+/// the POP3 guard (`DELE` refused unless `Allow`) and the IMAP guard
+/// (`imap/guard.rs`: no deletion, expunge or move out under `Deny`; no
+/// change at all under `ReadOnly`). Shared mailboxes usually want `Deny`:
+/// one POP3 client can empty everyone's inbox. Ordered from the least
+/// strict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Pop3Delete {
     #[default]
     Allow,
+    /// Keep on server: read, flag, copy, add; nothing deleted or moved out.
     Deny,
+    /// A collaborator without `write`: mailboxes open read-only, nothing
+    /// changed. Comes from the rights, never from the stored setting.
+    ReadOnly,
 }
 
 impl Pop3Delete {
@@ -21,6 +31,7 @@ impl Pop3Delete {
         match self {
             Self::Allow => "allow",
             Self::Deny => "deny",
+            Self::ReadOnly => "read-only",
         }
     }
 
@@ -35,19 +46,17 @@ impl Pop3Delete {
 
     /// The stricter of two settings.
     pub fn stricter(self, other: Self) -> Self {
-        if self == Self::Deny || other == Self::Deny {
-            Self::Deny
-        } else {
-            Self::Allow
-        }
+        self.max(other)
     }
 }
 
-/// A collaborator's rights, cumulative as in PEC multiutente.
+/// A collaborator's rights, cumulative as in PEC multiutente. What each
+/// allows on each protocol is the README's table ("Collaborator rights").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Rights {
     pub read: bool,
-    /// Move, delete, manage folders.
+    /// Move, delete, manage folders. Without it a mail client's session is
+    /// read-only ([`Pop3Delete::ReadOnly`]).
     pub write: bool,
     pub send: bool,
     /// Use the mailbox from a mail client over IMAP/POP3.
@@ -78,28 +87,43 @@ impl Rights {
     }
 
     /// Parses `read,write,send,mail-client` (any order, `none` for none).
+    /// `mail-client` is full client use (it implies `write` and `send`);
+    /// `read-only-client` is client use with `read` alone (add `send` for
+    /// SMTP), and cannot be combined with `write` or `mail-client`.
     pub fn parse_list(list: &str) -> Result<Self, String> {
         let mut rights = Self::default();
+        let mut read_only_client = false;
         for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
             match word {
                 "read" => rights.read = true,
                 "write" => rights.write = true,
                 "send" => rights.send = true,
                 "mail-client" | "mail_client" => rights.mail_client = true,
+                "read-only-client" | "read_only_client" => read_only_client = true,
                 "none" => {}
                 other => return Err(format!("unknown right {other:?}")),
             }
         }
-        Ok(rights.with_implied())
+        if !read_only_client {
+            return Ok(rights.with_implied());
+        }
+        if rights.write || rights.mail_client {
+            return Err("read-only-client cannot be combined with write or mail-client".into());
+        }
+        rights.mail_client = true;
+        rights.read = true;
+        Ok(rights)
     }
 
-    /// `read,write,send,mail-client`, or `none`.
+    /// `read,write,send,mail-client`, `read,send,read-only-client`, or `none`:
+    /// what [`Rights::parse_list`] reads back as the same rights.
     pub fn to_list(&self) -> String {
         let words: Vec<&str> = [
             (self.read, "read"),
             (self.write, "write"),
             (self.send, "send"),
-            (self.mail_client, "mail-client"),
+            (self.mail_client && self.write, "mail-client"),
+            (self.mail_client && !self.write, "read-only-client"),
         ]
         .iter()
         .filter(|(on, _)| *on)

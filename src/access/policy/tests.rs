@@ -161,6 +161,12 @@ fn unknown_scheme(m: &mut MailboxRecord) {
 fn routed(m: &mut MailboxRecord) {
     m.route = Some("archive".into());
 }
+fn anna_read_only_client(m: &mut MailboxRecord) {
+    m.collaborators[0].rights = Rights::parse_list("read-only-client").unwrap();
+}
+fn anna_read_only_client_send(m: &mut MailboxRecord) {
+    m.collaborators[0].rights = Rights::parse_list("read-only-client,send").unwrap();
+}
 fn owner_pop3_deny(m: &mut MailboxRecord) {
     m.pop3_delete = Pop3Delete::Deny;
 }
@@ -176,6 +182,10 @@ fn known_answers() {
     let anna = b"anna/studio@pec.it".as_slice();
     let deny_pop3 = Permit {
         pop3_delete: Pop3Delete::Deny,
+        ..anna_permit(None)
+    };
+    let read_only = Permit {
+        pop3_delete: Pop3Delete::ReadOnly,
         ..anna_permit(None)
     };
     let routed_permit = Permit {
@@ -228,7 +238,7 @@ fn known_answers() {
         ("anna suspended", &[anna_suspended], Imap, anna, ANNA_MAIN, Err(R::CollaboratorSuspended)),
         ("anna suspended, wrong password hides it", &[anna_suspended], Imap, anna, WRONG, Err(R::UnknownOrBadPassword)),
         ("anna suspended, owner unaffected", &[anna_suspended], Imap, owner, OWNER_MAIN, Ok(owner_permit(None))),
-        ("anna send-only: smtp", &[anna_send_only], Smtp, anna, ANNA_MAIN, Ok(anna_permit(None))),
+        ("anna send-only: smtp (no write: read-only)", &[anna_send_only], Smtp, anna, ANNA_MAIN, Ok(read_only.clone())),
         ("anna send-only: imap", &[anna_send_only], Imap, anna, ANNA_MAIN, Err(R::NotPermitted)),
         ("anna send-only: pop3", &[anna_send_only], Pop3, anna, ANNA_APP, Err(R::NotPermitted)),
         ("anna read-only: smtp", &[anna_read_only], Smtp, anna, ANNA_MAIN, Err(R::NotPermitted)),
@@ -238,6 +248,12 @@ fn known_answers() {
         ("anna: inactive mailbox", &[inactive], Imap, anna, ANNA_MAIN, Err(R::UnknownOrBadPassword)),
         ("anna pop3_delete deny wins", &[anna_pop3_deny], Pop3, anna, ANNA_MAIN, Ok(deny_pop3.clone())),
         ("owner's deny applies to anna", &[owner_pop3_deny], Pop3, anna, ANNA_MAIN, Ok(deny_pop3)),
+        ("anna read-only client: imap", &[anna_read_only_client], Imap, anna, ANNA_MAIN, Ok(read_only.clone())),
+        ("anna read-only client: pop3", &[anna_read_only_client], Pop3, anna, ANNA_MAIN, Ok(read_only.clone())),
+        ("anna read-only client: no smtp", &[anna_read_only_client], Smtp, anna, ANNA_MAIN, Err(R::NotPermitted)),
+        ("anna read-only client, send: smtp", &[anna_read_only_client_send], Smtp, anna, ANNA_MAIN, Ok(read_only.clone())),
+        ("read-only beats the owner's deny", &[anna_read_only_client, owner_pop3_deny], Imap, anna, ANNA_MAIN, Ok(read_only)),
+        ("the owner is never read-only", &[anna_read_only_client], Imap, owner, OWNER_MAIN, Ok(owner_permit(None))),
     ];
     for (name, edits, protocol, login, password, expected) in table {
         let mut record = BASE.clone();
