@@ -300,20 +300,27 @@ pub fn check_with(
         mailbox: mailbox.address.clone(),
         collaborator: collaborator.map(|c| c.name.clone()),
         route: mailbox.route.clone(),
-        pop3_delete: collaborator.map_or(mailbox.pop3_delete, |c| {
-            let setting = mailbox.pop3_delete.stricter(c.pop3_delete);
-            if c.rights.write {
-                setting
-            } else {
-                setting.stricter(Pop3Delete::ReadOnly)
-            }
-        }),
+        pop3_delete: access_of(mailbox, collaborator),
         app_password_id,
         credential,
         labels: PermitLabels {
             collaborator: collaborator.is_some(),
             app_password: app_password_id.is_some(),
         },
+    })
+}
+
+/// What a principal may do to the mailbox's messages after login: the
+/// mailbox's keep-on-server setting, the collaborator's own, and read-only
+/// for a collaborator without `write`, the strictest of them.
+fn access_of(mailbox: &MailboxRecord, collaborator: Option<&Collaborator>) -> Pop3Delete {
+    collaborator.map_or(mailbox.pop3_delete, |c| {
+        let setting = mailbox.pop3_delete.stricter(c.pop3_delete);
+        if c.rights.write {
+            setting
+        } else {
+            setting.stricter(Pop3Delete::ReadOnly)
+        }
     })
 }
 
@@ -337,11 +344,15 @@ pub enum RevokeReason {
     /// The app password was revoked (or regenerated, which replaces it).
     AppPasswordRevoked,
     AppPasswordExpired,
+    /// What the principal may do to messages became stricter (keep on
+    /// server turned on, `write` taken away) than what the session's relay,
+    /// chosen at login, enforces.
+    AccessReduced,
 }
 
 impl RevokeReason {
     /// Every reason, for tests.
-    pub const ALL: [RevokeReason; 9] = [
+    pub const ALL: [RevokeReason; 10] = [
         Self::MailboxInactive,
         Self::ProtocolDisabled,
         Self::CollaboratorRemoved,
@@ -351,6 +362,7 @@ impl RevokeReason {
         Self::AppPasswordRequired,
         Self::AppPasswordRevoked,
         Self::AppPasswordExpired,
+        Self::AccessReduced,
     ];
 
     /// snake_case metric label and log reason.
@@ -365,6 +377,7 @@ impl RevokeReason {
             Self::AppPasswordRequired => "app_password_required",
             Self::AppPasswordRevoked => "app_password_revoked",
             Self::AppPasswordExpired => "app_password_expired",
+            Self::AccessReduced => "access_reduced",
         }
     }
 }
@@ -377,6 +390,8 @@ pub struct SessionClaim<'a> {
     pub mailbox: &'a str,
     pub collaborator: Option<&'a str>,
     pub credential: CredentialUsed,
+    /// What the session's relay lets it do to messages, chosen at login.
+    pub access: Pop3Delete,
 }
 
 /// Whether a logged-in session still passes the policy on `record` (the
@@ -412,6 +427,11 @@ pub fn recheck(
             (c.password_hash.as_deref(), &c.app_passwords)
         }
     };
+    // What may be done to messages only matters where messages are read.
+    let collaborator = session.collaborator.and_then(|name| mailbox.collaborator(name));
+    if session.protocol != Protocol::Smtp && access_of(mailbox, collaborator) > session.access {
+        return Err(RevokeReason::AccessReduced);
+    }
     match session.credential {
         CredentialUsed::Main { fingerprint } => {
             if main_hash.map(hash_fingerprint) != Some(fingerprint) {

@@ -203,6 +203,7 @@ pub async fn serve<P: MailProtocol>(
         mailbox: principal.mailbox,
         collaborator: principal.collaborator,
         credential: principal.credential,
+        access: principal.pop3_delete,
         peer,
         since: unix_now(),
     });

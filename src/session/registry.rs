@@ -31,6 +31,7 @@ use tokio::sync::{oneshot, watch};
 use crate::access::gate::{Authority, Gate};
 use crate::access::policy::{self, CredentialUsed, RevokeReason, SessionClaim};
 use crate::protocol::Protocol;
+use crate::store::account::Pop3Delete;
 use crate::store::{AccountStore, cache, unix_now};
 
 /// Why the proxy ended a logged-in session (rather than the client, the
@@ -65,6 +66,9 @@ pub struct Entry {
     /// `None`: pass-through, the upstream judged the client's own
     /// credentials; there is nothing of ours to re-check.
     pub credential: Option<CredentialUsed>,
+    /// What its relay lets it do to messages (keep on server, read-only),
+    /// chosen at login: a stricter setting since then ends the session.
+    pub access: Pop3Delete,
     pub peer: SocketAddr,
     /// Unix seconds at login.
     pub since: i64,
@@ -261,6 +265,7 @@ impl Sessions {
                 mailbox: &live.entry.mailbox,
                 collaborator: live.entry.collaborator.as_deref(),
                 credential,
+                access: live.entry.access,
             };
             match policy::recheck(&claim, record.as_ref(), now) {
                 Ok(expires) => live.expires = expires,

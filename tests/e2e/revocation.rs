@@ -410,3 +410,48 @@ async fn two_step_on_a_new_password_and_a_deactivated_mailbox_end_main_password_
         }
     }
 }
+
+/// A session's relay is chosen at login (plain, keep-on-server, read-only):
+/// rights made stricter since end it, so the client logs in again under
+/// the guard the new rights call for; the owner's session stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rights_made_stricter_end_the_sessions_relayed_under_the_old_ones() {
+    let op = Operator::new();
+    let address = mailbox(&op, "stricter");
+    let proxy = proxy(&op, "").await;
+    let mut owner_imap = imap_idle(&proxy, &address, OWNER_PW).await;
+    let mut anna_imap = imap_idle(&proxy, &format!("anna/{address}"), ANNA_PW).await;
+    let mut anna_smtp = smtp(&proxy, &format!("anna/{address}"), ANNA_PW).await;
+
+    let changed = Instant::now();
+    op.run(
+        &[
+            "collaborator",
+            "set-rights",
+            &format!("anna/{address}"),
+            "read-only-client,send",
+        ],
+        "",
+    );
+    ended_with(&mut anna_imap, IMAP_BYE, changed, "anna's IMAP IDLE").await;
+    // Sending is what SMTP does; it reads no messages: it goes on.
+    smtp_alive(&mut anna_smtp, "anna's SMTP").await;
+
+    let mut owner_pop3 = pop3(&proxy, &address, OWNER_PW).await;
+    let changed = Instant::now();
+    op.run(&["mailbox", "set", &address, "--pop3-delete", "deny"], "");
+    ended_with(
+        &mut owner_pop3,
+        POP3_BYE,
+        changed,
+        "owner's POP3 after keep-on-server",
+    )
+    .await;
+    ended_with(
+        &mut owner_imap,
+        IMAP_BYE,
+        changed,
+        "owner's IMAP after keep-on-server",
+    )
+    .await;
+}

@@ -396,9 +396,13 @@ fn labels_are_distinct_snake_case() {
 
 /// A session's claim as the login of `login`/`password` over `protocol`
 /// on the base record left it.
-fn session_of(protocol: Protocol, login: &[u8], password: &str) -> (Option<String>, CredentialUsed) {
+fn session_of(
+    protocol: Protocol,
+    login: &[u8],
+    password: &str,
+) -> (Option<String>, CredentialUsed, Pop3Delete) {
     let permit = run(Some(&BASE), protocol, login, password).expect("logs in on the base record");
-    (permit.collaborator, permit.credential)
+    (permit.collaborator, permit.credential, permit.pop3_delete)
 }
 
 #[test]
@@ -436,9 +440,13 @@ fn recheck_ends_a_session_for_each_change_and_only_its_own() {
         ("anna app revoked", |m| anna_of(m).app_passwords.clear(), Imap, anna, ANNA_APP, Err(R::AppPasswordRevoked)),
         ("owner app expired", |m| m.app_passwords[0].expires = Some(NOW), Imap, owner, OWNER_APP, Err(R::AppPasswordExpired)),
         ("owner app extended", |m| m.app_passwords[0].expires = None, Imap, owner, OWNER_APP, Ok(None)),
+        ("keep on server turned on: owner", |m| m.pop3_delete = Pop3Delete::Deny, Pop3, owner, OWNER_MAIN, Err(R::AccessReduced)),
+        ("keep on server turned on: anna", |m| m.pop3_delete = Pop3Delete::Deny, Imap, anna, ANNA_MAIN, Err(R::AccessReduced)),
+        ("anna read-only: anna imap", |m| anna_of(m).rights = Rights::parse_list("read-only-client").unwrap(), Imap, anna, ANNA_MAIN, Err(R::AccessReduced)),
+        ("anna read-only: owner stays", |m| anna_of(m).rights = Rights::parse_list("read-only-client").unwrap(), Imap, owner, OWNER_MAIN, Ok(None)),
     ];
     for (name, change, protocol, login, password, expected) in rows {
-        let (collaborator, credential) = session_of(*protocol, login, password);
+        let (collaborator, credential, access) = session_of(*protocol, login, password);
         let mut record = BASE.clone();
         change(&mut record);
         let claim = SessionClaim {
@@ -446,20 +454,22 @@ fn recheck_ends_a_session_for_each_change_and_only_its_own() {
             mailbox: ADDRESS,
             collaborator: collaborator.as_deref(),
             credential,
+            access,
         };
         assert_eq!(recheck(&claim, Some(&record), NOW), *expected, "{name}");
     }
     // Removed: no record at all.
-    let (_, credential) = session_of(Protocol::Imap, owner, OWNER_MAIN);
+    let (_, credential, access) = session_of(Protocol::Imap, owner, OWNER_MAIN);
     let claim = SessionClaim {
         protocol: Protocol::Imap,
         mailbox: ADDRESS,
         collaborator: None,
         credential,
+        access,
     };
     assert_eq!(recheck(&claim, None, NOW), Err(R::MailboxInactive));
     // An app password expires with time alone.
-    let (_, credential) = session_of(Protocol::Imap, owner, OWNER_APP);
+    let (_, credential, _) = session_of(Protocol::Imap, owner, OWNER_APP);
     let claim = SessionClaim { credential, ..claim };
     assert_eq!(
         recheck(&claim, Some(&BASE), NOW + 3600),

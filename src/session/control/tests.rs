@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::protocol::Protocol;
+use crate::store::account::Pop3Delete;
 
 fn entry(mailbox: &str, collaborator: Option<&str>, credential: Option<CredentialUsed>) -> Entry {
     Entry {
@@ -9,6 +10,7 @@ fn entry(mailbox: &str, collaborator: Option<&str>, credential: Option<Credentia
         mailbox: mailbox.into(),
         collaborator: collaborator.map(Into::into),
         credential,
+        access: Pop3Delete::Allow,
         peer: "192.0.2.7:50000".parse().unwrap(),
         since: 1_800_000_000,
     }

@@ -32,6 +32,7 @@ fn entry(protocol: Protocol, collaborator: Option<&str>, credential: CredentialU
         mailbox: MAILBOX.into(),
         collaborator: collaborator.map(Into::into),
         credential: Some(credential),
+        access: Pop3Delete::Allow,
         peer: "192.0.2.1:40000".parse().unwrap(),
         since: 0,
     }
