@@ -164,7 +164,7 @@ pub fn describe() {
     );
     describe_counter!(
         PEC_CHECKS_TOTAL,
-        "PEC rules applied after login (SMTP envelope, POP3 DELE guard), by check and result."
+        "PEC rules applied after login (SMTP envelope and headers, POP3 DELE guard, IMAP rights guard), by check and result."
     );
     describe_counter!(
         CONFIG_RELOADS_TOTAL,

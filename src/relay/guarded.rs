@@ -1,8 +1,8 @@
 //! The guarded relay: [`super::relay_until`] for sessions whose bytes an
 //! [`Inspector`] reads on the way. The inspector is a pure state machine
 //! (no I/O, no tokio): told what each side sends and when it closes, it
-//! says what goes on to each side. POP3's keep-on-server DELE guard and
-//! SMTP's PEC guard are the two.
+//! says what goes on to each side. POP3's keep-on-server DELE guard,
+//! SMTP's PEC guard and IMAP's rights guard are the three.
 //!
 //! As in the plain relay, one future drives both directions, so there is
 //! neither `split` nor a lock between the halves of a TLS stream; reads go
