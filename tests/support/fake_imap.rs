@@ -79,9 +79,14 @@ impl FakeImap {
 
     /// An address where nothing listens (connection refused).
     pub async fn refused_addr() -> SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let a = l.local_addr().unwrap();
-        drop(l);
+        // Bound but never listening: a connection to it is refused (RST),
+        // and the port stays taken for the rest of the process, so no
+        // other test's server can be given it (a freed port can be, and
+        // then the "refused" address answers).
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let a = socket.local_addr().unwrap();
+        std::mem::forget(socket);
         a
     }
 }
