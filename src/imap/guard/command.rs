@@ -256,17 +256,31 @@ fn store_keeps(args: &[u8], literal: bool) -> bool {
     let Some(sp) = args.iter().position(|&b| b == b' ') else {
         return false;
     };
+    // `sequence-set` (with RFC 5182's `$`): anything else is not a STORE
+    // the server reads as we do, so it does not keep.
+    let sequence_set = &args[..sp];
+    if sequence_set.is_empty() || !sequence_set.iter().all(|b| b"0123456789:,*$".contains(b)) {
+        return false;
+    }
     let mut rest = &args[sp + 1..];
     if rest.first() == Some(&b'(') {
         let Some(close) = rest.iter().position(|&b| b == b')') else {
             return false;
         };
+        // The one store-modifier there is: `UNCHANGEDSINCE` SP mod-sequence.
+        let modifier = rest[1..close].to_ascii_uppercase();
+        let known = modifier
+            .strip_prefix(b"UNCHANGEDSINCE ")
+            .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit));
         match rest.get(close + 1) {
-            Some(b' ') => rest = &rest[close + 2..],
+            Some(b' ') if known => rest = &rest[close + 2..],
             _ => return false,
         }
     }
-    let item_end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+    let Some(item_end) = rest.iter().position(|&b| b == b' ') else {
+        // No flags after the item: not a STORE the server reads as we do.
+        return false;
+    };
     let item = rest[..item_end].to_ascii_uppercase();
     let flags = &rest[item_end..];
     match item.as_slice() {

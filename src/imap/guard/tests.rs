@@ -137,6 +137,10 @@ fn keep_on_server_reads_flags_copies_but_deletes_nothing() {
         "i STORE 1 FLAGS (\\Seen \\DELETED)",
         "j STORE 1 +FLAGS \\deleted",
         "k STORE 1 X-GM-LABELS (foo)",
+        // Not a sequence set: not read as the guard would read it.
+        "z STORE 1W=+FLAGS -FLAGS (\\Deleted)",
+        "z STORE 1 (UN 5STORE\\Deleted) FLAGS",
+        "z STORE 1 -FLAGS",
         "l EXPUNGE",
         "m UID EXPUNGE 1",
         "n MOVE 1 Trash",
