@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use support::client::Client;
 use support::operator::Operator;
-use support::proxy::Proxy;
+use support::proxy::{Proxy, store_config};
 use support::upstreams::Upstreams;
 
 fn upstreams() -> &'static Upstreams {
@@ -63,73 +63,7 @@ fn limits(prelogin_timeout_secs: u64) -> String {
 /// A proxy with IMAPS, POP3S and SMTPS listeners and the account store of
 /// `op`, logging in to the real Dovecot (master user) and Postfix (XCLIENT).
 async fn store_proxy(op: &Operator, extra: &str) -> Proxy {
-    let up = upstreams();
-    let master = op.secret_file("master-password", &up.master_password);
-    let mailbox_login = format!(
-        "login = \"master-user\"\nmaster_user = \"{}\"\nmaster_password_file = {master:?}\n",
-        up.master_user
-    );
-    let config = format!(
-        r#"
-[[certificate]]
-cert = "certs/server.pem"
-key = "certs/server-key.pem"
-server_names = ["localhost"]
-default = true
-
-[[listener]]
-name = "imaps"
-protocol = "imap"
-address = "127.0.0.1:0"
-tls = "implicit"
-
-[[listener]]
-name = "pop3s"
-protocol = "pop3"
-address = "127.0.0.1:0"
-tls = "implicit"
-
-[[listener]]
-name = "smtps"
-protocol = "smtp"
-address = "127.0.0.1:0"
-tls = "implicit"
-
-[metrics]
-
-[smtp]
-hostname = "proxy.pec.example"
-
-[store]
-path = {store:?}
-
-[upstream.imap]
-address = "127.0.0.1:{imap}"
-tls = "starttls"
-ca = "certs/ca.pem"
-server_name = "localhost"
-{mailbox_login}
-[upstream.pop3]
-address = "127.0.0.1:{pop3}"
-tls = "starttls"
-ca = "certs/ca.pem"
-server_name = "localhost"
-{mailbox_login}
-[upstream.smtp]
-address = "127.0.0.1:{smtp}"
-tls = "starttls"
-ca = "certs/ca.pem"
-server_name = "localhost"
-login = "xclient"
-
-{extra}
-"#,
-        store = op.store_path(),
-        imap = up.imap_port,
-        pop3 = up.pop3_port,
-        smtp = up.submission_port,
-    );
-    Proxy::start(&config).await
+    Proxy::start(&store_config(upstreams(), op, extra)).await
 }
 
 /// One login attempt as the client saw it: the lines of its answer (up to

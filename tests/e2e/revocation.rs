@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::support::client::Client;
 use crate::support::operator::Operator;
-use crate::support::proxy::Proxy;
+use crate::support::proxy::{Proxy, store_config};
 use crate::support::upstreams::Upstreams;
 
 /// What the issue promises (2 s), plus a margin for the admin command's own
@@ -45,64 +45,7 @@ fn upstreams() -> &'static Upstreams {
 /// account store, logging in upstream as the mailbox; `limits` is added to
 /// a `[limits]` table.
 async fn proxy(op: &Operator, limits: &str) -> Proxy {
-    let up = upstreams();
-    let master = op.secret_file("master-password", &up.master_password);
-    let upstream = |protocol: &str, port: u16, login: &str| {
-        format!(
-            "[upstream.{protocol}]\naddress = \"127.0.0.1:{port}\"\ntls = \"starttls\"\nca = \"certs/ca.pem\"\n\
-             server_name = \"localhost\"\nlogin = \"{login}\"\n"
-        )
-    };
-    let master_creds = format!(
-        "master_user = \"{}\"\nmaster_password_file = {master:?}\n",
-        up.master_user
-    );
-    let config = format!(
-        r#"
-[[certificate]]
-cert = "certs/server.pem"
-key = "certs/server-key.pem"
-server_names = ["localhost"]
-default = true
-
-[[listener]]
-name = "imaps"
-protocol = "imap"
-address = "127.0.0.1:0"
-tls = "implicit"
-
-[[listener]]
-name = "pop3s"
-protocol = "pop3"
-address = "127.0.0.1:0"
-tls = "implicit"
-
-[[listener]]
-name = "smtps"
-protocol = "smtp"
-address = "127.0.0.1:0"
-tls = "implicit"
-
-[metrics]
-
-[smtp]
-hostname = "proxy.pec.example"
-
-[limits]
-{limits}
-
-[store]
-path = {:?}
-
-{}{master_creds}
-{}{master_creds}
-{}"#,
-        op.store_path(),
-        upstream("imap", up.imap_port, "master-user"),
-        upstream("pop3", up.pop3_port, "master-user"),
-        upstream("smtp", up.submission_port, "xclient"),
-    );
-    Proxy::start(&config).await
+    Proxy::start(&store_config(upstreams(), op, &format!("[limits]\n{limits}\n"))).await
 }
 
 /// A Dovecot mailbox of the test's own, in the store with `OWNER_PW` and

@@ -108,3 +108,66 @@ tls = "starttls"
 "#
     .to_owned()
 }
+
+/// The configuration of a proxy in front of the real Dovecot and Postfix of
+/// `up`, with IMAPS, POP3S and SMTPS listeners and the account store of
+/// `op`: it logs in to Dovecot as its master user and to Postfix with
+/// XCLIENT. `extra` (whole tables: `[limits]`, `[penalty]`...) is added at
+/// the end.
+pub fn store_config(up: &super::upstreams::Upstreams, op: &super::operator::Operator, extra: &str) -> String {
+    let master = op.secret_file("master-password", &up.master_password);
+    let upstream = |protocol: &str, port: u16, login: &str| {
+        format!(
+            "[upstream.{protocol}]\naddress = \"127.0.0.1:{port}\"\ntls = \"starttls\"\nca = \"certs/ca.pem\"\n\
+             server_name = \"localhost\"\nlogin = \"{login}\"\n"
+        )
+    };
+    let master_creds = format!(
+        "master_user = \"{}\"\nmaster_password_file = {master:?}\n",
+        up.master_user
+    );
+    format!(
+        r#"
+[[certificate]]
+cert = "certs/server.pem"
+key = "certs/server-key.pem"
+server_names = ["localhost"]
+default = true
+
+[[listener]]
+name = "imaps"
+protocol = "imap"
+address = "127.0.0.1:0"
+tls = "implicit"
+
+[[listener]]
+name = "pop3s"
+protocol = "pop3"
+address = "127.0.0.1:0"
+tls = "implicit"
+
+[[listener]]
+name = "smtps"
+protocol = "smtp"
+address = "127.0.0.1:0"
+tls = "implicit"
+
+[metrics]
+
+[smtp]
+hostname = "proxy.pec.example"
+
+[store]
+path = {:?}
+
+{}{master_creds}
+{}{master_creds}
+{}
+{extra}
+"#,
+        op.store_path(),
+        upstream("imap", up.imap_port, "master-user"),
+        upstream("pop3", up.pop3_port, "master-user"),
+        upstream("smtp", up.submission_port, "xclient"),
+    )
+}
