@@ -21,7 +21,7 @@ use crate::support::client::{cert_der, tls_config};
 use crate::support::fake_imap::FakeImap;
 use crate::support::hostile::told_to_start_tls;
 use crate::support::metrics;
-use crate::support::proxy::Proxy;
+use crate::support::proxy::{Proxy, imap_listeners};
 
 const IMAP_GREETING: &str = "* OK [CAPABILITY IMAP4rev1 ";
 const POP3_GREETING: &str = "+OK PEC mail proxy ready.";
@@ -37,31 +37,10 @@ async fn proxy() -> Proxy {
             format!("\n[upstream.{p}]\naddress = \"{nowhere}\"\ntls = \"none\"\nlogin = \"pass-through\"\n")
         })
         .collect();
+    // The certificates (SNI: mail.other.example has its own) and the two
+    // IMAP listeners every IMAP test uses, plus the other protocols'.
     let config = format!(
-        r#"
-[[certificate]]
-cert = "certs/server.pem"
-key = "certs/server-key.pem"
-server_names = ["localhost", "mail.pec.example"]
-default = true
-
-[[certificate]]
-cert = "certs/alt.pem"
-key = "certs/alt-key.pem"
-server_names = ["mail.other.example"]
-
-[[listener]]
-name = "imaps"
-protocol = "imap"
-address = "127.0.0.1:0"
-tls = "implicit"
-
-[[listener]]
-name = "imap"
-protocol = "imap"
-address = "127.0.0.1:0"
-tls = "starttls"
-
+        r#"{}
 [[listener]]
 name = "pop3s"
 protocol = "pop3"
@@ -80,14 +59,13 @@ protocol = "smtp"
 address = "127.0.0.1:0"
 tls = "starttls"
 
-[metrics]
-
 [smtp]
 hostname = "proxy.pec.example"
 {upstreams}
 [penalty]
 enabled = false
-"#
+"#,
+        imap_listeners()
     );
     Proxy::start(&config).await
 }
