@@ -83,6 +83,16 @@ impl Input {
         self.parsed = self.parsed.saturating_add(bytes as u64);
     }
 
+    /// Whether a line has ended ([`Input::line_ended`]), the line parser
+    /// about to read the buffer up to it recorded as parse work.
+    pub fn line_to_parse(&mut self) -> bool {
+        let ended = self.line_ended();
+        if ended {
+            self.parsing(self.scanned);
+        }
+        ended
+    }
+
     /// Bytes handed to the parser so far.
     pub fn parsed(&self) -> u64 {
         self.parsed

@@ -552,8 +552,7 @@ impl ImapFrontend {
     }
 
     fn next_auth_line(&mut self, tag: Vec<u8>, mechanism: Mechanism, exchange: Exchange) -> Option<Event> {
-        let decoded = if self.buf.line_ended() {
-            self.buf.parsing(self.buf.scanned());
+        let decoded = if self.buf.line_to_parse() {
             parse::decode_auth_line(&self.buf)
         } else {
             Decode::Incomplete

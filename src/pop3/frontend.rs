@@ -283,11 +283,10 @@ impl Pop3Frontend {
         if self.discarding {
             return self.end_discarded_line();
         }
-        if !self.buf.line_ended() {
+        if !self.buf.line_to_parse() {
             // Nothing to parse before the line ends.
             return self.check_length(self.opts.max_line_bytes);
         }
-        self.buf.parsing(self.buf.scanned());
         // The parsed command borrows the buffer while the handler updates
         // the state, so the buffer is moved out for the duration (no copy).
         let buf = std::mem::take(&mut self.buf);
@@ -439,9 +438,8 @@ impl Pop3Frontend {
     }
 
     fn next_auth_line(&mut self, mechanism: Mechanism, exchange: Exchange) -> Option<Event> {
-        let line_ended = self.buf.line_ended();
+        let line_ended = self.buf.line_to_parse();
         let decoded = if line_ended {
-            self.buf.parsing(self.buf.scanned());
             parse::decode_auth_line(&self.buf)
         } else {
             Decode::Incomplete

@@ -296,14 +296,13 @@ impl SmtpFrontend {
         // The parsed command borrows the buffer while the handler updates
         // the state, so the buffer is moved out for the duration (no copy).
         let (limit, too_long) = self.line_limit_of(&self.buf);
-        if !self.buf.line_ended() {
+        if !self.buf.line_to_parse() {
             // Nothing to parse before the line ends.
             if self.buf.len() > limit {
                 return Some(self.too_long(too_long, None));
             }
             return None;
         }
-        self.buf.parsing(self.buf.scanned());
         let buf = std::mem::take(&mut self.buf);
         let (consumed, event) = match parse::decode_command(&buf) {
             Decode::Incomplete => {
@@ -438,8 +437,7 @@ impl SmtpFrontend {
 
     fn next_auth_line(&mut self, mechanism: Mechanism, exchange: Exchange) -> Option<Event> {
         let limit = self.opts.max_auth_line_bytes;
-        let decoded = if self.buf.line_ended() {
-            self.buf.parsing(self.buf.scanned());
+        let decoded = if self.buf.line_to_parse() {
             parse::decode_auth_line(&self.buf)
         } else {
             Decode::Incomplete
