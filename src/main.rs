@@ -8,8 +8,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use pec_proxy::AdminCommand;
 use pec_proxy::Config;
-use pec_proxy::SqliteStore;
 use pec_proxy::Status;
+use pec_proxy::{OpenedStore as Opened, Schema, StoreConfig};
 use pec_proxy::{RunningServer, Server};
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
@@ -57,6 +57,28 @@ enum Command {
     /// beside the account store (`accounts.db` → `accounts.sessions.sock`, mode 0600).
     #[command(subcommand)]
     Session(SessionCommand),
+    /// The account store itself: its schema, and moving to PostgreSQL.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Create the store's schema, or bring it up to this version (a
+    /// PostgreSQL store is never changed otherwise; a SQLite file is
+    /// brought up to date whenever it is opened).
+    Migrate,
+    /// Copy every mailbox, collaborator, app password, known device and
+    /// access-log row of a SQLite store into another store (PostgreSQL:
+    /// `postgres://user@host/db`, password from PGPASSWORD). Rows already
+    /// there are kept: running it again copies nothing twice. Prints the
+    /// counts on both sides and fails unless every row is in the target.
+    Copy {
+        #[arg(long, value_name = "SQLITE_FILE")]
+        from: PathBuf,
+        #[arg(long, value_name = "PATH|URL")]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -72,9 +94,10 @@ enum SessionCommand {
 /// Where the admin commands find the account store.
 #[derive(clap::Args)]
 struct StoreArgs {
-    /// Account store database; default: the `[store] path` of --config.
-    #[arg(long, global = true, value_name = "PATH")]
-    store: Option<PathBuf>,
+    /// Account store: a SQLite file, or `postgres://user@host/db` (password
+    /// from PGPASSWORD); default: the `[store]` of --config-file.
+    #[arg(long, global = true, value_name = "PATH|URL")]
+    store: Option<String>,
     /// Configuration file naming the store, when --store is not given.
     #[arg(
         long = "config-file",
@@ -94,6 +117,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Admin(cmd) => admin(*cmd, &cli.store),
         Command::Session(cmd) => session(cmd, &cli.store),
+        Command::Store(cmd) => store_command(cmd, &cli.store),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(config) => match pec_proxy::server_config(&config.certificates) {
                 Ok(_) | Err(pec_proxy::TlsError::NoCertificate) => {
@@ -143,11 +167,10 @@ fn main() -> ExitCode {
 /// Asks the running proxy about its sessions. Exit 69 (EX_UNAVAILABLE)
 /// when no proxy answers on the store's control socket.
 fn session(cmd: SessionCommand, args: &StoreArgs) -> ExitCode {
-    let path = match store_path(args) {
-        Ok(p) => p,
+    let socket = match store_config(args) {
+        Ok(c) => c.control_socket,
         Err(code) => return code,
     };
-    let socket = pec_proxy::session_socket_path(&path);
     let line = match &cmd {
         SessionCommand::List { mailbox: None } => "list".to_owned(),
         SessionCommand::List { mailbox: Some(m) } => format!("list {m}"),
@@ -196,45 +219,88 @@ fn session(cmd: SessionCommand, args: &StoreArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The account store's path: `--store`, or the `[store] path` of the
-/// configuration file.
-fn store_path(args: &StoreArgs) -> Result<PathBuf, ExitCode> {
-    Ok(match &args.store {
-        Some(p) => p.clone(),
-        None => match Config::load(&args.config_file) {
-            Ok(Config {
-                store_path: Some(p), ..
-            }) => p,
-            Ok(_) => {
-                eprintln!(
-                    "{}: no [store] configured; pass --store PATH",
-                    args.config_file.display()
-                );
-                return Err(ExitCode::from(EX_CONFIG));
+/// The account store: `--store` (a SQLite file, or a `postgres://` URL whose
+/// password comes from `PGPASSWORD`), or the `[store]` of the configuration
+/// file.
+fn store_config(args: &StoreArgs) -> Result<StoreConfig, ExitCode> {
+    if let Some(store) = &args.store {
+        return Ok(StoreConfig::from_argument(store));
+    }
+    match Config::load(&args.config_file) {
+        Ok(Config { store: Some(s), .. }) => Ok(s),
+        Ok(_) => {
+            eprintln!(
+                "{}: no [store] configured; pass --store PATH|URL",
+                args.config_file.display()
+            );
+            Err(ExitCode::from(EX_CONFIG))
+        }
+        Err(errors) => {
+            for e in errors.0 {
+                eprintln!("{}: {e}", args.config_file.display());
             }
-            Err(errors) => {
-                for e in errors.0 {
-                    eprintln!("{}: {e}", args.config_file.display());
-                }
-                return Err(ExitCode::from(EX_CONFIG));
-            }
-        },
-    })
+            Err(ExitCode::from(EX_CONFIG))
+        }
+    }
+}
+
+/// A runtime for one command-line action.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+/// `pec-proxy store ...`.
+fn store_command(cmd: StoreCommand, args: &StoreArgs) -> ExitCode {
+    let result: Result<String, pec_proxy::StoreError> = match cmd {
+        StoreCommand::Migrate => {
+            let cfg = match store_config(args) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            block_on(async {
+                let store = Opened::open(&cfg.backend, Schema::Migrate).await?;
+                store.close().await;
+                Ok(format!(
+                    "schema is at version {} (current)",
+                    pec_proxy::StoreKind::of(&cfg.backend).latest()
+                ))
+            })
+        }
+        StoreCommand::Copy { from, to } => {
+            let to = StoreConfig::from_argument(&to);
+            block_on(async {
+                let report = pec_proxy::copy_store(&from, &to.backend).await?;
+                Ok(report.to_string())
+            })
+        }
+    };
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pec-proxy: {e}");
+            ExitCode::from(69)
+        }
+    }
 }
 
 /// Runs one admin command against the store; exit codes from `AdminError`.
 fn admin(cmd: AdminCommand, args: &StoreArgs) -> ExitCode {
-    let path = match store_path(args) {
-        Ok(p) => p,
+    let cfg = match store_config(args) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let result = runtime.block_on(async {
-        let store = SqliteStore::open(&path).await?;
-        let result = pec_proxy::run_admin(cmd, &store, args.json).await;
+    let result = block_on(async {
+        let store = Opened::open(&cfg.backend, Schema::MustBeCurrent)
+            .await
+            .map_err(pec_proxy::AdminError::from)?;
+        let result = pec_proxy::run_admin(cmd, store.as_dyn(), args.json).await;
         store.close().await;
         result
     });

@@ -222,7 +222,13 @@ impl AdminError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Invalid { .. } | Self::Password(_) => 64,
-            Self::Store(StoreError::Database(_) | StoreError::Migrate(_)) => 69,
+            Self::Store(
+                StoreError::Database(_)
+                | StoreError::Migrate(_)
+                | StoreError::SchemaMissing
+                | StoreError::SchemaOutdated { .. }
+                | StoreError::SchemaTooNew { .. },
+            ) => 69,
             Self::Io(_) | Self::Json(_) | Self::Random(_) => 74,
             _ => 1,
         }

@@ -240,7 +240,48 @@ fn yes() -> bool {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
-    path: PathBuf,
+    /// SQLite: the database file.
+    path: Option<PathBuf>,
+    /// PostgreSQL: `postgres://user@host[:port]/database`, without a password.
+    url: Option<String>,
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    sslmode: SslMode,
+    ca: Option<PathBuf>,
+    #[serde(default = "default_pg_connections")]
+    max_connections: u32,
+    #[serde(default = "default_pg_acquire_ms")]
+    acquire_timeout_ms: u64,
+    #[serde(default = "default_pg_statement_ms")]
+    statement_timeout_ms: u64,
+    /// The secret every node of a fleet shares to count together.
+    fleet_key_file: Option<PathBuf>,
+    /// The running proxy's control socket (`pec-proxy session`).
+    control_socket: Option<PathBuf>,
+}
+
+fn default_pg_connections() -> u32 {
+    16
+}
+fn default_pg_acquire_ms() -> u64 {
+    2_000
+}
+fn default_pg_statement_ms() -> u64 {
+    5_000
+}
+
+/// TLS to PostgreSQL, as libpq's `sslmode` (without `allow`, which falls
+/// back to plain text when TLS fails). The default verifies the server's
+/// certificate and name: a store on loopback says `disable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    #[default]
+    VerifyFull,
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,7 +460,7 @@ pub struct Config {
     pub imap_upstream: Option<UpstreamConfig>,
     pub pop3_upstream: Option<UpstreamConfig>,
     pub smtp_upstream: Option<UpstreamConfig>,
-    pub store_path: Option<PathBuf>,
+    pub store: Option<StoreConfig>,
     pub limits: Limits,
     pub penalty: PenaltyConfig,
     pub metrics_listen: Option<SocketAddr>,
@@ -428,6 +469,70 @@ pub struct Config {
     /// The name the proxy gives itself in SMTP greetings and EHLO (`[smtp] hostname`).
     pub smtp_hostname: String,
     pub pec_checks: PecChecks,
+}
+
+/// The account store (`[store]`).
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    /// The control socket of `pec-proxy session`: `[store] control_socket`,
+    /// by default beside a SQLite file (`accounts.db` →
+    /// `accounts.sessions.sock`), else `/run/pec-proxy/sessions.sock`.
+    pub control_socket: PathBuf,
+    /// The fleet's shared counting key (`fleet_key_file`), PostgreSQL only.
+    pub fleet_key: Option<Secret>,
+}
+
+impl StoreConfig {
+    /// The store a command line names: a `postgres://` URL (password from
+    /// `PGPASSWORD`, TLS as the URL's `sslmode` says, libpq's default
+    /// `prefer` otherwise) or a SQLite file.
+    pub fn from_argument(arg: &str) -> Self {
+        if arg.starts_with("postgres://") || arg.starts_with("postgresql://") {
+            let password = std::env::var("PGPASSWORD")
+                .ok()
+                .map(|p| Secret::new(p.into_bytes()));
+            return Self {
+                backend: StoreBackend::Postgres(PostgresConfig {
+                    url: arg.to_owned(),
+                    password,
+                    sslmode: None,
+                    ca: None,
+                    max_connections: 4,
+                    acquire_timeout: Duration::from_secs(10),
+                    statement_timeout: Duration::from_secs(600),
+                }),
+                control_socket: PathBuf::from("/run/pec-proxy/sessions.sock"),
+                fleet_key: None,
+            };
+        }
+        let path = PathBuf::from(arg);
+        Self {
+            control_socket: path.with_extension("sessions.sock"),
+            backend: StoreBackend::Sqlite(path),
+            fleet_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreBackend {
+    Sqlite(PathBuf),
+    Postgres(PostgresConfig),
+}
+
+/// A PostgreSQL account store.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// Without a password.
+    pub url: String,
+    pub password: Option<Secret>,
+    /// `None`: as the URL says (command-line use).
+    pub sslmode: Option<SslMode>,
+    pub ca: Option<PathBuf>,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub statement_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

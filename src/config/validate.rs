@@ -35,6 +35,124 @@ impl Validator<'_> {
         }
     }
 
+    /// A secret kept in a file of one line (a trailing newline is not part
+    /// of it). The error names the key and the file, never the content.
+    fn secret_file(&mut self, key: String, p: &Path) -> Secret {
+        let full = self.path(p);
+        match std::fs::read(&full) {
+            Ok(mut bytes) => {
+                while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    bytes.pop();
+                }
+                if bytes.is_empty() || bytes.iter().any(|&b| b < 0x20) {
+                    self.error(key, "must hold one line with the secret");
+                }
+                Secret::new(bytes)
+            }
+            Err(e) => {
+                self.error(key, format!("cannot read {}: {e}", full.display()));
+                Secret::default()
+            }
+        }
+    }
+
+    /// `[store]`: a SQLite file (`path`) or a PostgreSQL database (`url`).
+    fn store(&mut self, raw: RawStore) -> Option<StoreConfig> {
+        let fleet_key = raw.fleet_key_file.as_ref().map(|p| {
+            let key = self.secret_file("store.fleet_key_file".into(), p);
+            if !key.is_empty() && key.len() < 32 {
+                self.error(
+                    "store.fleet_key_file",
+                    "must hold at least 32 characters (e.g. `openssl rand -hex 32`)",
+                );
+            }
+            key
+        });
+        let backend = match (raw.path, raw.url) {
+            (Some(path), None) => {
+                for (set, k) in [
+                    (raw.password_file.is_some(), "password_file"),
+                    (raw.ca.is_some(), "ca"),
+                    (fleet_key.is_some(), "fleet_key_file"),
+                ] {
+                    if set {
+                        self.error(format!("store.{k}"), "is for a PostgreSQL store (url)");
+                    }
+                }
+                StoreBackend::Sqlite(self.path(&path))
+            }
+            (None, Some(url)) => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    self.error("store.url", "must be postgres://user@host[:port]/database");
+                } else if url.parse::<sqlx::postgres::PgConnectOptions>().is_err() {
+                    self.error("store.url", "is not a valid PostgreSQL URL");
+                }
+                // The URL is logged and shown; the password lives in its file.
+                let authority = url
+                    .split_once("://")
+                    .map_or("", |(_, r)| r.split(['/', '?']).next().unwrap_or(""));
+                if authority
+                    .rsplit_once('@')
+                    .is_some_and(|(user, _)| user.contains(':'))
+                    || url.contains("password=")
+                {
+                    self.error(
+                        "store.url",
+                        "must not hold a password: put it in store.password_file",
+                    );
+                }
+                if fleet_key.is_none() {
+                    self.error(
+                        "store.fleet_key_file",
+                        "is required with url: every node of the fleet needs the same key to count failed logins and messages together",
+                    );
+                }
+                let password = raw
+                    .password_file
+                    .as_ref()
+                    .map(|p| self.secret_file("store.password_file".into(), p));
+                let ca = raw.ca.as_ref().map(|p| self.readable("store.ca".into(), p));
+                if raw.max_connections == 0 || raw.max_connections > 1000 {
+                    self.error("store.max_connections", "must be 1 to 1000");
+                }
+                for (v, k) in [
+                    (raw.acquire_timeout_ms, "acquire_timeout_ms"),
+                    (raw.statement_timeout_ms, "statement_timeout_ms"),
+                ] {
+                    if !(100..=600_000).contains(&v) {
+                        self.error(format!("store.{k}"), "must be 100 to 600000");
+                    }
+                }
+                StoreBackend::Postgres(PostgresConfig {
+                    url,
+                    password,
+                    sslmode: Some(raw.sslmode),
+                    ca,
+                    max_connections: raw.max_connections,
+                    acquire_timeout: Duration::from_millis(raw.acquire_timeout_ms),
+                    statement_timeout: Duration::from_millis(raw.statement_timeout_ms),
+                })
+            }
+            _ => {
+                self.error(
+                    "store",
+                    "needs either path (SQLite) or url (PostgreSQL), not both",
+                );
+                return None;
+            }
+        };
+        let control_socket = match (&raw.control_socket, &backend) {
+            (Some(p), _) => self.path(p),
+            (None, StoreBackend::Sqlite(path)) => path.with_extension("sessions.sock"),
+            (None, StoreBackend::Postgres(_)) => PathBuf::from("/run/pec-proxy/sessions.sock"),
+        };
+        Some(StoreConfig {
+            backend,
+            control_socket,
+            fleet_key,
+        })
+    }
+
     fn readable(&mut self, key: String, p: &Path) -> PathBuf {
         let full = self.path(p);
         if let Err(e) = std::fs::metadata(&full) {
@@ -61,20 +179,20 @@ impl Validator<'_> {
 
         let certificates = self.certificates(&raw.certificates);
         let listeners = self.listeners(&raw.listeners, !certificates.is_empty());
-        let store_path = raw.store.map(|s| self.path(&s.path));
+        let store = raw.store.and_then(|s| self.store(s));
 
         let imap_upstream = raw
             .upstream
             .imap
-            .map(|u| self.upstream("upstream.imap", u, store_path.is_some()));
+            .map(|u| self.upstream("upstream.imap", u, store.is_some()));
         let pop3_upstream = raw
             .upstream
             .pop3
-            .map(|u| self.upstream("upstream.pop3", u, store_path.is_some()));
+            .map(|u| self.upstream("upstream.pop3", u, store.is_some()));
         let smtp_upstream = raw
             .upstream
             .smtp
-            .map(|u| self.upstream("upstream.smtp", u, store_path.is_some()));
+            .map(|u| self.upstream("upstream.smtp", u, store.is_some()));
         for (i, l) in listeners.iter().enumerate() {
             let missing = match l.protocol {
                 Protocol::Imap => imap_upstream.is_none(),
@@ -224,7 +342,7 @@ impl Validator<'_> {
                 imap_upstream,
                 pop3_upstream,
                 smtp_upstream,
-                store_path,
+                store,
                 limits,
                 penalty,
                 metrics_listen,
@@ -380,28 +498,7 @@ impl Validator<'_> {
                 );
                 return Secret::default();
             };
-            let full = v.path(p);
-            match std::fs::read(&full) {
-                Ok(mut bytes) => {
-                    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                        bytes.pop();
-                    }
-                    if bytes.is_empty() || bytes.iter().any(|&b| b < 0x20) {
-                        v.error(
-                            format!("{key}.master_password_file"),
-                            "must hold one line with the password",
-                        );
-                    }
-                    Secret::new(bytes)
-                }
-                Err(e) => {
-                    v.error(
-                        format!("{key}.master_password_file"),
-                        format!("cannot read {}: {e}", full.display()),
-                    );
-                    Secret::default()
-                }
-            }
+            v.secret_file(format!("{key}.master_password_file"), p)
         };
         let login = match u.login {
             LoginMode::PassThrough => UpstreamLogin::PassThrough,

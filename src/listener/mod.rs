@@ -29,7 +29,8 @@ use crate::session::control;
 use crate::session::registry::Sessions;
 use crate::session::{ListenerContext, serve};
 use crate::smtp::Smtp;
-use crate::store::{CachedStore, SqliteStore, StoreError};
+use crate::store::postgres::Schema;
+use crate::store::{CachedStore, Opened, StoreError};
 use crate::tls::{self, TlsError};
 use crate::upstream::Upstream;
 
@@ -100,11 +101,15 @@ async fn build(
             ));
         }
     }
-    let authority = match &config.store_path {
-        Some(path) => {
-            let store = SqliteStore::open(path).await?;
+    let authority = match &config.store {
+        Some(store) => {
+            let store = Opened::open(&store.backend, Schema::MustBeCurrent).await?;
+            if let Opened::Postgres(pg) = &store {
+                // Changes made on other nodes reach this one's cache at once.
+                pg.listen(Vec::new());
+            }
             Authority::Store(
-                Authenticator::new(Arc::new(CachedStore::new(Arc::new(store))))
+                Authenticator::new(Arc::new(CachedStore::new(store.shared())))
                     .with_verified_cache(Duration::from_secs(config.limits.auth_cache_ttl_secs)),
             )
         }
@@ -167,9 +172,9 @@ impl Server {
         ));
         let sessions = Sessions::new();
         let Generation { contexts, gate } = build(config, &shutdown, &penalties, &sessions).await?;
-        let control = match &config.store_path {
+        let control = match &config.store {
             Some(store) => {
-                let path = control::socket_path(store);
+                let path = store.control_socket.clone();
                 Some(control::bind(&path).map_err(|source| ServerError::ControlSocket { path, source })?)
             }
             None => None,

@@ -31,6 +31,14 @@ pub const LOGIN_PENALTY_TRACKED: &str = "pec_proxy_login_penalty_tracked";
 pub const PEC_CHECKS_TOTAL: &str = "pec_proxy_pec_checks_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "pec_proxy_config_reloads_total";
 pub const BUILD_INFO: &str = "pec_proxy_build_info";
+/// PostgreSQL: 1 while this node hears the database's announcements (LISTEN).
+pub const STORE_LISTENING: &str = "pec_proxy_store_listening";
+/// PostgreSQL: times the listening connection was lost, or could not be made.
+pub const STORE_LISTEN_LOST_TOTAL: &str = "pec_proxy_store_listen_lost_total";
+/// Fleet counters: 1 while this node shares its counts with the fleet.
+pub const SHARED_COUNTERS_UP: &str = "pec_proxy_shared_counters_up";
+/// Fleet counters: events by direction (sent, received) and outcome.
+pub const SHARED_COUNTER_EVENTS_TOTAL: &str = "pec_proxy_shared_counter_events_total";
 
 /// Buckets for the latency histograms, in seconds: from a cached login on
 /// loopback (sub-millisecond) to Dovecot's 15 s failed-login delay.
@@ -161,6 +169,22 @@ pub fn describe() {
     describe_gauge!(
         LOGIN_PENALTY_TRACKED,
         "Records the brute-force penalty keeps, by dimension (client, login); bounded by penalty.max_tracked."
+    );
+    describe_gauge!(
+        STORE_LISTENING,
+        "1 while this node hears the PostgreSQL store's change announcements (LISTEN), 0 while it only polls."
+    );
+    describe_counter!(
+        STORE_LISTEN_LOST_TOTAL,
+        "Times the PostgreSQL listening connection was lost or could not be made."
+    );
+    describe_gauge!(
+        SHARED_COUNTERS_UP,
+        "1 while this node shares its penalty and sending-rate counts with the fleet, 0 while it counts alone."
+    );
+    describe_counter!(
+        SHARED_COUNTER_EVENTS_TOTAL,
+        "Fleet counter events, by direction (sent, received) and result (ok, dropped, invalid)."
     );
     describe_counter!(
         PEC_CHECKS_TOTAL,

@@ -5,7 +5,9 @@
 //! The generation is read at most once per poll interval, on demand, so an
 //! idle proxy does not query the store and a busy one queries it once per
 //! interval. Changes made through this cache clear it at once; changes by
-//! another process (the admin CLI) are seen within one interval.
+//! another process (the admin CLI, another node) are seen within one
+//! interval, or at the next read when the database announces them
+//! ([`AccountStore::announced_generation`], PostgreSQL).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -72,7 +74,9 @@ impl CachedStore {
         {
             let state = self.lock();
             if let (Some(generation), Some(at)) = (state.generation, state.checked_at) {
-                if at.elapsed() < self.poll {
+                // A newer generation announced by the database is read now.
+                let announced = self.inner.announced_generation().is_some_and(|a| a > generation);
+                if at.elapsed() < self.poll && !announced {
                     return Ok(generation);
                 }
             }
@@ -114,6 +118,10 @@ impl AccountStore for CachedStore {
     /// the cache in step with it: a caller that sees a new generation (the
     /// session registry's watch) then reads records of that generation or
     /// later, never ones this cache kept from before.
+    fn announced_generation(&self) -> Option<i64> {
+        self.inner.announced_generation()
+    }
+
     async fn generation(&self) -> Result<i64, StoreError> {
         let current = self.inner.generation().await?;
         let mut state = self.lock();

@@ -2,8 +2,9 @@
 //! the access log.
 //!
 //! [`AccountStore`] is object-safe (`Arc<dyn AccountStore>`) through
-//! `async-trait`. [`SqliteStore`] is the embedded default; its SQL is written
-//! to run on PostgreSQL too. [`CachedStore`] sits in front of either and
+//! `async-trait`. [`SqliteStore`] is the embedded default, [`PostgresStore`]
+//! the fleet's: one SQL source for both (`sql/`), one schema
+//! ([`migrations`]). [`CachedStore`] sits in front of either and
 //! drops its cache when [`AccountStore::generation`] moves, which every
 //! account change bumps, so a running proxy sees admin changes within
 //! [`cache::GENERATION_POLL`] without a restart.
@@ -17,13 +18,15 @@ use thiserror::Error;
 use crate::protocol::Protocol;
 use crate::store::account::{MailboxRecord, Pop3Delete, Rights};
 
-mod access_log;
 pub mod account;
 pub mod cache;
+pub mod copy;
+pub mod migrations;
+pub mod postgres;
 pub mod sqlite;
-mod sqlite_rows;
 
 pub use cache::CachedStore;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Default access-log retention: the six months providers show owners.
@@ -49,6 +52,16 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database schema migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database has no pec-proxy schema: create it with `pec-proxy store migrate`")]
+    SchemaMissing,
+    #[error(
+        "the database schema is version {found}, this pec-proxy needs {latest}: run `pec-proxy store migrate`"
+    )]
+    SchemaOutdated { found: i64, latest: i64 },
+    #[error(
+        "the database schema is version {found}, newer than this pec-proxy knows ({latest}): upgrade pec-proxy"
+    )]
+    SchemaTooNew { found: i64, latest: i64 },
 }
 
 /// Whether a login attempt succeeded.
@@ -140,6 +153,12 @@ pub trait AccountStore: Send + Sync {
     async fn mailboxes(&self) -> Result<Vec<String>, StoreError>;
     /// A number that changes whenever an account changes.
     async fn generation(&self) -> Result<i64, StoreError>;
+    /// The newest generation the database announced by itself (PostgreSQL's
+    /// NOTIFY), if it does: a hint to read [`Self::generation`] now rather
+    /// than at the next poll. Never a substitute for reading it.
+    fn announced_generation(&self) -> Option<i64> {
+        None
+    }
 
     async fn add_mailbox(
         &self,
@@ -223,4 +242,48 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// An open account store, of either backend.
+#[derive(Debug, Clone)]
+pub enum Opened {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl Opened {
+    /// Opens the store `backend` names. SQLite creates and upgrades its
+    /// file's schema; PostgreSQL does only when `schema` says so.
+    pub async fn open(
+        backend: &crate::config::StoreBackend,
+        schema: postgres::Schema,
+    ) -> Result<Self, StoreError> {
+        Ok(match backend {
+            crate::config::StoreBackend::Sqlite(path) => Self::Sqlite(SqliteStore::open(path).await?),
+            crate::config::StoreBackend::Postgres(cfg) => {
+                Self::Postgres(PostgresStore::open(cfg, schema).await?)
+            }
+        })
+    }
+
+    pub fn as_dyn(&self) -> &dyn AccountStore {
+        match self {
+            Self::Sqlite(s) => s,
+            Self::Postgres(s) => s,
+        }
+    }
+
+    pub fn shared(&self) -> std::sync::Arc<dyn AccountStore> {
+        match self {
+            Self::Sqlite(s) => std::sync::Arc::new(s.clone()),
+            Self::Postgres(s) => std::sync::Arc::new(s.clone()),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.close().await,
+            Self::Postgres(s) => s.close().await,
+        }
+    }
 }

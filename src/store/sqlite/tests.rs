@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::store::account::ProtocolSwitches;
-use crate::store::{CachedStore, LoginResult};
+use crate::protocol::Protocol;
+use crate::store::account::{MailboxRecord, Pop3Delete, ProtocolSwitches, Rights};
+use crate::store::{AccessLogEntry, AccountStore, AppPasswordInfo, CachedStore, LoginResult, NewAppPassword};
 
 const T: i64 = 1_800_000_000;
 

@@ -1,26 +1,35 @@
-//! The access history ("storico accessi") in SQL: one row per login
-//! attempt, the "new device" flag, and retention.
-//!
-//! Rows are written by group commit: logins queue their row and wait for
-//! it to be committed, and one writer task commits whatever has queued up
-//! in one transaction. A login still answers only once its row is in the
-//! database, as before; under load the transaction, its locks and its WAL
-//! write are shared by up to [`BATCH`] logins instead of paid by each.
-
-use sqlx::Row;
-use sqlx::sqlite::{Sqlite, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
-
-use super::{AccessLogEntry, AccessLogRow, LoginResult, StoreError};
+// The access history ("storico accessi") in SQL: one row per login
+// attempt, the "new device" flag, and retention (included by each SQL
+// backend's `sql` module, see store.rs).
+//
+// Rows are written by group commit: logins queue their row and wait for
+// it to be committed, and one writer task commits whatever has queued up
+// in one transaction. A login answers only once its row is in the
+// database; under load the transaction, its locks and its WAL (or
+// PostgreSQL's commit) are shared by up to `BATCH` logins instead of paid
+// by each. A database that does not answer fails the login with a
+// temporary error after at most `ACCESS_LOG_TIMEOUT`, never accepts it.
 
 /// Most rows committed in one transaction.
 const BATCH: usize = 64;
 /// Rows waiting for the writer; a login waits for room beyond that.
 const QUEUE: usize = 1024;
+/// Longest a login waits for its row: then it is answered with the
+/// store's temporary error (the row may still be written).
+const ACCESS_LOG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// An error that says the database is not there (rather than a row it
+/// refused).
+fn unreachable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
+    )
+}
 
 /// The queue to the access log's writer task.
 #[derive(Debug)]
-pub(super) struct GroupCommit {
+struct GroupCommit {
     queue: mpsc::Sender<Queued>,
 }
 
@@ -34,7 +43,7 @@ struct Queued {
 impl GroupCommit {
     /// Starts the writer task on the current runtime. It ends when the
     /// last handle is dropped, after committing what was queued.
-    pub(super) fn start(pool: SqlitePool) -> Self {
+    fn start(pool: sqlx::Pool<Db>) -> Self {
         let (queue, mut rx) = mpsc::channel::<Queued>(QUEUE);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
@@ -44,6 +53,14 @@ impl GroupCommit {
                     Ok(()) => {
                         for q in batch.drain(..) {
                             let _ = q.done.send(Ok(()));
+                        }
+                    }
+                    // A database that cannot be reached fails the batch
+                    // at once (trying each row would cost one timeout each).
+                    Err(StoreError::Database(e)) if unreachable(&e) => {
+                        let error = e.to_string();
+                        for q in batch.drain(..) {
+                            let _ = q.done.send(Err(error.clone()));
                         }
                     }
                     // One row that cannot be written must not cost the
@@ -60,24 +77,27 @@ impl GroupCommit {
         Self { queue }
     }
 
-    /// Queues one attempt and waits until it is committed.
-    pub(super) async fn record(&self, entry: AccessLogEntry) -> Result<(), StoreError> {
+    /// Queues one attempt and waits until it is committed, at most
+    /// `ACCESS_LOG_TIMEOUT` (room in the queue included).
+    async fn record(&self, entry: AccessLogEntry) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
         let stopped = || StoreError::Corrupt("access log writer stopped".into());
-        self.queue
-            .send(Queued { entry, done })
-            .await
-            .map_err(|_| stopped())?;
-        committed
-            .await
-            .map_err(|_| stopped())?
-            .map_err(|e| StoreError::Database(sqlx::Error::Protocol(e)))
+        let outcome = tokio::time::timeout(ACCESS_LOG_TIMEOUT, async {
+            self.queue
+                .send(Queued { entry, done })
+                .await
+                .map_err(|_| stopped())?;
+            committed.await.map_err(|_| stopped())
+        })
+        .await
+        .map_err(|_| StoreError::Database(sqlx::Error::PoolTimedOut))??;
+        outcome.map_err(|e| StoreError::Database(sqlx::Error::Protocol(e)))
     }
 }
 
 /// Writes `entries`, in order, in one transaction.
 async fn commit<'a>(
-    pool: &SqlitePool,
+    pool: &sqlx::Pool<Db>,
     entries: impl Iterator<Item = &'a AccessLogEntry>,
 ) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
@@ -93,18 +113,15 @@ async fn commit<'a>(
 /// same principal; only successful logins make a device known, so an
 /// attacker's failures cannot make their address look familiar. Earlier
 /// rows of the same transaction count: they were attempts before this one.
-async fn record_login(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    entry: &AccessLogEntry,
-) -> Result<(), StoreError> {
+async fn record_login(tx: &mut sqlx::Transaction<'_, Db>, entry: &AccessLogEntry) -> Result<(), StoreError> {
     let principal = entry.collaborator.as_deref().unwrap_or("");
     let ip = entry.client_ip.to_string();
     sqlx::query(
         "INSERT INTO access_log \
          (at, mailbox, collaborator, protocol, client_ip, client_name, result, reason, new_device) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, NOT EXISTS (SELECT 1 FROM known_devices \
-         WHERE mailbox = ? AND collaborator = ? \
-         AND ((kind = 'ip' AND value = ?) OR (kind = 'name' AND value = ?))))",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NOT EXISTS (SELECT 1 FROM known_devices \
+         WHERE mailbox = $9 AND collaborator = $10 \
+         AND ((kind = 'ip' AND value = $11) OR (kind = 'name' AND value = $12))))",
     )
     .bind(entry.at)
     .bind(&entry.mailbox)
@@ -128,7 +145,7 @@ async fn record_login(
         for (kind, value) in devices.into_iter().flatten() {
             sqlx::query(
                 "INSERT INTO known_devices (mailbox, collaborator, kind, value, first_seen, last_seen) \
-                 VALUES (?, ?, ?, ?, ?, ?) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (mailbox, collaborator, kind, value) DO UPDATE SET last_seen = excluded.last_seen",
             )
             .bind(&entry.mailbox)
@@ -145,14 +162,14 @@ async fn record_login(
 }
 
 /// The latest `limit` attempts on a mailbox, newest first.
-pub(super) async fn access_log(
-    pool: &SqlitePool,
+async fn access_log(
+    pool: &sqlx::Pool<Db>,
     address: &str,
     limit: u32,
 ) -> Result<Vec<AccessLogRow>, StoreError> {
     let rows = sqlx::query(
         "SELECT at, mailbox, collaborator, protocol, client_ip, client_name, result, reason, \
-         new_device FROM access_log WHERE mailbox = ? ORDER BY at DESC LIMIT ?",
+         new_device FROM access_log WHERE mailbox = $1 ORDER BY at DESC LIMIT $2",
     )
     .bind(address)
     .bind(i64::from(limit))
@@ -176,14 +193,14 @@ pub(super) async fn access_log(
 }
 
 /// Deletes attempts before `older_than`, and devices not seen since.
-pub(super) async fn prune(pool: &SqlitePool, older_than: i64) -> Result<u64, StoreError> {
+async fn prune(pool: &sqlx::Pool<Db>, older_than: i64) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await?;
-    let deleted = sqlx::query("DELETE FROM access_log WHERE at < ?")
+    let deleted = sqlx::query("DELETE FROM access_log WHERE at < $1")
         .bind(older_than)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    sqlx::query("DELETE FROM known_devices WHERE last_seen < ?")
+    sqlx::query("DELETE FROM known_devices WHERE last_seen < $1")
         .bind(older_than)
         .execute(&mut *tx)
         .await?;

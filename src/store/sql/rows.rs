@@ -1,21 +1,18 @@
-//! Reading and writing the SQLite rows that make up a mailbox record.
+// Reading and writing the rows that make up a mailbox record (included by
+// each SQL backend's `sql` module: `Db` is the backend's database type).
 
-use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{Row, Sqlite, Transaction};
-
-use super::{AppPasswordInfo, NewAppPassword, StoreError};
-use crate::store::account::{AppPassword, Collaborator, MailboxRecord, Pop3Delete, ProtocolSwitches, Rights};
+type DbRow = <Db as sqlx::Database>::Row;
 
 /// Reads the whole record of one mailbox, in one read transaction (a
 /// consistent snapshot of the three tables).
-pub(super) async fn load_mailbox(
-    pool: &SqlitePool,
-    address: &str,
-) -> Result<Option<MailboxRecord>, StoreError> {
+async fn load_mailbox(pool: &sqlx::Pool<Db>, address: &str) -> Result<Option<MailboxRecord>, StoreError> {
     let mut tx = pool.begin().await?;
+    if let Some(snapshot) = super::SNAPSHOT {
+        sqlx::query(snapshot).execute(&mut *tx).await?;
+    }
     let Some(row) = sqlx::query(
         "SELECT address, active, password_hash, imap, pop3, smtp, two_step, pop3_delete, route \
-         FROM mailboxes WHERE address = ?",
+         FROM mailboxes WHERE address = $1",
     )
     .bind(address)
     .fetch_optional(&mut *tx)
@@ -40,7 +37,7 @@ pub(super) async fn load_mailbox(
     };
     for row in sqlx::query(
         "SELECT name, active, password_hash, may_read, may_write, may_send, mail_client, \
-         pop3_delete FROM collaborators WHERE mailbox = ? ORDER BY name",
+         pop3_delete FROM collaborators WHERE mailbox = $1 ORDER BY name",
     )
     .bind(address)
     .fetch_all(&mut *tx)
@@ -61,7 +58,7 @@ pub(super) async fn load_mailbox(
         });
     }
     for row in sqlx::query(&format!(
-        "SELECT {APP_PASSWORD_COLUMNS} FROM app_passwords WHERE mailbox = ? ORDER BY id"
+        "SELECT {APP_PASSWORD_COLUMNS} FROM app_passwords WHERE mailbox = $1 ORDER BY id"
     ))
     .bind(address)
     .fetch_all(&mut *tx)
@@ -84,12 +81,12 @@ pub(super) async fn load_mailbox(
     Ok(Some(record))
 }
 
-fn pop3_delete(row: &SqliteRow) -> Result<Pop3Delete, StoreError> {
+fn pop3_delete(row: &DbRow) -> Result<Pop3Delete, StoreError> {
     let text: String = row.try_get("pop3_delete")?;
     Pop3Delete::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("pop3_delete {text:?}")))
 }
 
-fn app_password(row: &SqliteRow) -> Result<AppPassword, StoreError> {
+fn app_password(row: &DbRow) -> Result<AppPassword, StoreError> {
     Ok(AppPassword {
         id: row.try_get("id")?,
         label: row.try_get("label")?,
@@ -100,7 +97,7 @@ fn app_password(row: &SqliteRow) -> Result<AppPassword, StoreError> {
     })
 }
 
-pub(super) fn app_password_info(row: &SqliteRow) -> Result<AppPasswordInfo, StoreError> {
+fn app_password_info(row: &DbRow) -> Result<AppPasswordInfo, StoreError> {
     Ok(AppPasswordInfo {
         id: row.try_get("id")?,
         mailbox: row.try_get("mailbox")?,
@@ -112,14 +109,11 @@ pub(super) fn app_password_info(row: &SqliteRow) -> Result<AppPasswordInfo, Stor
     })
 }
 
-pub(super) const APP_PASSWORD_COLUMNS: &str =
+const APP_PASSWORD_COLUMNS: &str =
     "id, mailbox, collaborator, label, hash, created_at, expires_at, last_used_at";
 
-pub(super) async fn mailbox_must_exist(
-    tx: &mut Transaction<'_, Sqlite>,
-    address: &str,
-) -> Result<(), StoreError> {
-    let found = sqlx::query("SELECT 1 FROM mailboxes WHERE address = ?")
+async fn mailbox_must_exist(tx: &mut sqlx::Transaction<'_, Db>, address: &str) -> Result<(), StoreError> {
+    let found = sqlx::query("SELECT 1 FROM mailboxes WHERE address = $1")
         .bind(address)
         .fetch_optional(&mut **tx)
         .await?;
@@ -128,13 +122,13 @@ pub(super) async fn mailbox_must_exist(
         .ok_or_else(|| StoreError::MailboxNotFound(address.into()))
 }
 
-pub(super) async fn insert_app_password(
-    tx: &mut Transaction<'_, Sqlite>,
+async fn insert_app_password(
+    tx: &mut sqlx::Transaction<'_, Db>,
     new: &NewAppPassword,
 ) -> Result<i64, StoreError> {
     mailbox_must_exist(tx, &new.mailbox).await?;
     if let Some(name) = &new.collaborator {
-        let found = sqlx::query("SELECT 1 FROM collaborators WHERE mailbox = ? AND name = ?")
+        let found = sqlx::query("SELECT 1 FROM collaborators WHERE mailbox = $1 AND name = $2")
             .bind(&new.mailbox)
             .bind(name)
             .fetch_optional(&mut **tx)
@@ -146,10 +140,10 @@ pub(super) async fn insert_app_password(
             )));
         }
     }
-    let id = super::sqlite::bump(tx, "app_password_id").await?;
+    let id = bump(tx, "app_password_id").await?;
     sqlx::query(
         "INSERT INTO app_passwords (id, mailbox, collaborator, label, hash, created_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(id)
     .bind(&new.mailbox)
