@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Install what the integration tests and demos need to run REAL Dovecot and
-# Postfix privately (see scripts/upstreams.sh), without starting any system
-# service.
+# Install what the integration tests and demos need to run REAL Dovecot,
+# Postfix (see scripts/upstreams.sh) and PostgreSQL (scripts/postgres.sh)
+# privately, without starting any system service.
 #
 #     scripts/install-test-deps.sh           # install what is missing (root, apt-get)
 #     scripts/install-test-deps.sh --check   # only report; exit 1 if anything is missing
@@ -10,6 +10,11 @@
 # When something is missing it, as root:
 #   - preseeds Postfix to "No configuration" (debconf-set-selections), so the
 #     system instance is neither configured nor started;
+#   - sets create_main_cluster = false in
+#     /etc/postgresql-common/createcluster.conf (kept over the package's
+#     version: UCF_FORCE_CONFFOLD), so installing PostgreSQL creates no
+#     system "main" cluster (tests run private clusters; a main cluster made
+#     earlier is left alone, and stays stopped);
 #   - creates /usr/sbin/policy-rc.d exiting 101 (only if none exists), so
 #     package scripts start no system service (it is left in place);
 #   - runs apt-get update and apt-get install -y of the packages below.
@@ -18,7 +23,7 @@ set -euo pipefail
 PACKAGES=(
     dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-submissiond
     postfix swaks libnet-ssleay-perl curl openssl python3 ca-certificates
-    prometheus systemd
+    prometheus systemd postgresql
 )
 
 check_only=0
@@ -26,7 +31,7 @@ case "${1:-}" in
     --check) check_only=1 ;;
     "") ;;
     -h | --help)
-        sed -n '2,15p' "$0"
+        sed -n '2,20p' "$0"
         exit 0
         ;;
     *)
@@ -45,8 +50,12 @@ for pkg in "${PACKAGES[@]}"; do
     fi
 done
 # The binaries the scripts call, in case a package is installed but broken.
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    say "missing PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb)"
+    [[ ${#missing[@]} -gt 0 ]] || missing+=("${PACKAGES[@]}")
+fi
 for bin in /usr/sbin/dovecot /usr/sbin/postfix /usr/bin/doveadm /usr/bin/swaks /usr/bin/python3 /usr/bin/openssl \
-    /usr/bin/promtool /usr/bin/systemd-analyze; do
+    /usr/bin/promtool /usr/bin/systemd-analyze /usr/bin/psql /usr/bin/pg_isready; do
     if [[ ! -x "$bin" ]]; then
         say "missing binary $bin"
         [[ ${#missing[@]} -gt 0 ]] || missing+=("${PACKAGES[@]}")
@@ -73,6 +82,13 @@ say "missing packages: ${missing[*]}"
 say "preseeding postfix/main_mailer_type = No configuration"
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 
+cc=/etc/postgresql-common/createcluster.conf
+if ! grep -Eqs '^[[:space:]]*create_main_cluster[[:space:]]*=[[:space:]]*(false|off|no)' "$cc"; then
+    say "setting create_main_cluster = false in $cc (no system PostgreSQL cluster)"
+    mkdir -p "${cc%/*}"
+    echo "create_main_cluster = false" >>"$cc"
+fi
+
 if [[ ! -e /usr/sbin/policy-rc.d ]]; then
     say "creating /usr/sbin/policy-rc.d (exit 101: package scripts start no service)"
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
@@ -84,5 +100,5 @@ fi
 say "apt-get update"
 apt-get update
 say "apt-get install -y ${PACKAGES[*]}"
-DEBIAN_FRONTEND=noninteractive apt-get install -y "${PACKAGES[@]}"
+DEBIAN_FRONTEND=noninteractive UCF_FORCE_CONFFOLD=1 apt-get install -y "${PACKAGES[@]}"
 say "done"

@@ -4,9 +4,11 @@
 #     scripts/test.sh
 #
 # Installs what the integration tests need when it is missing (Dovecot,
-# Postfix, swaks, curl, python3: Debian packages, as root), then runs every
-# test: unit, parser known-answer tables, and the end-to-end tests that start
-# real Dovecot and Postfix on loopback high ports with private configs.
+# Postfix, PostgreSQL, swaks, curl, python3: Debian packages, as root), then
+# runs every test: unit, parser known-answer tables, and the end-to-end tests
+# that start real Dovecot and Postfix (scripts/upstreams.sh) and private
+# PostgreSQL clusters (scripts/postgres.sh; never the system service) on
+# loopback high ports with private configs.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh --test e2e imap::).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -8,6 +8,7 @@ pub mod fake_smtp;
 pub mod hostile;
 pub mod metrics;
 pub mod operator;
+pub mod postgres;
 pub mod proxy;
 pub mod smtp;
 pub mod upstreams;
