@@ -17,3 +17,9 @@ bash scripts/install-test-deps.sh
 # Tests start private Dovecot instances and many sockets; integration test
 # binaries run one after another, tests inside each in parallel.
 cargo test --all-targets "$@"
+# The tests that run the proxy with an account store, again with a
+# PostgreSQL store (a private cluster per test binary, tests/support/postgres.rs):
+# the same tests, one harness (tests/support/operator.rs).
+if [[ $# -eq 0 ]]; then
+    PEC_PROXY_TEST_STORE=postgres cargo test --test e2e --test penalty_series
+fi

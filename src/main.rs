@@ -109,6 +109,10 @@ struct StoreArgs {
     /// JSON output, for scripts.
     #[arg(long, global = true)]
     json: bool,
+    /// The running proxy's control socket, for `session`; default: the
+    /// store's (`[store] control_socket`, or beside a SQLite file).
+    #[arg(long, global = true, value_name = "PATH")]
+    control_socket: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -167,9 +171,10 @@ fn main() -> ExitCode {
 /// Asks the running proxy about its sessions. Exit 69 (EX_UNAVAILABLE)
 /// when no proxy answers on the store's control socket.
 fn session(cmd: SessionCommand, args: &StoreArgs) -> ExitCode {
-    let socket = match store_config(args) {
-        Ok(c) => c.control_socket,
-        Err(code) => return code,
+    let socket = match (&args.control_socket, store_config(args)) {
+        (Some(path), _) => path.clone(),
+        (None, Ok(c)) => c.control_socket,
+        (None, Err(code)) => return code,
     };
     let line = match &cmd {
         SessionCommand::List { mailbox: None } => "list".to_owned(),

@@ -7,7 +7,7 @@ pub mod access {
     pub use crate::access::{LoginRefusal, login_name, password, policy, verified};
 }
 pub mod config {
-    pub use crate::config::{CertificateConfig, Config};
+    pub use crate::config::{CertificateConfig, Config, PostgresConfig, SslMode, StoreBackend, StoreConfig};
 }
 pub mod frontend {
     pub use crate::frontend::{BadInput, Event, Frontend, sasl};
@@ -34,7 +34,8 @@ pub mod smtp {
     pub use crate::smtp::{address, checks, frontend, guard, parse, reply};
 }
 pub mod store {
-    pub use crate::store::{AccountStore, SqliteStore, account, unix_now};
+    pub use crate::store::postgres::Schema;
+    pub use crate::store::{AccountStore, Opened, PostgresStore, SqliteStore, account, unix_now};
 }
 pub mod tls {
     pub use crate::tls::{client_config, server_config};

@@ -29,11 +29,11 @@ async fn proxy(op: &Operator, login: &str) -> Proxy {
     let up = upstreams();
     let master = op.secret_file("master-password", &up.master_password);
     let config = format!(
-        "{}\n[store]\npath = {:?}\n\n[upstream.imap]\naddress = \"127.0.0.1:{}\"\ntls = \"starttls\"\n\
+        "{}\n{}[upstream.imap]\naddress = \"127.0.0.1:{}\"\ntls = \"starttls\"\n\
          ca = \"certs/ca.pem\"\nserver_name = \"localhost\"\nlogin = \"{login}\"\nmaster_user = \"{}\"\n\
          master_password_file = {:?}\n",
         imap_listeners(),
-        op.store_path(),
+        op.store_toml(),
         up.imap_port,
         up.master_user,
         master,
@@ -182,14 +182,13 @@ async fn an_expired_app_password_is_refused() {
     let proxy = proxy(&op, "master-user").await;
     assert!(logged_in(&login(&proxy, "alice@pec.example", &app_pw).await.1));
     // Expire it now by writing the store as the admin API would after 1 day.
-    let store = pec_proxy::testing::store::SqliteStore::open(&op.store_path())
-        .await
-        .unwrap();
-    use pec_proxy::testing::store::AccountStore;
+    let store = op.open_store().await;
     store
+        .as_dyn()
         .set_app_password_expiry(id, Some(pec_proxy::testing::store::unix_now() - 1))
         .await
         .unwrap();
+    store.close().await;
     eventually_reply(
         &proxy,
         "alice@pec.example",
@@ -336,12 +335,12 @@ async fn no_password_reaches_logs_metrics_or_the_database() {
     let config = format!(
         "[[certificate]]\ncert = \"{repo}/certs/server.pem\"\nkey = \"{repo}/certs/server-key.pem\"\n\n\
          [[listener]]\nname = \"imaps\"\nprotocol = \"imap\"\naddress = \"127.0.0.1:{imaps}\"\ntls = \"implicit\"\n\n\
-         [store]\npath = {store:?}\n\n\
+         {store}\
          [upstream.imap]\naddress = \"127.0.0.1:{port}\"\ntls = \"starttls\"\nca = \"{repo}/certs/ca.pem\"\n\
          server_name = \"localhost\"\nlogin = \"master-user\"\nmaster_user = \"{mu}\"\nmaster_password_file = {master:?}\n\n\
          [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n",
         repo = env!("CARGO_MANIFEST_DIR"),
-        store = op.store_path(),
+        store = op.store_toml(),
         port = up.imap_port,
         mu = up.master_user,
     );

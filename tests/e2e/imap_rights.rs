@@ -28,11 +28,11 @@ async fn proxy(op: &Operator) -> Proxy {
     let up = upstreams();
     let master = op.secret_file("master-password", &up.master_password);
     let config = format!(
-        "{}\n[store]\npath = {:?}\n\n[upstream.imap]\naddress = \"127.0.0.1:{}\"\ntls = \"starttls\"\n\
+        "{}\n{}[upstream.imap]\naddress = \"127.0.0.1:{}\"\ntls = \"starttls\"\n\
          ca = \"certs/ca.pem\"\nserver_name = \"localhost\"\nlogin = \"master-user\"\nmaster_user = \"{}\"\n\
          master_password_file = {:?}\n",
         imap_listeners(),
-        op.store_path(),
+        op.store_toml(),
         up.imap_port,
         up.master_user,
         master,

@@ -88,9 +88,9 @@ impl Setup {
         let up = upstreams();
         let master = op.secret_file("master-password", &up.master_password);
         self.login = format!(
-            "login = \"master-user\"\nmaster_user = \"{}\"\nmaster_password_file = {master:?}\n\n[store]\npath = {:?}\n",
+            "login = \"master-user\"\nmaster_user = \"{}\"\nmaster_password_file = {master:?}\n\n{}",
             up.master_user,
-            op.store_path()
+            op.store_toml()
         );
         self
     }

@@ -71,11 +71,11 @@ async fn store_proxy(op: &Operator, login: &str) -> Proxy {
     let up = upstreams();
     let master = op.secret_file("master-password", &up.master_password);
     Proxy::start(&format!(
-        "{}\n[store]\npath = {:?}\n\n[upstream.pop3]\naddress = \"127.0.0.1:{}\"\ntls = \"starttls\"\n\
+        "{}\n{}[upstream.pop3]\naddress = \"127.0.0.1:{}\"\ntls = \"starttls\"\n\
          ca = \"certs/ca.pem\"\nserver_name = \"localhost\"\nlogin = \"{login}\"\nmaster_user = \"{}\"\n\
          master_password_file = {:?}\n",
         pop3_listeners(),
-        op.store_path(),
+        op.store_toml(),
         up.pop3_port,
         up.master_user,
         master,

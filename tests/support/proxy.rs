@@ -157,15 +157,13 @@ tls = "implicit"
 [smtp]
 hostname = "proxy.pec.example"
 
-[store]
-path = {:?}
-
+{}
 {}{master_creds}
 {}{master_creds}
 {}
 {extra}
 "#,
-        op.store_path(),
+        op.store_toml(),
         upstream("imap", up.imap_port, "master-user"),
         upstream("pop3", up.pop3_port, "master-user"),
         upstream("smtp", up.submission_port, "xclient"),

@@ -13,7 +13,7 @@ use super::upstreams::Upstreams;
 /// store of `op`, `up`'s Postfix behind with XCLIENT over STARTTLS; `extra`
 /// is appended (e.g. a `[pec_checks]` table).
 pub async fn proxy(up: &Upstreams, op: &Operator, extra: &str) -> Proxy {
-    let store = format!("[store]\npath = {:?}\n", op.store_path());
+    let store = op.store_toml();
     start(up, &store, "xclient", extra).await
 }
 
