@@ -35,7 +35,10 @@ pub mod smtp {
 }
 pub mod store {
     pub use crate::store::postgres::Schema;
-    pub use crate::store::{AccountStore, Opened, PostgresStore, SqliteStore, account, unix_now};
+    pub use crate::store::{
+        AccessLogEntry, AccountStore, AppPasswordInfo, CachedStore, LoginResult, NewAppPassword, Opened,
+        PostgresStore, SqliteStore, StoreError, account, cache, copy, migrations, unix_now,
+    };
 }
 pub mod tls {
     pub use crate::tls::{client_config, server_config};

@@ -3,7 +3,7 @@
 //! One migration set: the versions every backend shares (portable SQL,
 //! `migrations/*.sql`) and, from version 4, each backend's own file of the
 //! same version where the dialects differ (`migrations/sqlite/`,
-//! `migrations/postgres/`: triggers). `tests/store_schema.rs` checks that the
+//! `migrations/postgres/`: triggers). `tests/store.rs` (`both_backends_have_the_same_schema`) checks that the
 //! two backends end with the same tables, columns and indexes.
 //!
 //! The files are embedded with `include_str!` into a [`Migrator`]: sqlx's

@@ -251,6 +251,17 @@ pub enum Opened {
     Postgres(PostgresStore),
 }
 
+impl std::ops::Deref for Opened {
+    type Target = dyn AccountStore + 'static;
+
+    fn deref(&self) -> &(dyn AccountStore + 'static) {
+        match self {
+            Self::Sqlite(s) => s,
+            Self::Postgres(s) => s,
+        }
+    }
+}
+
 impl Opened {
     /// Opens the store `backend` names. SQLite creates and upgrades its
     /// file's schema; PostgreSQL does only when `schema` says so.
@@ -267,10 +278,7 @@ impl Opened {
     }
 
     pub fn as_dyn(&self) -> &dyn AccountStore {
-        match self {
-            Self::Sqlite(s) => s,
-            Self::Postgres(s) => s,
-        }
+        &**self
     }
 
     pub fn shared(&self) -> std::sync::Arc<dyn AccountStore> {

@@ -93,6 +93,3 @@ fn create_private(path: &Path) -> std::io::Result<()> {
 fn create_private(_path: &Path) -> std::io::Result<()> {
     Ok(())
 }
-
-#[cfg(test)]
-mod tests;

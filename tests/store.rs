@@ -1,21 +1,38 @@
-//! SqliteStore and CachedStore against a temporary database file.
+//! The account store's contract, on both backends: every test runs on a
+//! SQLite file and on a PostgreSQL database of the binary's private cluster
+//! (`both!`), through the one `AccountStore` the proxy uses. Then what only
+//! one backend has: the schema the two must share, the schema versions a
+//! store refuses, the announcements a fleet hears, and `store copy`.
+
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::*;
-use crate::protocol::Protocol;
-use crate::store::account::{MailboxRecord, Pop3Delete, ProtocolSwitches, Rights};
-use crate::store::{AccessLogEntry, AccountStore, AppPasswordInfo, CachedStore, LoginResult, NewAppPassword};
+use pec_proxy::testing::protocol::Protocol;
+use pec_proxy::testing::store::account::{MailboxRecord, Pop3Delete, ProtocolSwitches, Rights};
+use pec_proxy::testing::store::{
+    AccessLogEntry, AccountStore, AppPasswordInfo, CachedStore, LoginResult, NewAppPassword, StoreError,
+};
+use support::operator::Operator;
+
+/// Runs each named `async fn(Operator)` once per backend.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::Operator::sqlite()).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(super::Operator::postgres()).await
+            }
+        }
+    )*};
+}
 
 const T: i64 = 1_800_000_000;
-
-async fn temp_store() -> (tempfile::TempDir, std::path::PathBuf, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("accounts.db");
-    let store = SqliteStore::open(&path).await.unwrap();
-    (dir, path, store)
-}
 
 fn new_app(mailbox: &str, collaborator: Option<&str>, label: &str) -> NewAppPassword {
     NewAppPassword {
@@ -28,9 +45,8 @@ fn new_app(mailbox: &str, collaborator: Option<&str>, label: &str) -> NewAppPass
     }
 }
 
-#[tokio::test]
-async fn mailbox_round_trip() {
-    let (_dir, _path, store) = temp_store().await;
+async fn mailbox_round_trip(op: Operator) {
+    let store = op.open_store().await;
     assert_eq!(store.mailbox("a@pec.it").await.unwrap(), None);
     store.add_mailbox("a@pec.it", Some("$6$x$y"), T).await.unwrap();
     let fresh = store.mailbox("a@pec.it").await.unwrap().unwrap();
@@ -127,9 +143,8 @@ async fn mailbox_round_trip() {
     assert_eq!(store.app_password(owner_app).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn not_found_errors() {
-    let (_dir, _path, store) = temp_store().await;
+async fn not_found_errors(op: Operator) {
+    let store = op.open_store().await;
     let none = "x@pec.it";
     assert!(matches!(
         store.remove_mailbox(none).await,
@@ -180,9 +195,8 @@ async fn not_found_errors() {
     ));
 }
 
-#[tokio::test]
-async fn app_password_lifecycle() {
-    let (_dir, _path, store) = temp_store().await;
+async fn app_password_lifecycle(op: Operator) {
+    let store = op.open_store().await;
     store.add_mailbox("a@pec.it", None, T).await.unwrap();
     let id = store
         .create_app_password(new_app("a@pec.it", None, "phone"))
@@ -221,9 +235,8 @@ async fn app_password_lifecycle() {
     assert!(store.app_passwords("a@pec.it").await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn generation_moves_on_changes_only() {
-    let (_dir, _path, store) = temp_store().await;
+async fn generation_moves_on_changes_only(op: Operator) {
+    let store = op.open_store().await;
     let g0 = store.generation().await.unwrap();
     store.add_mailbox("a@pec.it", None, T).await.unwrap();
     let g1 = store.generation().await.unwrap();
@@ -296,17 +309,17 @@ fn device_table() -> &'static [DeviceRow] {
     ]
 }
 
-async fn store_with_anna() -> (tempfile::TempDir, SqliteStore) {
-    let (dir, _path, store) = temp_store().await;
+async fn store_with_anna(op: &Operator) -> pec_proxy::testing::store::Opened {
+    let store = op.open_store().await;
     store.add_mailbox("a@pec.it", None, T).await.unwrap();
     store
         .add_collaborator("a@pec.it", "anna", None, Rights::default(), T)
         .await
         .unwrap();
-    (dir, store)
+    store
 }
 
-async fn check_device_rows(store: &SqliteStore) {
+async fn check_device_rows(store: &dyn AccountStore) {
     let table = device_table();
     let log = store.access_log("a@pec.it", 100).await.unwrap();
     assert_eq!(log.len(), table.len());
@@ -321,10 +334,9 @@ async fn check_device_rows(store: &SqliteStore) {
     }
 }
 
-#[tokio::test]
-async fn access_log_new_device_and_retention() {
+async fn access_log_new_device_and_retention(op: Operator) {
     use LoginResult::{Failure, Success};
-    let (_dir, store) = store_with_anna().await;
+    let store = store_with_anna(&op).await;
     let table = device_table();
     for (i, (collaborator, ip, name, result, _)) in table.iter().enumerate() {
         let e = entry("a@pec.it", *collaborator, ip, *name, *result, T + i as i64);
@@ -335,7 +347,7 @@ async fn access_log_new_device_and_retention() {
         .record_login(entry("ghost@pec.it", None, "203.0.113.9", None, Failure, T))
         .await
         .unwrap();
-    check_device_rows(&store).await;
+    check_device_rows(&*store).await;
     assert_eq!(store.access_log("a@pec.it", 2).await.unwrap()[0].at, T + 7);
     assert_eq!(store.access_log("ghost@pec.it", 10).await.unwrap().len(), 1);
 
@@ -352,9 +364,8 @@ async fn access_log_new_device_and_retention() {
 /// Logins that queue their rows together are committed in one transaction
 /// (group commit), in the order they queued: a row sees the devices made
 /// known by the rows before it in the same transaction.
-#[tokio::test]
-async fn access_log_rows_queued_together_keep_their_order() {
-    let (_dir, store) = store_with_anna().await;
+async fn access_log_rows_queued_together_keep_their_order(op: Operator) {
+    let store = store_with_anna(&op).await;
     let mut pending: Vec<_> = device_table()
         .iter()
         .enumerate()
@@ -380,31 +391,28 @@ async fn access_log_rows_queued_together_keep_their_order() {
         }
     })
     .await;
-    check_device_rows(&store).await;
+    check_device_rows(&*store).await;
 }
 
-#[tokio::test]
-async fn schema_created_once_and_reopened() {
-    let (_dir, path, store) = temp_store().await;
+async fn schema_created_once_and_reopened(op: Operator) {
+    let store = op.open_store().await;
     store.add_mailbox("a@pec.it", None, T).await.unwrap();
     store.close().await;
-    let again = SqliteStore::open(&path).await.unwrap();
+    let again = op.open_store().await;
     assert_eq!(again.mailboxes().await.unwrap(), vec!["a@pec.it".to_string()]);
-    #[cfg(unix)]
-    {
+    if op.pg.is_none() {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        let mode = std::fs::metadata(op.store_path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "database readable by others: {mode:o}");
     }
 }
 
-#[tokio::test]
-async fn cache_sees_changes_from_another_process() {
-    let (_dir, path, store) = temp_store().await;
+async fn cache_sees_changes_from_another_process(op: Operator) {
+    let store = op.open_store().await;
     store.add_mailbox("a@pec.it", None, T).await.unwrap();
-    // A second handle on the same file plays the admin CLI.
-    let admin = SqliteStore::open(&path).await.unwrap();
-    let inner: Arc<dyn AccountStore> = Arc::new(store);
+    // A second handle on the same database plays the admin CLI.
+    let admin = op.open_store().await;
+    let inner: Arc<dyn AccountStore> = store.shared();
 
     let slow = CachedStore::with_poll(inner.clone(), Duration::from_secs(3600));
     assert!(slow.mailbox("a@pec.it").await.unwrap().unwrap().protocols.imap);
@@ -425,7 +433,296 @@ async fn cache_sees_changes_from_another_process() {
     assert!(polling.mailbox("b@pec.it").await.unwrap().is_some());
 }
 
+both!(
+    mailbox_round_trip,
+    not_found_errors,
+    app_password_lifecycle,
+    generation_moves_on_changes_only,
+    access_log_new_device_and_retention,
+    access_log_rows_queued_together_keep_their_order,
+    schema_created_once_and_reopened,
+    cache_sees_changes_from_another_process,
+);
+
+/// A change written straight into the tables (the provider's own tools)
+/// moves the generation on both backends: the triggers, not our code.
+async fn a_write_by_another_tool_moves_the_generation(op: Operator) {
+    let store = op.open_store().await;
+    store.add_mailbox("a@pec.it", None, T).await.unwrap();
+    let before = store.generation().await.unwrap();
+    raw_sql(
+        &op,
+        "UPDATE mailboxes SET imap = FALSE WHERE address = 'a@pec.it'",
+    )
+    .await;
+    let after = store.generation().await.unwrap();
+    assert!(after > before, "generation {before} -> {after}");
+    assert!(!store.mailbox("a@pec.it").await.unwrap().unwrap().protocols.imap);
+    // Touching an app password's last use is not a change.
+    let id = store
+        .create_app_password(new_app("a@pec.it", None, "phone"))
+        .await
+        .unwrap();
+    let g = store.generation().await.unwrap();
+    raw_sql(
+        &op,
+        &format!("UPDATE app_passwords SET last_used_at = 5 WHERE id = {id}"),
+    )
+    .await;
+    assert_eq!(store.generation().await.unwrap(), g);
+}
+
+/// Runs `sql` as another client of the database would (psql, or Python's
+/// sqlite3 module); returns the rows, one per line, columns joined by `|`.
+async fn raw_sql(op: &Operator, sql: &str) -> String {
+    match &op.pg {
+        Some(db) => db.psql(sql).unwrap(),
+        None => {
+            let script = "import sqlite3, sys\n\
+                c = sqlite3.connect(sys.argv[1])\n\
+                rows = c.execute(sys.argv[2]).fetchall()\n\
+                c.commit()\n\
+                print('\\n'.join('|'.join('' if v is None else str(v) for v in r) for r in rows))\n";
+            let out = std::process::Command::new("python3")
+                .args(["-c", script])
+                .arg(op.store_path())
+                .arg(sql)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    }
+}
+
+/// A store refuses a schema newer than it knows, and a node never creates
+/// or upgrades a PostgreSQL schema by itself.
+async fn a_store_refuses_a_schema_it_does_not_know(op: Operator) {
+    let latest = op.open_store().await;
+    latest.close().await;
+    raw_sql(
+        &op,
+        &"INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+          VALUES (99, 'from the future', TRUE, x'00', 0)"
+            .replace(
+                "x'00'",
+                if op.pg.is_some() {
+                    "'\\x00'::bytea"
+                } else {
+                    "x'00'"
+                },
+            ),
+    )
+    .await;
+    let (ok, _, err) = op.try_run(&["mailbox", "list"], "");
+    assert!(!ok);
+    assert!(
+        err.contains("version 99, newer than this pec-proxy knows"),
+        "{err}"
+    );
+}
+
+both!(
+    a_write_by_another_tool_moves_the_generation,
+    a_store_refuses_a_schema_it_does_not_know
+);
+
+/// PostgreSQL: a database without the schema, or with an older one, is
+/// refused until `pec-proxy store migrate` (which the admin commands never
+/// run by themselves).
 #[tokio::test]
-async fn default_poll_is_within_a_second() {
-    assert!(crate::store::cache::GENERATION_POLL <= Duration::from_secs(1));
+async fn postgres_schema_is_made_only_by_store_migrate() {
+    let db = support::postgres::PgCluster::shared().database();
+    let op = Operator {
+        dir: tempfile::tempdir().unwrap(),
+        pg: Some(db),
+    };
+    let (ok, _, err) = op.try_run(&["mailbox", "list"], "");
+    assert!(!ok);
+    assert!(
+        err.contains("no pec-proxy schema: create it with `pec-proxy store migrate`"),
+        "{err}"
+    );
+    assert_eq!(
+        op.pg
+            .as_ref()
+            .unwrap()
+            .psql("SELECT to_regclass('mailboxes') IS NULL")
+            .unwrap()
+            .trim(),
+        "t"
+    );
+    let out = op.run(&["store", "migrate"], "");
+    assert!(out.contains("schema is at version"), "{out}");
+    op.run(&["mailbox", "list"], "");
+    // One version back: refused, then migrated again.
+    op.pg
+        .as_ref()
+        .unwrap()
+        .psql("DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)")
+        .unwrap();
+    let (ok, _, err) = op.try_run(&["mailbox", "list"], "");
+    assert!(!ok);
+    assert!(err.contains("run `pec-proxy store migrate`"), "{err}");
+}
+
+/// The two backends end with the same tables, columns (name, type,
+/// nullability, key) and indexes: one schema, two dialects.
+#[tokio::test]
+async fn both_backends_have_the_same_schema() {
+    let sqlite = Operator::sqlite();
+    sqlite.open_store().await.close().await;
+    let lite = raw_sql(
+        &sqlite,
+        "SELECT m.name, p.name, lower(p.type), p.\"notnull\" OR p.pk > 0, p.pk > 0 \
+         FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations' \
+         UNION ALL SELECT 'index', name, tbl_name, 0, 0 FROM sqlite_master \
+         WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex%' ORDER BY 1, 2",
+    )
+    .await
+    .replace("|1|", "|t|")
+    .replace("|0|", "|f|")
+    .replace("|1\n", "|t\n")
+    .replace("|0\n", "|f\n");
+    let pg = Operator::postgres();
+    let post = raw_sql(
+        &pg,
+        "SELECT c.table_name, c.column_name, c.data_type, c.is_nullable = 'NO', \
+         EXISTS (SELECT 1 FROM information_schema.key_column_usage k \
+           JOIN information_schema.table_constraints t ON t.constraint_name = k.constraint_name \
+           AND t.table_name = k.table_name \
+           WHERE t.constraint_type = 'PRIMARY KEY' AND k.table_name = c.table_name \
+           AND k.column_name = c.column_name) \
+         FROM information_schema.columns c \
+         WHERE c.table_schema = current_schema() AND c.table_name <> '_sqlx_migrations' \
+         UNION ALL SELECT 'index', indexname, tablename, false, false FROM pg_indexes \
+         WHERE schemaname = current_schema() AND indexname NOT LIKE '%_pkey' ORDER BY 1, 2",
+    )
+    .await;
+    assert!(lite.lines().count() > 40, "{lite}");
+    assert_eq!(lite, post);
+}
+
+/// PostgreSQL announces every change (NOTIFY): a cache that polls only once
+/// an hour still sees a change made elsewhere at its next read.
+#[tokio::test]
+async fn postgres_announcements_reach_the_cache_at_once() {
+    let op = Operator::postgres();
+    let store = op.open_store().await;
+    let pec_proxy::testing::store::Opened::Postgres(pg) = &store else {
+        unreachable!()
+    };
+    pg.listen(Vec::new());
+    store.add_mailbox("a@pec.it", None, T).await.unwrap();
+    let cache = CachedStore::with_poll(store.shared(), Duration::from_secs(3600));
+    assert!(cache.mailbox("a@pec.it").await.unwrap().unwrap().protocols.imap);
+    // Listening has started once the first announcement is heard.
+    let started = std::time::Instant::now();
+    while pg.announced_generation().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(10), "never listening");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    op.run(&["mailbox", "set", "a@pec.it", "--imap", "off"], "");
+    let changed = std::time::Instant::now();
+    loop {
+        if !cache.mailbox("a@pec.it").await.unwrap().unwrap().protocols.imap {
+            break;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(5),
+            "the cache never heard the change"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `store copy` moves a SQLite store into PostgreSQL: every mailbox,
+/// collaborator, app password (same ids) and access-log row; a second run
+/// copies nothing twice.
+#[tokio::test]
+async fn store_copy_moves_everything_and_twice_copies_nothing() {
+    let from = Operator::sqlite();
+    let store = from.open_store().await;
+    store
+        .add_mailbox("a@pec.it", Some("$argon2id$a"), T)
+        .await
+        .unwrap();
+    store.add_mailbox("b@pec.it", None, T).await.unwrap();
+    store
+        .add_collaborator(
+            "a@pec.it",
+            "anna",
+            Some("$2y$h"),
+            Rights::parse_list("read").unwrap(),
+            T,
+        )
+        .await
+        .unwrap();
+    store
+        .set_protocol("b@pec.it", Protocol::Pop3, false)
+        .await
+        .unwrap();
+    let app = store
+        .create_app_password(new_app("a@pec.it", Some("anna"), "pc"))
+        .await
+        .unwrap();
+    for (i, (collaborator, ip, name, result, _)) in device_table().iter().enumerate() {
+        let e = entry("a@pec.it", *collaborator, ip, *name, *result, T + i as i64);
+        store.record_login(e).await.unwrap();
+    }
+    store.close().await;
+
+    let to = Operator::postgres();
+    let copy = |expect_copied: bool| {
+        let out = to.run(
+            &[
+                "store",
+                "copy",
+                "--from",
+                from.store_path().to_str().unwrap(),
+                "--to",
+                &to.store_arg(),
+            ],
+            "",
+        );
+        assert!(out.contains("every source row is in the target"), "{out}");
+        let access = out
+            .lines()
+            .find(|l| l.starts_with("access_log"))
+            .unwrap()
+            .to_owned();
+        let n: Vec<u64> = access
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        let rows = device_table().len() as u64;
+        if expect_copied {
+            assert_eq!(n, vec![rows, rows, 0, rows], "{out}");
+        } else {
+            assert_eq!(n, vec![rows, 0, rows, rows], "{out}");
+        }
+    };
+    copy(true);
+    copy(false);
+    let source = from.open_store().await;
+    let target = to.open_store().await;
+    for mailbox in ["a@pec.it", "b@pec.it"] {
+        assert_eq!(
+            source.mailbox(mailbox).await.unwrap(),
+            target.mailbox(mailbox).await.unwrap()
+        );
+        assert_eq!(
+            source.access_log(mailbox, 100).await.unwrap(),
+            target.access_log(mailbox, 100).await.unwrap()
+        );
+    }
+    assert_eq!(target.app_password(app).await.unwrap().unwrap().label, "pc");
+    // New app passwords get ids after the copied ones.
+    let next = target
+        .create_app_password(new_app("b@pec.it", None, "new"))
+        .await
+        .unwrap();
+    assert!(next > app);
 }
