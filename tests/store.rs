@@ -618,13 +618,13 @@ async fn postgres_announcements_reach_the_cache_at_once() {
     let cache = CachedStore::with_poll(store.shared(), Duration::from_secs(3600));
     assert!(cache.mailbox("a@pec.it").await.unwrap().unwrap().protocols.imap);
     // Listening has started once the first announcement is heard.
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     while pg.announced_generation().is_none() {
         assert!(started.elapsed() < Duration::from_secs(10), "never listening");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     op.run(&["mailbox", "set", "a@pec.it", "--imap", "off"], "");
-    let changed = std::time::Instant::now();
+    let changed = tokio::time::Instant::now();
     loop {
         if !cache.mailbox("a@pec.it").await.unwrap().unwrap().protocols.imap {
             break;
