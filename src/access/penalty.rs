@@ -38,8 +38,9 @@
 //! tells the others what it counted ([`Penalties::replicated`] with a
 //! [`CounterSink`]): a counted failure as [`CounterEvent::LoginFailed`]
 //! (client, login name and password hashed under the fleet's shared
-//! [`CounterKey`], and the time), a success as
-//! [`CounterEvent::LoginSucceeded`]. Each node hands the others' events to
+//! [`CounterKey`], and the time), a success that forgave something here as
+//! [`CounterEvent::LoginSucceeded`] (most successes forgive nothing, and
+//! say nothing). Each node hands the others' events to
 //! [`Penalties::apply`], which counts them as if they had happened here,
 //! at their own time: a password sprayer spreading guesses over N nodes
 //! is refused after as many guesses as on one. Clients in trusted networks
@@ -59,9 +60,10 @@
 //! forgotten or evicted in between. The transport must deduplicate for
 //! those cases (e.g. by per-node sequence numbers). Across nodes, a failure
 //! and a later success by the same person that cross in flight may leave
-//! the failure forgiven on one node and counted on the other (until that
-//! person's next success): a success only ever forgives the failures of
-//! the same client for the same name, so an attacker gains nothing.
+//! the failure forgiven on one node and counted on the other (until it is
+//! forgotten, or that person's next success forgives it everywhere): a
+//! success only ever forgives the failures of the same client for the
+//! same name, so an attacker gains nothing.
 //!
 //! # How long a client waits
 //! The delay `d` is decided once, when the login arrives (failures that
@@ -82,10 +84,17 @@
 //! Each dimension is a `DashMap` of at most `max_tracked` records (about
 //! 120 bytes each), keyed by the 64-bit keyed hash of the client or the
 //! login name, so a 8 KiB user name costs what a short one does (and an
-//! event from another node finds its record by the hash alone). A new record beyond the
-//! cap first drops the expired ones, then the least recently failed eighth.
+//! event from another node finds its record by the hash alone). A new
+//! record beyond the cap first drops the expired ones, then the least
+//! recently failed eighth.
 //! New records are inserted under one mutex so concurrent inserts cannot
 //! overshoot the cap; updates of existing records do not take it.
+//!
+//! # Cost
+//! A login computes the HMAC of its client and its login name when it is
+//! decided and again when it is recorded, and of its password when it
+//! failed: about 1.2 µs of CPU a login in release, against 0.3 µs with the
+//! per-process SipHash before (nothing beside an argon2 verification).
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -209,8 +218,8 @@ impl Record {
         }
     }
 
-    /// Forgets the remembered failures about `other`; true when nothing is left.
-    fn forgive(&mut self, other: u64, refuse_after: u32) -> bool {
+    /// Forgets the remembered failures about `other`; how many.
+    fn forgive(&mut self, other: u64, refuse_after: u32) -> usize {
         let kept: Vec<Fingerprint> = self.recent().iter().copied().filter(|f| f.0 != other).collect();
         let forgiven = usize::from(self.recent_len) - kept.len();
         self.recent[..kept.len()].copy_from_slice(&kept);
@@ -219,7 +228,7 @@ impl Record {
         if refuse_after == 0 || self.failures < refuse_after {
             self.refused_until = None;
         }
-        self.failures == 0
+        forgiven
     }
 }
 
@@ -264,14 +273,17 @@ impl<K: std::hash::Hash + Eq + Copy> Tracker<K> {
             .fail(fp, at, self.refuse_after, cfg);
     }
 
-    fn forgive(&self, key: &K, other: u64) {
-        let empty = self
-            .records
-            .get_mut(key)
-            .is_some_and(|mut r| r.forgive(other, self.refuse_after));
+    /// Forgives `key`'s failures about `other`, dropping a record left
+    /// with none; whether there were any.
+    fn forgive(&self, key: &K, other: u64) -> bool {
+        let (forgiven, empty) = self.records.get_mut(key).map_or((0, false), |mut r| {
+            let forgiven = r.forgive(other, self.refuse_after);
+            (forgiven, r.failures == 0)
+        });
         if empty {
             self.records.remove_if(key, |_, r| r.failures == 0);
         }
+        forgiven > 0
     }
 
     /// Drops expired records, then the least recently failed until the map
@@ -400,14 +412,17 @@ impl Penalties {
     }
 
     /// A successful login by `ip` as `login` (canonical): forgives that
-    /// person's own mistakes, here, then published.
+    /// person's own mistakes, here, then published if there were any
+    /// here (most logins have nothing to forgive, and say nothing).
     pub fn succeeded(&self, ip: IpAddr, login: &[u8]) {
         if self.exempt(ip) {
             return;
         }
         let client = self.client_key(ip);
         let login = self.key.login(login);
-        self.forgive(client, login);
+        if !self.forgive(client, login) {
+            return;
+        }
         self.publisher.publish(|| CounterEvent::LoginSucceeded {
             client,
             login,
@@ -448,7 +463,9 @@ impl Penalties {
                 password,
                 ..
             } => self.count_failure(client, login, password, at, now),
-            CounterEvent::LoginSucceeded { client, login, .. } => self.forgive(client, login),
+            CounterEvent::LoginSucceeded { client, login, .. } => {
+                self.forgive(client, login);
+            }
             CounterEvent::MessageSent { .. } | CounterEvent::MessageRefunded { .. } => return,
         }
         self.report_size();
@@ -461,9 +478,11 @@ impl Penalties {
         self.logins.fail(login, (client, password), at, now, &self.cfg);
     }
 
-    fn forgive(&self, client: u64, login: u64) {
-        self.clients.forgive(&client, login);
-        self.logins.forgive(&login, client);
+    /// Forgives what `client` failed for `login`; whether there was any.
+    fn forgive(&self, client: u64, login: u64) -> bool {
+        let on_client = self.clients.forgive(&client, login);
+        let on_login = self.logins.forgive(&login, client);
+        on_client || on_login
     }
 
     /// Drops expired records (a periodic chore; the cap holds without it).

@@ -603,6 +603,10 @@ fn what_is_published_is_hashes_and_exempt_clients_publish_nothing() {
         let text = e.encode();
         assert!(!text.contains("alice") && !text.contains("hunter2"), "{text}");
     }
+    // A success with nothing to forgive (a phone polling) tells no one.
+    a.p.succeeded(c, b"alice@x");
+    a.p.succeeded(ip("198.51.100.1"), b"bob@x");
+    assert!(a.sink.take().is_empty());
 
     // A penalty that is off publishes nothing and applies nothing.
     let off = node_with(
