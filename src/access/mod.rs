@@ -4,10 +4,13 @@
 //! mailbox's record read and judged by the pure [`policy`] (password
 //! verification, app passwords, collaborators, protocol switches), and the
 //! decision recorded. [`gate::Gate`] is the one entry point sessions use.
+//! The penalty and the sending rate ([`send_rate`]) can be shared by a
+//! fleet of proxies ([`counters`]).
 
 pub mod app_password;
 pub mod authenticator;
 pub mod client_limits;
+pub mod counters;
 pub mod gate;
 pub mod login_name;
 pub mod password;
