@@ -5,12 +5,13 @@
 //! verification, app passwords, collaborators, protocol switches), and the
 //! decision recorded. [`gate::Gate`] is the one entry point sessions use.
 //! The penalty and the sending rate ([`send_rate`]) can be shared by a
-//! fleet of proxies ([`counters`]).
+//! fleet of proxies ([`counters`], over PostgreSQL: [`fleet`]).
 
 pub mod app_password;
 pub mod authenticator;
 pub mod client_limits;
 pub mod counters;
+pub mod fleet;
 pub mod gate;
 pub mod login_name;
 pub mod password;

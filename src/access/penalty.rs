@@ -438,13 +438,6 @@ impl Penalties {
     /// when the penalty is off; the sending-rate events are not the
     /// penalty's and do nothing here. See "Across a fleet" for what counts
     /// once when applied twice.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the fleet transport in src/store/ will call it; remove this then"
-        )
-    )]
     pub fn apply(&self, event: &CounterEvent, now: Instant, now_ms: i64) {
         if !self.cfg.enabled {
             return;

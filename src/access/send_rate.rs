@@ -107,6 +107,11 @@ impl RateLimiter {
         }
     }
 
+    /// Messages per minute per mailbox (0: off).
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
+    }
+
     pub fn enabled(&self) -> bool {
         self.per_minute > 0
     }

@@ -15,10 +15,12 @@ use tracing::{debug, error, info, warn};
 
 use crate::access::authenticator::Authenticator;
 use crate::access::client_limits::{ClientLimits, Refusal};
+use crate::access::counters::{CounterKey, CounterSink};
+use crate::access::fleet::{self, Fleet};
 use crate::access::gate::{Authority, Gate};
 use crate::access::penalty::Penalties;
 use crate::access::send_rate::{RATE_LIMITER_MAX_MAILBOXES, RateLimiter};
-use crate::config::{Config, TlsMode};
+use crate::config::{Config, PostgresConfig, StoreBackend, StoreConfig, TlsMode};
 use crate::imap::Imap;
 use crate::ops::http::Readiness;
 use crate::ops::metrics as m;
@@ -30,7 +32,7 @@ use crate::session::registry::Sessions;
 use crate::session::{ListenerContext, serve};
 use crate::smtp::Smtp;
 use crate::store::postgres::Schema;
-use crate::store::{CachedStore, Opened, StoreError};
+use crate::store::{CachedStore, Opened, PostgresStore, StoreError};
 use crate::tls::{self, TlsError};
 use crate::upstream::Upstream;
 
@@ -50,6 +52,8 @@ pub enum ServerError {
     NoUpstream(String),
     #[error("account store: {0}")]
     Store(#[from] StoreError),
+    #[error("store.fleet_key_file: {0}")]
+    FleetKey(String),
     #[error("listeners cannot change on reload, restart to apply: {0}")]
     ListenersChanged(String),
     #[error("cannot create the session control socket {path}: {source}")]
@@ -71,16 +75,80 @@ struct Generation {
     gate: Gate,
 }
 
+/// The counters every generation shares, made once at start: the
+/// brute-force penalty and the sending rate, and, with a PostgreSQL store,
+/// the transport that shares them with the rest of the fleet.
+struct Counting {
+    penalties: Arc<Penalties>,
+    send_rate: Arc<RateLimiter>,
+    _fleet: Option<Fleet>,
+}
+
+impl Counting {
+    /// With a PostgreSQL store, counted with the fleet's key and shared;
+    /// otherwise this node's alone.
+    async fn start(config: &Config) -> Result<Self, ServerError> {
+        let trusted = config.limits.trusted_networks.clone();
+        let per_minute = config.pec_checks.messages_per_minute;
+        let shared = match &config.store {
+            Some(StoreConfig {
+                backend: StoreBackend::Postgres(pg),
+                fleet_key: Some(secret),
+                ..
+            }) => {
+                let key = CounterKey::from_secret(secret.expose())
+                    .map_err(|e| ServerError::FleetKey(e.to_string()))?;
+                let pg = PostgresConfig {
+                    max_connections: 2,
+                    ..pg.clone()
+                };
+                Some((key, PostgresStore::open(&pg, Schema::MustBeCurrent).await?))
+            }
+            _ => None,
+        };
+        Ok(match shared {
+            None => Self {
+                penalties: Arc::new(Penalties::new(config.penalty.clone(), trusted)),
+                send_rate: Arc::new(RateLimiter::new(per_minute, RATE_LIMITER_MAX_MAILBOXES)),
+                _fleet: None,
+            },
+            Some((key, store)) => {
+                let (outbox, events) = fleet::outbox();
+                let sink: Arc<dyn CounterSink> = outbox;
+                let penalties = Arc::new(Penalties::replicated(
+                    config.penalty.clone(),
+                    trusted,
+                    key.clone(),
+                    Some(sink.clone()),
+                ));
+                let send_rate = Arc::new(RateLimiter::replicated(
+                    per_minute,
+                    RATE_LIMITER_MAX_MAILBOXES,
+                    key,
+                    Some(sink),
+                ));
+                let fleet = Fleet::start(store, events, penalties.clone(), send_rate.clone()).await;
+                Self {
+                    penalties,
+                    send_rate,
+                    _fleet: Some(fleet),
+                }
+            }
+        })
+    }
+}
+
 /// How often expired penalty records are dropped (the cap holds without it).
 const PENALTY_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Builds the TLS configs, the upstreams and the gate (opening the account
-/// store) for `config`. Binds nothing. The penalty's records outlive
-/// reloads: `penalties` is the one made at start.
+/// store) for `config`. Binds nothing. The penalty's records and the
+/// sending rate's buckets outlive reloads: `counting` is the one made at
+/// start.
 async fn build(
     config: &Config,
     shutdown: &Shutdown,
-    penalties: &Arc<Penalties>,
+    counting: &Counting,
     sessions: &Arc<Sessions>,
 ) -> Result<Generation, ServerError> {
     let tls_base = if config.certificates.is_empty() {
@@ -115,11 +183,8 @@ async fn build(
         }
         None => Authority::PassThrough,
     };
-    let gate = Gate::new(authority, penalties.clone());
-    let send_rate = Arc::new(RateLimiter::new(
-        config.pec_checks.messages_per_minute,
-        RATE_LIMITER_MAX_MAILBOXES,
-    ));
+    let gate = Gate::new(authority, counting.penalties.clone());
+    let send_rate = &counting.send_rate;
     let mut contexts = Vec::new();
     for l in &config.listeners {
         let Some((_, upstream)) = upstreams.iter().find(|(p, _)| *p == l.protocol) else {
@@ -158,7 +223,7 @@ pub struct Server {
     control: Option<tokio::net::UnixListener>,
     connections: Arc<Semaphore>,
     client_limits: Arc<ClientLimits>,
-    penalties: Arc<Penalties>,
+    counting: Counting,
     shutdown: Shutdown,
 }
 
@@ -166,12 +231,9 @@ impl Server {
     /// Builds the TLS configs and binds every listener.
     pub async fn bind(config: &Config) -> Result<Server, ServerError> {
         let shutdown = Shutdown::new();
-        let penalties = Arc::new(Penalties::new(
-            config.penalty.clone(),
-            config.limits.trusted_networks.clone(),
-        ));
+        let counting = Counting::start(config).await?;
         let sessions = Sessions::new();
-        let Generation { contexts, gate } = build(config, &shutdown, &penalties, &sessions).await?;
+        let Generation { contexts, gate } = build(config, &shutdown, &counting, &sessions).await?;
         let control = match &config.store {
             Some(store) => {
                 let path = store.control_socket.clone();
@@ -202,7 +264,7 @@ impl Server {
                 config.limits.max_prelogin_per_ip,
                 config.limits.trusted_networks.clone(),
             ),
-            penalties,
+            counting,
             shutdown,
         })
     }
@@ -240,7 +302,12 @@ impl Server {
         if let Some(socket) = self.control {
             accept_loops.spawn(control::serve(socket, self.sessions.clone()));
         }
-        accept_loops.spawn(self.penalties.clone().sweep_every(PENALTY_SWEEP_INTERVAL));
+        accept_loops.spawn(
+            self.counting
+                .penalties
+                .clone()
+                .sweep_every(PENALTY_SWEEP_INTERVAL),
+        );
         RunningServer {
             accept_loops,
             watch,
@@ -248,7 +315,7 @@ impl Server {
             contexts,
             gate,
             sessions,
-            penalties: self.penalties,
+            counting: self.counting,
             shutdown: self.shutdown,
         }
     }
@@ -311,7 +378,7 @@ pub struct RunningServer {
     contexts: Vec<watch::Sender<Arc<ListenerContext>>>,
     gate: watch::Sender<Gate>,
     sessions: TaskTracker,
-    penalties: Arc<Penalties>,
+    counting: Counting,
     shutdown: Shutdown,
 }
 
@@ -375,13 +442,16 @@ impl RunningServer {
                 new.max_connections_per_ip,
                 new.max_prelogin_per_ip,
                 &new.trusted_networks,
-            ) || self.penalties.config() != &config.penalty
+            ) || self.counting.penalties.config() != &config.penalty
             {
                 warn!("per-client limits, trusted networks and [penalty] change only on restart");
             }
+            if self.counting.send_rate.per_minute() != config.pec_checks.messages_per_minute {
+                warn!("pec_checks.messages_per_minute changes only on restart");
+            }
         }
         let Generation { contexts, gate } =
-            build(config, &self.shutdown, &self.penalties, &self.sessions_registry).await?;
+            build(config, &self.shutdown, &self.counting, &self.sessions_registry).await?;
         for (tx, ctx) in self.contexts.iter().zip(contexts) {
             tx.send_replace(Arc::new(ctx));
         }
