@@ -39,6 +39,15 @@ pub async fn login(c: &mut Conn, proto: Proto, user: &str, password: &str) -> Re
     }
 }
 
+/// Reads the greeting and logs in with a wrong password: done when the
+/// server refuses it (IMAP only: `a NO`).
+pub async fn refused_login(c: &mut Conn, user: &str, password: &str) -> Result<(), ConnError> {
+    c.until(b"* OK", &[b"* BYE", b"* NO"]).await?;
+    c.send(format!("a LOGIN \"{user}\" \"{password}\"\r\n").as_bytes())
+        .await?;
+    c.until(b"a NO", &[b"a OK", b"a BAD", b"* BYE"]).await
+}
+
 /// Logs out and waits for the server to close (or answer).
 pub async fn logout(c: &mut Conn, proto: Proto) -> Result<(), ConnError> {
     match proto {

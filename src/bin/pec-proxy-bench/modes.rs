@@ -99,7 +99,14 @@ pub struct LoginArgs {
     /// Only the TLS handshake and a one-line greeting (the bare baseline).
     #[arg(long)]
     pub handshake_only: bool,
+    /// Failed logins (IMAP): each with a wrong password of its own
+    /// (`--password` and a number), done when the server refuses it.
+    #[arg(long)]
+    pub expect_refusal: bool,
 }
+
+/// Numbers the wrong passwords of `--expect-refusal`.
+static WRONG: AtomicU64 = AtomicU64::new(0);
 
 /// Only the first failure of a run is printed in full; the rest are counted.
 static FIRST_ERROR_SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -143,7 +150,13 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         fields.push(("cpu_ms_per_login", format!("{:.3}", cpu * 1e3 / ok.max(1) as f64)));
         fields.push(("cpu_s", format!("{cpu:.2}")));
     }
-    let mode = if args.handshake_only { "handshake" } else { "login" };
+    let mode = if args.handshake_only {
+        "handshake"
+    } else if args.expect_refusal {
+        "failed-login"
+    } else {
+        "login"
+    };
     emit(mode, &args.target.label, &fields);
     Ok(())
 }
@@ -194,7 +207,12 @@ async fn one_login(args: &LoginArgs, tls: Option<&TlsClient>) -> Result<Instant,
         c.shutdown().await;
         return Ok(done);
     }
-    dialog::login(&mut c, args.protocol, &args.user, &args.password).await?;
+    if args.expect_refusal {
+        let n = WRONG.fetch_add(1, Ordering::Relaxed);
+        dialog::refused_login(&mut c, &args.user, &format!("{}-{n}", args.password)).await?;
+    } else {
+        dialog::login(&mut c, args.protocol, &args.user, &args.password).await?;
+    }
     let done = Instant::now();
     dialog::logout(&mut c, args.protocol).await?;
     Ok(done)
