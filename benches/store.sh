@@ -127,16 +127,25 @@ pg_cpu() {
     done | awk -v hz="$(getconf CLK_TCK)" '{s += $1} END {printf "%.3f", s / hz}'
 }
 
+# Transactions committed and statements' rows so far in the bench database.
+pg_xacts() {
+    bash "$REPO/scripts/postgres.sh" psql "$WORK/pg" -At -c \
+        "SELECT xact_commit || ' ' || tup_inserted FROM pg_stat_database WHERE datname = 'pecproxy'" pecproxy
+}
+
 run() { # $1 label, $2 port prefix, $3 pid, $4.. extra arguments
     local label=$1 prefix=$2 pid=$3
     shift 3
-    local before after
+    local before after xb xa
+    xb=$(pg_xacts)
     before=$(pg_cpu)
     "$BENCH" --threads 2 login --label "$label" --target "127.0.0.1:${prefix}993" --tls --protocol imap \
         -c "$CONCURRENCY" --pid "$pid" "$@" 2>>"$WORK/bench.err" | tee -a "$RESULTS" >&2
     after=$(pg_cpu)
-    echo "PGCPU label=$label cpu_s=$(awk -v a="$after" -v b="$before" 'BEGIN {printf "%.3f", a - b}')" \
-        | tee -a "$RESULTS" >&2
+    sleep 1 # the statistics collector's flush
+    xa=$(pg_xacts)
+    echo "PGCPU label=$label cpu_s=$(awk -v a="$after" -v b="$before" 'BEGIN {printf "%.3f", a - b}') \
+xacts=$(( ${xa% *} - ${xb% *} )) inserted=$(( ${xa#* } - ${xb#* } ))" | tee -a "$RESULTS" >&2
 }
 
 echo "== logins (credentials cached, access log on), $RUNS runs, alternating" >&2
@@ -153,23 +162,27 @@ ROWS=$(bash scripts/postgres.sh psql "$WORK/pg" -At -c "SELECT count(*) FROM cou
 
 python3 - "$RESULTS" "$ROWS" <<'PY'
 import re, statistics, sys
-runs, pg = {}, {}
+runs, pg, xacts = {}, {}, {}
 for line in open(sys.argv[1]):
     f = dict(re.findall(r"(\w+)=(\S+)", line))
     if line.startswith("RESULT"):
         runs.setdefault(f["label"], []).append(f)
     elif line.startswith("PGCPU"):
         pg.setdefault(f["label"], []).append(float(f["cpu_s"]))
+        xacts.setdefault(f["label"], []).append((int(f["xacts"]), int(f["inserted"])))
 def med(label, key):
     return statistics.median(float(r[key]) for r in runs[label])
-print("| run | logins/s | p50 ms | proxy CPU ms per login | PostgreSQL CPU ms per login | errors |")
-print("|---|---|---|---|---|---|")
+print("| run | logins/s | p50 ms | proxy CPU ms per login | PostgreSQL CPU ms per login | PostgreSQL transactions per login | rows inserted per login | errors |")
+print("|---|---|---|---|---|---|---|---|")
 for label in runs:
     n = statistics.median(int(r["logins"]) for r in runs[label])
     pgms = statistics.median(pg[label]) * 1e3 / max(n, 1)
     errors = ",".join(sorted({r["errors"] for r in runs[label]}))
+    total = [int(r["logins"]) + 0 for r in runs[label]]
+    tx = statistics.median(x / max(t, 1) for (x, _), t in zip(xacts[label], total))
+    ins = statistics.median(i / max(t, 1) for (_, i), t in zip(xacts[label], total))
     print(f"| {label} | {med(label, 'per_sec'):.0f} | {med(label, 'p50_ms'):.3f} | "
-          f"{med(label, 'cpu_ms_per_login'):.3f} | {pgms:.3f} | {errors} |")
+          f"{med(label, 'cpu_ms_per_login'):.3f} | {pgms:.3f} | {tx:.2f} | {ins:.2f} | {errors} |")
 ratio = med("postgres", "cpu_ms_per_login") / med("sqlite", "cpu_ms_per_login")
 failed = med("postgres-failed", "cpu_ms_per_login") / med("sqlite-failed", "cpu_ms_per_login")
 print(f"\nPostgreSQL store / SQLite store, proxy CPU per login: {ratio:.2f}x (target <= 1.2x)")

@@ -71,6 +71,10 @@ fn announced_generation(extra: &Extra) -> Option<i64> {
     (g != i64::MIN).then_some(g)
 }
 
+/// How long the access log's writer waits for more rows to commit with
+/// the first one.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// The account store's SQL on PostgreSQL.
 pub mod sql {
     type Db = sqlx::Postgres;

@@ -35,6 +35,10 @@ fn announced_generation(_: &Extra) -> Option<i64> {
     None
 }
 
+/// How long the access log's writer waits for more rows to commit with
+/// the first one.
+const LINGER: std::time::Duration = std::time::Duration::ZERO;
+
 /// The account store's SQL on SQLite.
 pub mod sql {
     type Db = sqlx::Sqlite;

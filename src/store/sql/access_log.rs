@@ -4,7 +4,8 @@
 //
 // Rows are written by group commit: logins queue their row and wait for
 // it to be committed, and one writer task commits whatever has queued up
-// in one transaction. A login answers only once its row is in the
+// in one transaction (under load, after waiting the backend's `LINGER`
+// for more: at most 1 ms more per login). A login answers only once its row is in the
 // database; under load the transaction, its locks and its WAL (or
 // PostgreSQL's commit) are shared by up to `BATCH` logins instead of paid
 // by each. A database that does not answer fails the login with a
@@ -47,7 +48,24 @@ impl GroupCommit {
         let (queue, mut rx) = mpsc::channel::<Queued>(QUEUE);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
+            // Whether the last commit was shared: logins are arriving
+            // together, and lingering gathers more of them.
+            let mut busy = false;
             while rx.recv_many(&mut batch, BATCH).await > 0 {
+                // Under load, rows that arrive within the backend's linger
+                // join this commit (PostgreSQL: one transaction for more
+                // logins, a third of the server's CPU per login). A lone
+                // login is committed at once.
+                if busy && !super::LINGER.is_zero() {
+                    let until = tokio::time::Instant::now() + super::LINGER;
+                    while batch.len() < BATCH {
+                        match tokio::time::timeout_at(until, rx.recv_many(&mut batch, BATCH)).await {
+                            Ok(n) if n > 0 => {}
+                            _ => break,
+                        }
+                    }
+                }
+                busy = batch.len() > 1;
                 let result = commit(&pool, batch.iter().map(|q| &q.entry)).await;
                 match result {
                     Ok(()) => {
