@@ -726,3 +726,42 @@ async fn store_copy_moves_everything_and_twice_copies_nothing() {
         .unwrap();
     assert!(next > app);
 }
+
+/// TLS to PostgreSQL: `verify-full` with the server's CA connects over TLS
+/// (the server says so); without that CA (Mozilla's roots) it is refused.
+#[tokio::test]
+async fn postgres_tls_is_verified() {
+    use pec_proxy::testing::config::{PostgresConfig, SslMode};
+    use pec_proxy::testing::store::{PostgresStore, Schema};
+    use sqlx::Row;
+    let op = Operator::postgres();
+    let db = op.pg.as_ref().unwrap();
+    let config = |ca: Option<std::path::PathBuf>| PostgresConfig {
+        url: db.url(),
+        password: Some(pec_proxy::testing::secret::Secret::new(
+            db.password().into_bytes(),
+        )),
+        sslmode: Some(SslMode::VerifyFull),
+        ca,
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+    };
+    let ca = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("certs/ca.pem");
+    let store = PostgresStore::open(&config(Some(ca)), Schema::MustBeCurrent)
+        .await
+        .expect("verify-full with the right CA");
+    let tls: bool = sqlx::query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert!(tls, "the connection is not TLS");
+    store.close().await;
+    let refused = PostgresStore::open(&config(None), Schema::MustBeCurrent).await;
+    let error = refused
+        .err()
+        .expect("an unknown issuer must be refused")
+        .to_string();
+    assert!(!error.contains(&db.password()), "{error}");
+}
