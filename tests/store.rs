@@ -759,6 +759,8 @@ async fn postgres_tls_is_verified() {
     assert!(tls, "the connection is not TLS");
     store.close().await;
     let refused = PostgresStore::open(&config(None), Schema::MustBeCurrent).await;
-    let error = refused.expect_err("an unknown issuer must be refused").to_string();
+    let error = refused
+        .expect_err("an unknown issuer must be refused")
+        .to_string();
     assert!(!error.contains(&db.password()), "{error}");
 }
