@@ -71,6 +71,9 @@ fn announced_generation(extra: &Extra) -> Option<i64> {
     (g != i64::MIN).then_some(g)
 }
 
+/// How a transaction that will write begins (see `sql/store.rs`).
+const WRITE_BEGIN: Option<&str> = None;
+
 /// How long the access log's writer waits for more rows to commit with
 /// the first one.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(1);

@@ -35,6 +35,9 @@ fn announced_generation(_: &Extra) -> Option<i64> {
     None
 }
 
+/// How a transaction that will write begins (see `sql/store.rs`).
+const WRITE_BEGIN: Option<&str> = Some("BEGIN IMMEDIATE");
+
 /// How long the access log's writer waits for more rows to commit with
 /// the first one.
 const LINGER: std::time::Duration = std::time::Duration::ZERO;

@@ -118,7 +118,10 @@ async fn commit<'a>(
     pool: &sqlx::Pool<Db>,
     entries: impl Iterator<Item = &'a AccessLogEntry>,
 ) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = match super::WRITE_BEGIN {
+        Some(statement) => pool.begin_with(statement).await?,
+        None => pool.begin().await?,
+    };
     for entry in entries {
         record_login(&mut tx, entry).await?;
     }

@@ -4,6 +4,8 @@
 // itself (`super::`):
 //   - `SNAPSHOT`: the statement that makes a transaction read one snapshot
 //     of the database, if the backend needs one;
+//   - `WRITE_BEGIN`: how a transaction that will write begins, if not
+//     plain `BEGIN`;
 //   - `Extra`: what else the backend keeps beside its pool, and
 //     `announced_generation(&Extra)`: the newest generation the database
 //     announced to this process, if it announces them.
@@ -58,8 +60,16 @@ impl SqlStore {
         self.pool.close().await;
     }
 
+    /// A transaction that will write: the backend's `WRITE_BEGIN` (SQLite:
+    /// `BEGIN IMMEDIATE`, which takes the write lock at once, waiting its
+    /// busy timeout; a deferred transaction that reads first and writes
+    /// later fails with "database is locked" at once when another writer
+    /// got in between, without waiting).
     async fn begin(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
-        Ok(self.pool.begin().await?)
+        Ok(match super::WRITE_BEGIN {
+            Some(statement) => self.pool.begin_with(statement).await?,
+            None => self.pool.begin().await?,
+        })
     }
 }
 
