@@ -5,12 +5,13 @@
 //! "need more", "here is the header and its length", or "not a header";
 //! the listener owns the socket, the trust decision and the timeout.
 //!
-//! Written here with nom rather than taken from a crate: `ppp` 2.3 and
-//! `proxy-header` 0.1 both read v1 ports with `u16::from_str`, which takes
-//! `+1`; neither bounds a v2 declared length (both wait for up to 64 KiB);
-//! `ppp` pulls `thiserror` 1 beside our 2 (a duplicate `deny.toml`
-//! refuses); `proxy-protocol` 0.5 is unmaintained since 2021. The format
-//! is small enough that a strict reader is shorter than the glue.
+//! Written here with nom rather than taken from a crate (checked: `ppp`
+//! 2.3, `proxy-header` 0.1.3, `proxy-protocol` 0.5): all three read v1
+//! ports with `str::parse::<u16>`, which takes `+1`; none bounds a v2
+//! declared length below the format's 64 KiB, so the caller would have
+//! to read the fixed 16 bytes itself to refuse one early; `ppp` pulls
+//! `thiserror` 1 beside our 2 (a duplicate `deny.toml` refuses). The
+//! format is small enough that a strict reader is shorter than the glue.
 //!
 //! Bounds: v1 is judged on its first [`V1_MAX`] (107) bytes, the spec's
 //! longest line; v2 on its fixed 16 bytes, and a declared length that
@@ -22,8 +23,8 @@
 //!
 //! Errors are decided as early as the bytes allow: the first byte must be
 //! `P` (v1) or CR (v2), so a TLS ClientHello (`\x16\x03`) or a plain
-//! `a1 LOGIN` fails at once; v1 fails at the first byte that cannot be
-//! part of a valid line, v2 at the first field that is out of range.
+//! `a1 LOGIN` fails at once; v1 fails at the first word or token that
+//! cannot be part of a valid line, v2 at the first field that is out of range.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
