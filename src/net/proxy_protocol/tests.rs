@@ -392,6 +392,57 @@ fn haproxy_v2_with_ssl_tlv_as_the_spec_lays_it_out() {
     );
 }
 
+/// Bytes HAProxy 2.6.12 (Debian 12) sent, captured on a listening socket:
+/// `server s 127.0.0.1:47201 send-proxy` (v1), `send-proxy-v2`, and over
+/// IPv6 `send-proxy-v2 proxy-v2-options authority,unique-id` (which, with
+/// no SNI and no `unique-id-format`, sends an empty PP2_TYPE_UNIQUE_ID TLV
+/// and no authority), each followed by the client's `\x16\x03\x01hello`.
+#[test]
+fn bytes_captured_from_haproxy() {
+    let unhex = |h: &str| -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    let cases = [
+        (
+            "50524f58592054435034203132372e302e302e31203132372e302e302e312034373330312034373130310d0a",
+            "127.0.0.1:47301",
+            "127.0.0.1:47101",
+        ),
+        (
+            "0d0a0d0a000d0a515549540a2111000c7f0000017f000001b8c6b7fe",
+            "127.0.0.1:47302",
+            "127.0.0.1:47102",
+        ),
+        (
+            "0d0a0d0a000d0a515549540a21210027000000000000000000000000000000010000000000000000000000000000\
+             0001b8c7b7ff050000",
+            "[::1]:47303",
+            "[::1]:47103",
+        ),
+    ];
+    for (hex, source, destination) in cases {
+        let expected = proxy(source, destination);
+        let (source, destination) = (addr(source), addr(destination));
+        let header = unhex(hex);
+        let input = [&header[..], b"\x16\x03\x01hello"].concat();
+        check(&header, Ok(Some((expected, header.len()))));
+        assert_eq!(parse(&input), Ok(Some((expected, header.len()))));
+        // Ours say the same: v1 to the byte; v2 too, but for the length
+        // field and the empty TLV we do not send.
+        if header[0] == b'P' {
+            assert_eq!(encode_v1(source, destination), header);
+        } else {
+            let ours = encode_v2(source, destination);
+            let tlvs = if header.ends_with(&[5, 0, 0]) { 3 } else { 0 };
+            assert_eq!(ours[..14], header[..14]);
+            assert_eq!(ours[16..], header[16..header.len() - tlvs]);
+        }
+    }
+}
+
 #[test]
 fn bytes_after_the_header_are_left_to_the_client() {
     let headers = [
