@@ -15,10 +15,11 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(imap_parse imap_frontend imap_guard sasl login_name
-    pop3_parse pop3_frontend pop3_guard smtp_parse smtp_frontend smtp_guard address)
+    pop3_parse pop3_frontend pop3_guard smtp_parse smtp_frontend smtp_guard address proxy_protocol)
 declare -A dict=([imap_parse]=imap [imap_frontend]=imap [imap_guard]=imap [sasl]=sasl [login_name]=login_name
     [pop3_parse]=pop3 [pop3_frontend]=pop3 [pop3_guard]=pop3
-    [smtp_parse]=smtp [smtp_frontend]=smtp [smtp_guard]=smtp [address]=address)
+    [smtp_parse]=smtp [smtp_frontend]=smtp [smtp_guard]=smtp [address]=address
+    [proxy_protocol]=proxy_protocol)
 export RUSTC_BOOTSTRAP=1
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 for t in "${targets[@]}"; do

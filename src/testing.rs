@@ -19,7 +19,7 @@ pub mod listener {
     pub use crate::listener::Server;
 }
 pub mod net {
-    pub use crate::net::Stream;
+    pub use crate::net::{Stream, proxy_protocol};
 }
 pub mod pop3 {
     pub use crate::pop3::{frontend, guard, parse};

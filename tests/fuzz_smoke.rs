@@ -213,3 +213,8 @@ fn smtp_guard() {
 fn address() {
     run("address", "address", targets::address);
 }
+
+#[test]
+fn proxy_protocol() {
+    run("proxy_protocol", "proxy_protocol", targets::proxy_protocol);
+}

@@ -6,12 +6,14 @@
 mod address;
 mod imap_guard;
 mod pop3;
+mod proxy_protocol;
 mod smtp;
 mod smtp_guard;
 
 pub use address::address;
 pub use imap_guard::imap_guard;
 pub use pop3::{pop3_frontend, pop3_guard, pop3_parse};
+pub use proxy_protocol::proxy_protocol;
 pub use smtp::{smtp_frontend, smtp_parse};
 pub use smtp_guard::smtp_guard;
 

@@ -1,6 +1,8 @@
-//! A connection that may or may not be wrapped in TLS, on either side.
+//! A connection that may or may not be wrapped in TLS, on either side; and
+//! the PROXY protocol header a load balancer may put before it.
 
 pub mod client_ip;
+pub mod proxy_protocol;
 
 use std::io;
 use std::net::SocketAddr;
