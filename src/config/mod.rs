@@ -195,6 +195,8 @@ struct RawListener {
     tls: TlsMode,
     #[serde(default)]
     allow_plaintext_login: bool,
+    #[serde(default)]
+    proxy_protocol: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -351,6 +353,14 @@ pub struct Limits {
     /// (a webmail server, monitoring). Empty by default: loopback is not
     /// trusted either, so a local relay is limited like anyone else.
     pub trusted_networks: Vec<Network>,
+    /// The load balancers allowed to connect to a `proxy_protocol` listener
+    /// and say who the client is. Empty by default: such a listener needs
+    /// them named.
+    pub trusted_proxies: Vec<Network>,
+    /// How long a load balancer may take to send the PROXY header after
+    /// connecting, in milliseconds. 3000: HAProxy sends it at once, with
+    /// the connection; a connection that does not is not from a balancer.
+    pub proxy_header_timeout_ms: u64,
     /// The most the relay reads from one side at once. 64 KiB: the read
     /// buffer belongs to the worker thread, not the session, so a large one
     /// costs nothing per idle session, and four TLS records per read and
@@ -407,6 +417,8 @@ impl Default for Limits {
             max_connections_per_ip: 50,
             max_prelogin_per_ip: 10,
             trusted_networks: Vec::new(),
+            trusted_proxies: Vec::new(),
+            proxy_header_timeout_ms: 3000,
             relay_buffer_bytes: 64 * 1024,
             auth_cache_ttl_secs: 3600,
             shutdown_grace_secs: 30,
@@ -439,6 +451,9 @@ impl Limits {
     }
     pub fn upstream_login_timeout(&self) -> Duration {
         Duration::from_secs(self.upstream_login_timeout_secs)
+    }
+    pub fn proxy_header_timeout(&self) -> Duration {
+        Duration::from_millis(self.proxy_header_timeout_ms)
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
@@ -543,6 +558,10 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     pub tls: TlsMode,
     pub allow_plaintext_login: bool,
+    /// Every connection starts with a PROXY protocol header (v1 or v2) from
+    /// one of `limits.trusted_proxies`, whose client address is the
+    /// client's for everything.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -252,3 +252,27 @@ path = "/tmp/never-opened.db"
         "{e:?}"
     );
 }
+
+#[test]
+fn a_proxy_protocol_listener_needs_its_trusted_proxies() {
+    let proxied = MINIMAL.replace(
+        "tls = \"implicit\"\n",
+        "tls = \"implicit\"\nproxy_protocol = true\n",
+    );
+    let e = errors(&proxied);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("listener[0].proxy_protocol: needs limits.trusted_proxies"),
+        "{e:?}"
+    );
+    let config = parse(&format!(
+        "{proxied}\n[limits]\ntrusted_proxies = [\"10.0.0.0/8\"]\nproxy_header_timeout_ms = 500\n"
+    ))
+    .unwrap();
+    assert!(config.listeners[0].proxy_protocol);
+    assert!(config.limits.trusted_proxies[0].contains("10.1.2.3".parse().unwrap()));
+    assert_eq!(config.limits.proxy_header_timeout(), Duration::from_millis(500));
+    let e = errors(&format!("{MINIMAL}\n[limits]\nproxy_header_timeout_ms = 0\n"));
+    assert!(e[0].starts_with("limits.proxy_header_timeout_ms"), "{e:?}");
+    assert!(!parse(MINIMAL).unwrap().listeners[0].proxy_protocol);
+}

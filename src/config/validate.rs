@@ -240,6 +240,17 @@ impl Validator<'_> {
                 self.error(key, "must be greater than 0");
             }
         }
+        if !(100..=60_000).contains(&limits.proxy_header_timeout_ms) {
+            self.error("limits.proxy_header_timeout_ms", "must be between 100 and 60000");
+        }
+        for (i, l) in listeners.iter().enumerate() {
+            if l.proxy_protocol && limits.trusted_proxies.is_empty() {
+                self.error(
+                    format!("listener[{i}].proxy_protocol"),
+                    "needs limits.trusted_proxies: the load balancers allowed to say who the client is",
+                );
+            }
+        }
         if limits.imap_idle_timeout_secs < 30 * 60 {
             self.error(
                 "limits.imap_idle_timeout_secs",
@@ -441,6 +452,7 @@ impl Validator<'_> {
                 address,
                 tls: l.tls,
                 allow_plaintext_login: l.allow_plaintext_login,
+                proxy_protocol: l.proxy_protocol,
             });
         }
         out

@@ -13,6 +13,8 @@ use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
+mod proxied;
+
 use crate::access::authenticator::Authenticator;
 use crate::access::client_limits::{ClientLimits, Refusal};
 use crate::access::counters::{CounterKey, CounterSink};
@@ -22,6 +24,7 @@ use crate::access::penalty::Penalties;
 use crate::access::send_rate::{RATE_LIMITER_MAX_MAILBOXES, RateLimiter};
 use crate::config::{Config, PostgresConfig, StoreBackend, StoreConfig, TlsMode};
 use crate::imap::Imap;
+use crate::net::client_ip::is_trusted;
 use crate::ops::http::Readiness;
 use crate::ops::metrics as m;
 use crate::ops::shutdown::Shutdown;
@@ -540,6 +543,30 @@ async fn accept_loop(
         let ctx = contexts.borrow().clone();
         metrics::counter!(m::CONNECTIONS_TOTAL, "protocol" => ctx.listener.protocol.as_str(), "listener" => ctx.listener.name.clone())
             .increment(1);
+        if ctx.listener.proxy_protocol {
+            // Behind a balancer: who the client is comes from the header,
+            // read in the session's own task (a slow one must not hold up
+            // accepting), and only a trusted balancer may say it.
+            if !is_trusted(&ctx.limits.trusted_proxies, peer.ip()) {
+                metrics::counter!(m::PROXY_HEADERS_TOTAL, "listener" => ctx.listener.name.clone(), "result" => "untrusted")
+                    .increment(1);
+                debug!(%peer, listener = %ctx.listener.name, "connection refused: not a trusted proxy");
+                continue;
+            }
+            let limits = client_limits.clone();
+            let _detached = match ctx.listener.protocol {
+                Protocol::Imap => {
+                    sessions.spawn(holding(permit, through_balancer::<Imap>(tcp, peer, ctx, limits)))
+                }
+                Protocol::Pop3 => {
+                    sessions.spawn(holding(permit, through_balancer::<Pop3>(tcp, peer, ctx, limits)))
+                }
+                Protocol::Smtp => {
+                    sessions.spawn(holding(permit, through_balancer::<Smtp>(tcp, peer, ctx, limits)))
+                }
+            };
+            continue;
+        }
         let admission = match client_limits.admit(peer.ip()) {
             Ok(admission) => admission,
             Err(refusal) => {
@@ -557,6 +584,26 @@ async fn accept_loop(
             Protocol::Smtp => sessions.spawn(holding(permit, serve::<Smtp>(tcp, peer, ctx, admission))),
         };
     }
+}
+
+/// A connection through a balancer: its PROXY header, then the per-client
+/// limits for the client it names, then the session.
+async fn through_balancer<P: crate::session::MailProtocol>(
+    mut tcp: TcpStream,
+    balancer: SocketAddr,
+    ctx: Arc<ListenerContext>,
+    client_limits: Arc<ClientLimits>,
+) {
+    let timeout = ctx.limits.proxy_header_timeout();
+    let Some(client) = proxied::client_of(&mut tcp, balancer, &ctx.listener.name, timeout).await else {
+        return;
+    };
+    let admission = match client_limits.admit(client.ip()) {
+        Ok(admission) => admission,
+        Err(refusal) => return refuse(&tcp, &ctx, refusal),
+    };
+    let _ = tcp.set_nodelay(true);
+    serve::<P>(tcp, client, ctx, admission).await;
 }
 
 /// Runs a session, then gives its connection slot back.

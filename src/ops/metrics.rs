@@ -31,6 +31,9 @@ pub const LOGIN_PENALTY_TRACKED: &str = "pec_proxy_login_penalty_tracked";
 pub const PEC_CHECKS_TOTAL: &str = "pec_proxy_pec_checks_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "pec_proxy_config_reloads_total";
 pub const BUILD_INFO: &str = "pec_proxy_build_info";
+/// PROXY protocol listeners: headers read, by listener and result (proxy,
+/// local, unknown, untrusted, timeout, closed, or the parser's error label).
+pub const PROXY_HEADERS_TOTAL: &str = "pec_proxy_proxy_headers_total";
 /// PostgreSQL: 1 while this node hears the database's announcements (LISTEN).
 pub const STORE_LISTENING: &str = "pec_proxy_store_listening";
 /// PostgreSQL: times the listening connection was lost, or could not be made.
@@ -169,6 +172,10 @@ pub fn describe() {
     describe_gauge!(
         LOGIN_PENALTY_TRACKED,
         "Records the brute-force penalty keeps, by dimension (client, login); bounded by penalty.max_tracked."
+    );
+    describe_counter!(
+        PROXY_HEADERS_TOTAL,
+        "PROXY protocol headers on proxy_protocol listeners, by listener and result; anything but proxy, local and unknown closed the connection."
     );
     describe_gauge!(
         STORE_LISTENING,

@@ -166,6 +166,7 @@ fn context(upstream: &str) -> ListenerContext {
             address: "127.0.0.1:0".parse().unwrap(),
             tls: TlsMode::None,
             allow_plaintext_login: true,
+            proxy_protocol: false,
         },
         acceptor: None,
         limits: Limits::default(),

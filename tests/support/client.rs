@@ -46,6 +46,31 @@ impl Client {
         }
     }
 
+    /// A connection from `local` that first sends `preamble` (a load
+    /// balancer's PROXY header), then speaks TLS.
+    pub async fn tls_after(local: std::net::IpAddr, addr: SocketAddr, preamble: &[u8]) -> Client {
+        let mut tcp = connect_from(local, addr).await.expect("connect");
+        tcp.write_all(preamble).await.expect("preamble");
+        let tls = handshake(tcp, tls_config(), "localhost")
+            .await
+            .expect("TLS handshake");
+        Client {
+            stream: Some(tls),
+            buf: Vec::new(),
+        }
+    }
+
+    /// TLS over a connection the test has already written to.
+    pub async fn tls_over(tcp: TcpStream) -> Client {
+        let tls = handshake(tcp, tls_config(), "localhost")
+            .await
+            .expect("TLS handshake");
+        Client {
+            stream: Some(tls),
+            buf: Vec::new(),
+        }
+    }
+
     /// Like [`Client::tls`], from a chosen local address.
     pub async fn tls_from(local: std::net::IpAddr, addr: SocketAddr) -> Client {
         let tcp = connect_from(local, addr).await.expect("connect");
