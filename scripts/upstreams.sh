@@ -16,7 +16,7 @@
 # prints ONLY KEY=VALUE lines on stdout (also saved as DIR/upstreams.env);
 # everything else goes to stderr:
 #   IMAP_PORT IMAPS_PORT POP3_PORT POP3S_PORT LMTP_PORT SUBMISSION_PORT
-#   DOVECOT_SUBMISSION_PORT MASTER_USER MASTER_PASSWORD
+#   DOVECOT_SUBMISSION_PORT IMAP_HAPROXY_PORT MASTER_USER MASTER_PASSWORD
 #   MAILDIR_ROOT USERS_FILE DOVECOT_LOG POSTFIX_LOG DOVECOT_CONF POSTFIX_CONF_DIR
 #   CA_CERT DIR
 # All listeners are on 127.0.0.1. TLS on the Dovecot/Postfix side uses
@@ -297,6 +297,9 @@ auth_mechanisms = plain login
 auth_master_user_separator = *
 auth_username_format = %Lu
 login_trusted_networks = 127.0.0.0/8 ::1
+# IMAP_HAPROXY_PORT takes a PROXY protocol header first (pec-proxy's
+# [upstream.imap] proxy_protocol = true), from loopback only.
+haproxy_trusted_networks = 127.0.0.0/8 ::1
 mail_max_userip_connections = 10000
 
 first_valid_uid = $MAIL_UID
@@ -335,6 +338,11 @@ service imap-login {
     address = 127.0.0.1
     port = $IMAPS_PORT
     ssl = yes
+  }
+  inet_listener imap_haproxy {
+    address = 127.0.0.1
+    port = $IMAP_HAPROXY_PORT
+    haproxy = yes
   }
   service_count = 0
   process_min_avail = 1
@@ -657,9 +665,9 @@ cmd_start() {
     chmod 755 "$DIR/tls"
 
     local ports
-    ports=$(pick_ports 7) || die "could not pick free ports"
+    ports=$(pick_ports 8) || die "could not pick free ports"
     read -r IMAP_PORT IMAPS_PORT POP3_PORT POP3S_PORT LMTP_PORT SUBMISSION_PORT \
-        DOVECOT_SUBMISSION_PORT <<<"$ports"
+        DOVECOT_SUBMISSION_PORT IMAP_HAPROXY_PORT <<<"$ports"
 
     MASTER_PASSWORD=${PEC_UPSTREAMS_MASTER_PASSWORD:-$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')}
     printf '%s:{PLAIN}%s\n' "$MASTER_USER" "$MASTER_PASSWORD" >"$DIR/dovecot/masters"
@@ -707,6 +715,7 @@ POP3S_PORT=$POP3S_PORT
 LMTP_PORT=$LMTP_PORT
 SUBMISSION_PORT=$SUBMISSION_PORT
 DOVECOT_SUBMISSION_PORT=$DOVECOT_SUBMISSION_PORT
+IMAP_HAPROXY_PORT=$IMAP_HAPROXY_PORT
 MASTER_USER=$MASTER_USER
 MASTER_PASSWORD=$MASTER_PASSWORD
 MAILDIR_ROOT=$DIR/mail

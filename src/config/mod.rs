@@ -229,6 +229,8 @@ struct RawUpstream {
     master_user_separator: String,
     #[serde(default = "yes")]
     send_client_address: bool,
+    #[serde(default)]
+    proxy_protocol: bool,
 }
 
 fn default_master_separator() -> String {
@@ -586,6 +588,10 @@ pub struct UpstreamConfig {
     pub server_name: String,
     pub login: UpstreamLogin,
     pub send_client_address: bool,
+    /// Open each connection with a PROXY protocol v2 header naming the
+    /// client (Dovecot `haproxy = yes` listeners, Postfix
+    /// `smtpd_upstream_proxy_protocol = haproxy`).
+    pub proxy_protocol: bool,
 }
 
 /// How to log in upstream, with the master credentials where needed.

@@ -562,6 +562,7 @@ impl Validator<'_> {
             server_name: u.server_name.unwrap_or(host),
             login,
             send_client_address: u.send_client_address,
+            proxy_protocol: u.proxy_protocol,
         }
     }
 }

@@ -34,7 +34,7 @@ pub async fn login(
     identity: Identity<'_>,
     addrs: ClientAddrs,
 ) -> Result<LoggedIn, UpstreamError> {
-    let mut conn = upstream.connect().await?;
+    let mut conn = upstream.connect(addrs.peer).await?;
     let greeting = conn.read_line().await?;
     let mut capabilities = greeting_capabilities(&greeting)?;
 

@@ -35,7 +35,7 @@ pub async fn login(
     identity: Identity<'_>,
     peer: SocketAddr,
 ) -> Result<Connection, UpstreamError> {
-    let mut conn = upstream.connect().await?;
+    let mut conn = upstream.connect(peer).await?;
     let greeting = conn.read_line().await?;
     if let Some(text) = greeting.strip_prefix(b"-ERR") {
         return Err(UpstreamError::Unavailable(printable(text)));

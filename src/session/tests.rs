@@ -124,7 +124,7 @@ impl MailProtocol for Scripted {
             panic!("pass-through only here");
         };
         match password.expose() {
-            b"ok" => one.connect().await,
+            b"ok" => one.connect("192.0.2.1:1".parse().unwrap()).await,
             b"wrong" => Err(UpstreamError::AuthFailed),
             b"busy" => Err(UpstreamError::Unavailable("later".into())),
             b"locked" => Err(UpstreamError::MailboxInUse("held".into())),
@@ -158,6 +158,7 @@ fn context(upstream: &str) -> ListenerContext {
         server_name: "localhost".into(),
         login: UpstreamLogin::PassThrough,
         send_client_address: false,
+        proxy_protocol: false,
     };
     ListenerContext {
         listener: ListenerConfig {

@@ -57,7 +57,7 @@ pub async fn login(
     client_name: &str,
     our_name: &str,
 ) -> Result<LoggedIn, UpstreamError> {
-    let mut conn = upstream.connect().await?;
+    let mut conn = upstream.connect(std::net::SocketAddr::new(client_ip, 0)).await?;
     let greeting = read_reply(&mut conn).await?;
     if greeting.code != 220 {
         return Err(temporary_or_protocol(&greeting, "greeting"));

@@ -169,13 +169,23 @@ impl Upstream {
     }
 
     /// TCP connect (and the TLS handshake for implicit TLS) to `config.address`.
-    pub async fn connect(&self) -> Result<Connection, UpstreamError> {
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.config.address))
+    /// Connects to the upstream (and, with `proxy_protocol`, first tells it
+    /// that the connection is `client`'s, to this proxy's own address).
+    pub async fn connect(&self, client: std::net::SocketAddr) -> Result<Connection, UpstreamError> {
+        let mut tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.config.address))
             .await
             .map_err(|_| UpstreamError::ConnectTimeout)?
             .map_err(UpstreamError::Connect)?;
         // Login exchanges are small request/response steps: Nagle would add latency.
         tcp.set_nodelay(true).map_err(UpstreamError::Connect)?;
+        if self.config.proxy_protocol {
+            // Before anything else, TLS included: who the client is.
+            let ours = tcp.local_addr().map_err(UpstreamError::Connect)?;
+            let header = crate::net::proxy_protocol::encode_v2(client, ours);
+            tokio::io::AsyncWriteExt::write_all(&mut tcp, &header)
+                .await
+                .map_err(UpstreamError::Connect)?;
+        }
         let stream = match self.config.tls {
             TlsMode::Implicit => self.handshake(tcp).await?,
             TlsMode::Starttls | TlsMode::None => Stream::Plain(tcp),

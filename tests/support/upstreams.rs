@@ -66,6 +66,9 @@ pub struct Upstreams {
     pub imap_port: u16,
     /// Dovecot IMAP, implicit TLS (certs/upstream.pem).
     pub imaps_port: u16,
+    /// Dovecot IMAP with STARTTLS behind a PROXY protocol header
+    /// (`haproxy = yes`, from loopback).
+    pub imap_haproxy_port: u16,
     /// Dovecot POP3, plain with STLS.
     pub pop3_port: u16,
     /// Dovecot POP3, implicit TLS.
@@ -167,6 +170,7 @@ impl Upstreams {
         Upstreams {
             imap_port: port("IMAP_PORT"),
             imaps_port: port("IMAPS_PORT"),
+            imap_haproxy_port: port("IMAP_HAPROXY_PORT"),
             pop3_port: port("POP3_PORT"),
             pop3s_port: port("POP3S_PORT"),
             lmtp_port: port("LMTP_PORT"),

@@ -87,6 +87,7 @@ async fn scripted(
             password: Secret::from_slice(b"m-pw"),
         },
         send_client_address: true,
+        proxy_protocol: false,
     };
     (
         Upstream::new(config, None, std::time::Duration::from_secs(5)),

@@ -15,6 +15,7 @@ fn upstream(addresses: &[&str]) -> Upstream {
         server_name: "localhost".into(),
         login: UpstreamLogin::PassThrough,
         send_client_address: false,
+        proxy_protocol: false,
     };
     Upstream::new(config, None, Duration::from_secs(5))
 }
