@@ -47,6 +47,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 SELF=$(readlink -f "$0")
+# shellcheck source=lib/owner.sh
+source "$(dirname "$SELF")/lib/owner.sh"
 ROLE=pecproxy
 DATABASE=pecproxy
 START_TIMEOUT=30
@@ -104,17 +106,7 @@ port_of() {
 }
 
 # alive PID: the process exists and is not a zombie.
-alive() {
-    local state
-    [[ -r /proc/$1/stat ]] || return 1
-    state=$(sed -E 's/^[0-9]+ \(.*\) (.) .*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
-    [[ -n "$state" && "$state" != Z && "$state" != X ]]
-}
 
-proc_starttime() {
-    # Field 22 of /proc/PID/stat (after the parenthesised comm), to detect pid reuse.
-    sed -E 's/^[0-9]+ \(.*\) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}'
-}
 
 # ---------------------------------------------------------------- start
 
@@ -284,7 +276,7 @@ cmd_stop() {
     rm -f "$DIR/.running"
     # The watchdog notices .running is gone and exits; make sure of it unless
     # we are the watchdog.
-    if [[ -z "${PEC_POSTGRES_WATCHDOG:-}" && -s "$DIR/watchdog.pid" ]]; then
+    if [[ -z "${PEC_WATCHDOG:-}" && -s "$DIR/watchdog.pid" ]]; then
         local wpid
         wpid=$(tr -dc '0-9' <"$DIR/watchdog.pid")
         if [[ -n "$wpid" ]] && alive "$wpid" && grep -q "_watchdog" "/proc/$wpid/cmdline" 2>/dev/null; then
@@ -316,26 +308,7 @@ cmd_stop() {
 
 # ---------------------------------------------------------------- watchdog
 
-# _watchdog DIR OWNER_PID OWNER_STARTTIME RM(0|1)
-cmd_watchdog() {
-    local dir=$1 owner=$2 start=$3 rm=$4
-    echo $$ >"$dir/watchdog.pid"
-    trap 'exit 0' TERM
-    while [[ -e "$dir/.running" ]]; do
-        if ! alive "$owner" || [[ "$(proc_starttime "$owner")" != "$start" ]]; then
-            say "owner pid $owner is gone: stopping $dir"
-            PEC_POSTGRES_WATCHDOG=1 cmd_stop "$dir"
-            rm -f "$dir/watchdog.pid"
-            if [[ $rm -eq 1 ]]; then
-                cd /
-                rm -rf "$dir"
-            fi
-            exit 0
-        fi
-        sleep 0.5
-    done
-    rm -f "$dir/watchdog.pid"
-}
+# cmd_watchdog: scripts/lib/owner.sh
 
 # ---------------------------------------------------------------- psql
 

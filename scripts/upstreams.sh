@@ -56,6 +56,8 @@ set -euo pipefail
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 PY=/usr/bin/python3
 SELF=$(readlink -f "$0")
+# shellcheck source=lib/owner.sh
+source "$(dirname "$SELF")/lib/owner.sh"
 REPO=$(cd "$(dirname "$SELF")/.." && pwd)
 MASTER_USER=proxy-master
 START_TIMEOUT=20
@@ -105,12 +107,6 @@ children_of() {
 }
 
 # alive PID: the process exists and is not a zombie.
-alive() {
-    local state
-    [[ -r /proc/$1/stat ]] || return 1
-    state=$(sed -E 's/^[0-9]+ \(.*\) (.) .*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
-    [[ -n "$state" && "$state" != Z && "$state" != X ]]
-}
 
 # exe_under PID PREFIX...: the process's executable lives under one of the prefixes.
 exe_under() {
@@ -172,7 +168,7 @@ cmd_stop() {
     rm -f "$dir/.running"
     # The watchdog notices .running is gone and exits; make sure of it unless
     # we are the watchdog.
-    if [[ -z "${PEC_UPSTREAMS_WATCHDOG:-}" && -s "$dir/watchdog.pid" ]]; then
+    if [[ -z "${PEC_WATCHDOG:-}" && -s "$dir/watchdog.pid" ]]; then
         local wpid
         wpid=$(tr -dc '0-9' <"$dir/watchdog.pid")
         if [[ -n "$wpid" ]] && alive "$wpid" && grep -q "_watchdog" "/proc/$wpid/cmdline" 2>/dev/null; then
@@ -187,31 +183,8 @@ cmd_stop() {
 
 # ---------------------------------------------------------------- watchdog
 
-# _watchdog DIR OWNER_PID OWNER_STARTTIME RM(0|1)
-cmd_watchdog() {
-    local dir=$1 owner=$2 start=$3 rm=$4
-    echo $$ >"$dir/watchdog.pid"
-    trap 'exit 0' TERM
-    while [[ -e "$dir/.running" ]]; do
-        if ! alive "$owner" || [[ "$(proc_starttime "$owner")" != "$start" ]]; then
-            say "owner pid $owner is gone: stopping $dir"
-            PEC_UPSTREAMS_WATCHDOG=1 cmd_stop "$dir"
-            rm -f "$dir/watchdog.pid"
-            if [[ $rm -eq 1 ]]; then
-                cd /
-                rm -rf "$dir"
-            fi
-            exit 0
-        fi
-        sleep 0.5
-    done
-    rm -f "$dir/watchdog.pid"
-}
+# cmd_watchdog: scripts/lib/owner.sh
 
-proc_starttime() {
-    # Field 22 of /proc/PID/stat (after the parenthesised comm), to detect pid reuse.
-    sed -E 's/^[0-9]+ \(.*\) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}'
-}
 
 # ---------------------------------------------------------------- ports
 
