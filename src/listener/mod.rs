@@ -340,17 +340,82 @@ impl Server {
 /// probe timeouts of Kubernetes and HAProxy.
 pub const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What `/readyz` checks of a running server: not draining, and the
-/// current configuration's account store answers.
+/// How long `/readyz` waits for one backend address to accept a connection.
+pub const BACKEND_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a backend probe's answer is reused: a load balancer that checks
+/// every 2 s costs each backend one connection per 5 s per proxy.
+pub const BACKEND_PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// What `/readyz` checks of a running server: not draining, the current
+/// configuration's account store answers, and for each protocol with a
+/// listener at least one of its backend's addresses accepts a connection
+/// (a TCP connect, at most [`BACKEND_PROBE_TIMEOUT`] per address, its
+/// answer kept [`BACKEND_PROBE_EVERY`]).
 #[derive(Clone)]
 pub struct Ready {
     shutdown: Shutdown,
     gate: watch::Receiver<Gate>,
+    contexts: Vec<watch::Receiver<Arc<ListenerContext>>>,
+    backends: Arc<tokio::sync::Mutex<Option<Probed>>>,
 }
 
+/// A backend probe's answer, and when it was made.
+type Probed = (tokio::time::Instant, Result<(), &'static str>);
+
 impl Ready {
-    pub(crate) fn new(shutdown: Shutdown, gate: watch::Receiver<Gate>) -> Self {
-        Self { shutdown, gate }
+    pub(crate) fn new(
+        shutdown: Shutdown,
+        gate: watch::Receiver<Gate>,
+        contexts: Vec<watch::Receiver<Arc<ListenerContext>>>,
+    ) -> Self {
+        Self {
+            shutdown,
+            gate,
+            contexts,
+            backends: Arc::default(),
+        }
+    }
+
+    /// The backends' answer, probed again once the last is too old (one
+    /// probe at a time: concurrent checks wait for it).
+    async fn backends(&self) -> Result<(), &'static str> {
+        let mut last = self.backends.lock().await;
+        if let Some((at, answer)) = *last {
+            if at.elapsed() < BACKEND_PROBE_EVERY {
+                return answer;
+            }
+        }
+        let mut upstreams: Vec<(Protocol, Upstream)> = Vec::new();
+        for ctx in &self.contexts {
+            let ctx = ctx.borrow().clone();
+            if !upstreams.iter().any(|(p, _)| *p == ctx.listener.protocol) {
+                upstreams.push((ctx.listener.protocol, ctx.upstream.clone()));
+            }
+        }
+        let mut answer = Ok(());
+        for (protocol, upstream) in upstreams {
+            let mut answers = false;
+            for one in upstream.candidates() {
+                let connect = TcpStream::connect(one.config.address.as_str());
+                if matches!(
+                    tokio::time::timeout(BACKEND_PROBE_TIMEOUT, connect).await,
+                    Ok(Ok(_))
+                ) {
+                    answers = true;
+                    break;
+                }
+            }
+            if !answers {
+                answer = Err(match protocol {
+                    Protocol::Imap => "no IMAP backend answers",
+                    Protocol::Pop3 => "no POP3 backend answers",
+                    Protocol::Smtp => "no SMTP backend answers",
+                });
+                break;
+            }
+        }
+        *last = Some((tokio::time::Instant::now(), answer));
+        answer
     }
 }
 
@@ -367,7 +432,7 @@ impl Readiness for Ready {
                 _ => return Err("account store unavailable"),
             }
         }
-        Ok(())
+        self.backends().await
     }
 }
 
@@ -386,9 +451,14 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// What `/readyz` checks: not draining, and the current gate's store answers.
+    /// What `/readyz` checks: not draining, the current gate's store
+    /// answers, and every protocol has a backend that answers.
     pub fn readiness(&self) -> Ready {
-        Ready::new(self.shutdown.clone(), self.gate.subscribe())
+        Ready::new(
+            self.shutdown.clone(),
+            self.gate.subscribe(),
+            self.contexts.iter().map(watch::Sender::subscribe).collect(),
+        )
     }
 
     /// Sessions open now.

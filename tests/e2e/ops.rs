@@ -64,6 +64,8 @@ struct Setup {
     extra: &'static str,
     /// How `[upstream.imap]` logs in, and the `[store]` if any.
     login: String,
+    /// `[upstream.imap]` at this port instead of Dovecot's.
+    imap_upstream: Option<u16>,
 }
 
 impl Setup {
@@ -79,6 +81,7 @@ impl Setup {
             grace_secs,
             extra: "",
             login: "login = \"pass-through\"\n".into(),
+            imap_upstream: None,
         }
     }
 
@@ -168,7 +171,7 @@ listen = "127.0.0.1:{metrics}"
             } else {
                 "login = \"pass-through\""
             },
-            upstream = upstreams().imap_port,
+            upstream = self.imap_upstream.unwrap_or(upstreams().imap_port),
             grace = self.grace_secs,
             metrics = self.metrics,
             extra = self.extra,
@@ -620,6 +623,31 @@ async fn readyz_asks_the_account_store_and_a_reload_reopens_it() {
     assert!(no.starts_with("a NO "), "{no}");
     logout(c).await;
     assert_eq!(p.get("/readyz").await.0, 200);
+}
+
+/// `/readyz` says when a protocol has no backend that answers, so a load
+/// balancer's health check takes the node out, and says ready again once
+/// one answers (a reload here; the answer is kept 5 s).
+#[tokio::test]
+async fn readyz_says_when_no_imap_backend_answers() {
+    let setup = Setup::new(30);
+    let mut p = ProxyProcess::start(setup.clone()).await;
+    let refused = crate::support::fake_imap::FakeImap::refused_addr().await;
+    let dead = Setup {
+        imap_upstream: Some(refused.port()),
+        ..setup.clone()
+    };
+    p.reload(&dead, "ok", 1.0).await;
+    p.wait_until("not ready without an IMAP backend", async |p| {
+        p.get("/readyz").await == (503, "not ready: no IMAP backend answers\n".to_owned())
+    })
+    .await;
+    assert_eq!(p.get("/healthz").await.0, 200, "alive all the same");
+    p.reload(&setup, "ok", 2.0).await;
+    p.wait_until("ready with Dovecot again", async |p| {
+        p.get("/readyz").await.0 == 200
+    })
+    .await;
 }
 
 #[tokio::test]

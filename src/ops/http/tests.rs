@@ -65,7 +65,7 @@ async fn routes_readiness_and_bounds() {
 
     let shutdown = Shutdown::new();
     let (_gate_tx, gate) = watch::channel(Gate::pass_through());
-    status.set_ready(crate::listener::Ready::new(shutdown.clone(), gate));
+    status.set_ready(crate::listener::Ready::new(shutdown.clone(), gate, Vec::new()));
     let r = exchange(addr, b"GET /readyz HTTP/1.1\r\n\r\n").await;
     assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
     let r = exchange(addr, b"HEAD /readyz HTTP/1.1\r\n\r\n").await;
