@@ -195,28 +195,11 @@ start_failed() {
 }
 
 cmd_start() {
-    local owner="" rm_on_exit=0
     DIR=$1
     PORT=$2
     shift 2
-    while [[ $# -gt 0 ]]; do
-        case "$1" in
-            --owner-pid)
-                [[ $# -ge 2 ]] || usage
-                owner=$2
-                shift 2
-                ;;
-            --rm-on-owner-exit)
-                rm_on_exit=1
-                shift
-                ;;
-            *) usage ;;
-        esac
-    done
+    owner_options "$@"
     [[ "$PORT" =~ ^[0-9]+$ && $PORT -ge 1024 && $PORT -le 65535 ]] || die "PORT must be 1024-65535, not $PORT"
-    if [[ -n "$owner" ]] && ! { [[ "$owner" =~ ^[0-9]+$ ]] && alive "$owner"; }; then
-        die "--owner-pid $owner: no such process"
-    fi
     find_bin
     mkdir -p "$DIR"
     DIR=$(abs_dir "$DIR")
@@ -256,12 +239,7 @@ cmd_start() {
             start_failed "could not create database $DATABASE"
     fi
 
-    if [[ -n "$owner" ]]; then
-        local ost
-        ost=$(proc_starttime "$owner")
-        setsid "$SELF" _watchdog "$DIR" "$owner" "$ost" "$rm_on_exit" </dev/null >>"$DIR/watchdog.log" 2>&1 &
-        disown || true
-    fi
+    start_watchdog "$DIR"
     local url="postgres://$ROLE@127.0.0.1:$PORT/$DATABASE"
     echo "$url" >"$DIR/url"
     echo "$url"

@@ -594,28 +594,11 @@ start_failed() {
 }
 
 cmd_start() {
-    local owner="" rm_on_exit=0
     DIR=$1
     shift
-    while [[ $# -gt 0 ]]; do
-        case "$1" in
-            --owner-pid)
-                [[ $# -ge 2 ]] || usage
-                owner=$2
-                shift 2
-                ;;
-            --rm-on-owner-exit)
-                rm_on_exit=1
-                shift
-                ;;
-            *) usage ;;
-        esac
-    done
+    owner_options "$@"
     need_root
     check_deps
-    if [[ -n "$owner" ]] && ! { [[ "$owner" =~ ^[0-9]+$ ]] && alive "$owner"; }; then
-        die "--owner-pid $owner: no such process"
-    fi
     mkdir -p "$DIR"
     DIR=$(abs_dir "$DIR")
     [[ ${#DIR} -le 70 ]] || die "DIR path too long for Dovecot's unix sockets (${#DIR} > 70 chars): $DIR"
@@ -673,12 +656,7 @@ cmd_start() {
 
     seed_mail || start_failed "could not seed mail over LMTP"
 
-    if [[ -n "$owner" ]]; then
-        local ost
-        ost=$(proc_starttime "$owner")
-        setsid "$SELF" _watchdog "$DIR" "$owner" "$ost" "$rm_on_exit" </dev/null >>"$DIR/watchdog.log" 2>&1 &
-        disown || true
-    fi
+    start_watchdog "$DIR"
 
     cat >"$DIR/upstreams.env" <<EOF
 IMAP_PORT=$IMAP_PORT

@@ -33,7 +33,7 @@ pub use config::{Config, StoreConfig};
 pub use listener::{RunningServer, Server};
 pub use ops::http::{Status, serve as serve_status};
 pub use ops::metrics::{config_reload, install as install_metrics, run_upkeep as run_metrics_upkeep};
-pub use session::control::{SessionInfo, request as session_request, socket_path as session_socket_path};
+pub use session::control::{SessionInfo, request as session_request};
 pub use store::copy::copy as copy_store;
 pub use store::migrations::Backend as StoreKind;
 pub use store::postgres::Schema;

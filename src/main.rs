@@ -54,7 +54,8 @@ enum Command {
     #[command(flatten)]
     Admin(Box<AdminCommand>),
     /// The running proxy's logged-in sessions, through its control socket
-    /// beside the account store (`accounts.db` → `accounts.sessions.sock`, mode 0600).
+    /// (`[store] control_socket`, by default beside a SQLite store: `accounts.db` →
+    /// `accounts.sessions.sock`; mode 0600).
     #[command(subcommand)]
     Session(SessionCommand),
     /// The account store itself: its schema, and moving to PostgreSQL.

@@ -2,7 +2,8 @@
 # Sourced by scripts/upstreams.sh and scripts/postgres.sh: whether a process
 # lives, its start time (to tell a reused pid), and the watchdog that stops
 # a script's private servers once the process that started them is gone.
-# The sourcing script defines `say MESSAGE` and `cmd_stop DIR`; cmd_stop
+# The sourcing script defines `say MESSAGE`, `die MESSAGE`, `usage`, SELF
+# (its own path, for the detached watchdog) and `cmd_stop DIR`; cmd_stop
 # leaves the watchdog alone when PEC_WATCHDOG is set (the watchdog is the
 # one calling it).
 
@@ -39,4 +40,39 @@ cmd_watchdog() {
         sleep 0.5
     done
     rm -f "$dir/watchdog.pid"
+}
+
+# owner_options ARGS...: a start command's options, --owner-pid PID and
+# --rm-on-owner-exit, into OWNER and RM_ON_EXIT (anything else: usage);
+# the owner must be a live process.
+owner_options() {
+    OWNER="" RM_ON_EXIT=0
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --owner-pid)
+                [[ $# -ge 2 ]] || usage
+                OWNER=$2
+                shift 2
+                ;;
+            --rm-on-owner-exit)
+                RM_ON_EXIT=1
+                shift
+                ;;
+            *) usage ;;
+        esac
+    done
+    if [[ -n "$OWNER" ]] && ! { [[ "$OWNER" =~ ^[0-9]+$ ]] && alive "$OWNER"; }; then
+        die "--owner-pid $OWNER: no such process"
+    fi
+}
+
+# start_watchdog DIR: with an OWNER, the detached watchdog of DIR
+# (cmd_watchdog, through SELF's `_watchdog` command), logging to
+# DIR/watchdog.log.
+start_watchdog() {
+    [[ -n "$OWNER" ]] || return 0
+    local ost
+    ost=$(proc_starttime "$OWNER")
+    setsid "$SELF" _watchdog "$1" "$OWNER" "$ost" "$RM_ON_EXIT" </dev/null >>"$1/watchdog.log" 2>&1 &
+    disown || true
 }

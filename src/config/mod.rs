@@ -505,28 +505,25 @@ impl StoreConfig {
     /// `PGPASSWORD`, TLS as the URL's `sslmode` says, libpq's default
     /// `prefer` otherwise) or a SQLite file.
     pub fn from_argument(arg: &str) -> Self {
-        if arg.starts_with("postgres://") || arg.starts_with("postgresql://") {
+        let backend = if arg.starts_with("postgres://") || arg.starts_with("postgresql://") {
             let password = std::env::var("PGPASSWORD")
                 .ok()
                 .map(|p| Secret::new(p.into_bytes()));
-            return Self {
-                backend: StoreBackend::Postgres(PostgresConfig {
-                    url: arg.to_owned(),
-                    password,
-                    sslmode: None,
-                    ca: None,
-                    max_connections: 4,
-                    acquire_timeout: Duration::from_secs(10),
-                    statement_timeout: Duration::from_secs(600),
-                }),
-                control_socket: PathBuf::from("/run/pec-proxy/sessions.sock"),
-                fleet_key: None,
-            };
-        }
-        let path = PathBuf::from(arg);
+            StoreBackend::Postgres(PostgresConfig {
+                url: arg.to_owned(),
+                password,
+                sslmode: None,
+                ca: None,
+                max_connections: 4,
+                acquire_timeout: Duration::from_secs(10),
+                statement_timeout: Duration::from_secs(600),
+            })
+        } else {
+            StoreBackend::Sqlite(PathBuf::from(arg))
+        };
         Self {
-            control_socket: path.with_extension("sessions.sock"),
-            backend: StoreBackend::Sqlite(path),
+            control_socket: backend.default_control_socket(),
+            backend,
             fleet_key: None,
         }
     }
@@ -536,6 +533,18 @@ impl StoreConfig {
 pub enum StoreBackend {
     Sqlite(PathBuf),
     Postgres(PostgresConfig),
+}
+
+impl StoreBackend {
+    /// The control socket when `[store] control_socket` does not say:
+    /// beside a SQLite file (`accounts.db` → `accounts.sessions.sock`),
+    /// else `/run/pec-proxy/sessions.sock` (systemd's RuntimeDirectory).
+    pub fn default_control_socket(&self) -> PathBuf {
+        match self {
+            Self::Sqlite(path) => path.with_extension("sessions.sock"),
+            Self::Postgres(_) => PathBuf::from("/run/pec-proxy/sessions.sock"),
+        }
+    }
 }
 
 /// A PostgreSQL account store.

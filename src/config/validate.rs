@@ -141,10 +141,9 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let control_socket = match (&raw.control_socket, &backend) {
-            (Some(p), _) => self.path(p),
-            (None, StoreBackend::Sqlite(path)) => path.with_extension("sessions.sock"),
-            (None, StoreBackend::Postgres(_)) => PathBuf::from("/run/pec-proxy/sessions.sock"),
+        let control_socket = match &raw.control_socket {
+            Some(p) => self.path(p),
+            None => backend.default_control_socket(),
         };
         Some(StoreConfig {
             backend,

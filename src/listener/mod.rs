@@ -13,19 +13,19 @@ use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
+mod counting;
 mod proxied;
+mod ready;
+
+use counting::Counting;
+pub use ready::Ready;
 
 use crate::access::authenticator::Authenticator;
 use crate::access::client_limits::{ClientLimits, Refusal};
-use crate::access::counters::{CounterKey, CounterSink};
-use crate::access::fleet::{self, Fleet};
 use crate::access::gate::{Authority, Gate};
-use crate::access::penalty::Penalties;
-use crate::access::send_rate::{RATE_LIMITER_MAX_MAILBOXES, RateLimiter};
-use crate::config::{Config, PostgresConfig, StoreBackend, StoreConfig, TlsMode};
+use crate::config::{Config, TlsMode};
 use crate::imap::Imap;
 use crate::net::client_ip::is_trusted;
-use crate::ops::http::Readiness;
 use crate::ops::metrics as m;
 use crate::ops::shutdown::Shutdown;
 use crate::pop3::Pop3;
@@ -35,7 +35,7 @@ use crate::session::registry::Sessions;
 use crate::session::{ListenerContext, serve};
 use crate::smtp::Smtp;
 use crate::store::postgres::Schema;
-use crate::store::{CachedStore, Opened, PostgresStore, StoreError};
+use crate::store::{CachedStore, Opened, StoreError};
 use crate::tls::{self, TlsError};
 use crate::upstream::Upstream;
 
@@ -76,69 +76,6 @@ pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
 struct Generation {
     contexts: Vec<ListenerContext>,
     gate: Gate,
-}
-
-/// The counters every generation shares, made once at start: the
-/// brute-force penalty and the sending rate, and, with a PostgreSQL store,
-/// the transport that shares them with the rest of the fleet.
-struct Counting {
-    penalties: Arc<Penalties>,
-    send_rate: Arc<RateLimiter>,
-    _fleet: Option<Fleet>,
-}
-
-impl Counting {
-    /// With a PostgreSQL store, counted with the fleet's key and shared;
-    /// otherwise this node's alone.
-    async fn start(config: &Config) -> Result<Self, ServerError> {
-        let trusted = config.limits.trusted_networks.clone();
-        let per_minute = config.pec_checks.messages_per_minute;
-        let shared = match &config.store {
-            Some(StoreConfig {
-                backend: StoreBackend::Postgres(pg),
-                fleet_key: Some(secret),
-                ..
-            }) => {
-                let key = CounterKey::from_secret(secret.expose())
-                    .map_err(|e| ServerError::FleetKey(e.to_string()))?;
-                let pg = PostgresConfig {
-                    max_connections: 2,
-                    ..pg.clone()
-                };
-                Some((key, PostgresStore::open(&pg, Schema::MustBeCurrent).await?))
-            }
-            _ => None,
-        };
-        Ok(match shared {
-            None => Self {
-                penalties: Arc::new(Penalties::new(config.penalty.clone(), trusted)),
-                send_rate: Arc::new(RateLimiter::new(per_minute, RATE_LIMITER_MAX_MAILBOXES)),
-                _fleet: None,
-            },
-            Some((key, store)) => {
-                let (outbox, events) = fleet::outbox();
-                let sink: Arc<dyn CounterSink> = outbox;
-                let penalties = Arc::new(Penalties::replicated(
-                    config.penalty.clone(),
-                    trusted,
-                    key.clone(),
-                    Some(sink.clone()),
-                ));
-                let send_rate = Arc::new(RateLimiter::replicated(
-                    per_minute,
-                    RATE_LIMITER_MAX_MAILBOXES,
-                    key,
-                    Some(sink),
-                ));
-                let fleet = Fleet::start(store, events, penalties.clone(), send_rate.clone()).await;
-                Self {
-                    penalties,
-                    send_rate,
-                    _fleet: Some(fleet),
-                }
-            }
-        })
-    }
 }
 
 /// How often expired penalty records are dropped (the cap holds without it).
@@ -333,106 +270,6 @@ impl Server {
         let running = self.start();
         shutdown.await;
         running.drain(grace).await;
-    }
-}
-
-/// How long `/readyz` waits for the account store. Below the usual 5 s
-/// probe timeouts of Kubernetes and HAProxy.
-pub const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How long `/readyz` waits for one backend address to accept a connection.
-pub const BACKEND_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long a backend probe's answer is reused: a load balancer that checks
-/// every 2 s costs each backend one connection per 5 s per proxy.
-pub const BACKEND_PROBE_EVERY: Duration = Duration::from_secs(5);
-
-/// What `/readyz` checks of a running server: not draining, the current
-/// configuration's account store answers, and for each protocol with a
-/// listener at least one of its backend's addresses accepts a connection
-/// (a TCP connect, at most [`BACKEND_PROBE_TIMEOUT`] per address, its
-/// answer kept [`BACKEND_PROBE_EVERY`]).
-#[derive(Clone)]
-pub struct Ready {
-    shutdown: Shutdown,
-    gate: watch::Receiver<Gate>,
-    contexts: Vec<watch::Receiver<Arc<ListenerContext>>>,
-    backends: Arc<tokio::sync::Mutex<Option<Probed>>>,
-}
-
-/// A backend probe's answer, and when it was made.
-type Probed = (tokio::time::Instant, Result<(), &'static str>);
-
-impl Ready {
-    pub(crate) fn new(
-        shutdown: Shutdown,
-        gate: watch::Receiver<Gate>,
-        contexts: Vec<watch::Receiver<Arc<ListenerContext>>>,
-    ) -> Self {
-        Self {
-            shutdown,
-            gate,
-            contexts,
-            backends: Arc::default(),
-        }
-    }
-
-    /// The backends' answer, probed again once the last is too old (one
-    /// probe at a time: concurrent checks wait for it).
-    async fn backends(&self) -> Result<(), &'static str> {
-        let mut last = self.backends.lock().await;
-        if let Some((at, answer)) = *last {
-            if at.elapsed() < BACKEND_PROBE_EVERY {
-                return answer;
-            }
-        }
-        let mut upstreams: Vec<(Protocol, Upstream)> = Vec::new();
-        for ctx in &self.contexts {
-            let ctx = ctx.borrow().clone();
-            if !upstreams.iter().any(|(p, _)| *p == ctx.listener.protocol) {
-                upstreams.push((ctx.listener.protocol, ctx.upstream.clone()));
-            }
-        }
-        let mut answer = Ok(());
-        for (protocol, upstream) in upstreams {
-            let mut answers = false;
-            for one in upstream.candidates() {
-                let connect = TcpStream::connect(one.config.address.as_str());
-                if matches!(
-                    tokio::time::timeout(BACKEND_PROBE_TIMEOUT, connect).await,
-                    Ok(Ok(_))
-                ) {
-                    answers = true;
-                    break;
-                }
-            }
-            if !answers {
-                answer = Err(match protocol {
-                    Protocol::Imap => "no IMAP backend answers",
-                    Protocol::Pop3 => "no POP3 backend answers",
-                    Protocol::Smtp => "no SMTP backend answers",
-                });
-                break;
-            }
-        }
-        *last = Some((tokio::time::Instant::now(), answer));
-        answer
-    }
-}
-
-#[async_trait::async_trait]
-impl Readiness for Ready {
-    async fn check(&self) -> Result<(), &'static str> {
-        if self.shutdown.is_draining() {
-            return Err("draining");
-        }
-        let gate = self.gate.borrow().clone();
-        if let Authority::Store(auth) = gate.authority {
-            match tokio::time::timeout(STORE_PROBE_TIMEOUT, auth.store().generation()).await {
-                Ok(Ok(_)) => {}
-                _ => return Err("account store unavailable"),
-            }
-        }
-        self.backends().await
     }
 }
 

@@ -4,8 +4,10 @@
 //! proxy.
 //!
 //! Protection is the file system's: the socket is created mode 0600
-//! (owner only) next to the account database ([`socket_path`]), so whoever
-//! may end sessions is whoever may already change the accounts (and root).
+//! (owner only) where `[store] control_socket` says (by default beside a
+//! SQLite database, [`crate::config::StoreBackend::default_control_socket`]),
+//! so whoever may end sessions is whoever may already change the accounts
+//! (and root).
 //! Nothing on the network reaches it, unlike the status listener, which a
 //! private network may scrape without credentials.
 //!
@@ -15,7 +17,7 @@
 //! [`MAX_CONNECTIONS`] requests at once.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,12 +36,6 @@ pub const MAX_REQUEST: u64 = 1024;
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests served at once; beyond, new connections are closed.
 pub const MAX_CONNECTIONS: usize = 8;
-
-/// The control socket of the proxy whose account store is `store`, in
-/// the same directory: `accounts.db` → `accounts.sessions.sock`.
-pub fn socket_path(store: &Path) -> PathBuf {
-    store.with_extension("sessions.sock")
-}
 
 /// One live session, as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

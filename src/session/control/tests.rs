@@ -19,7 +19,7 @@ fn entry(mailbox: &str, collaborator: Option<&str>, credential: Option<Credentia
 #[tokio::test]
 async fn list_and_end_over_the_socket() {
     let dir = tempfile::tempdir().unwrap();
-    let path = socket_path(&dir.path().join("accounts.db"));
+    let path = crate::config::StoreBackend::Sqlite(dir.path().join("accounts.db")).default_control_socket();
     assert!(path.ends_with("accounts.sessions.sock"));
     let sessions = Sessions::new();
     let mut owner = sessions.register(entry(
